@@ -1,0 +1,23 @@
+// Package accounts owns Tether's identities: the operator, the system
+// account, the CLOUD account and one account per edge (EDGE_<name>), with
+// their NKeys, JWTs and user credentials, kept in an on-disk store.
+//
+// Store layout (directory 0700; every seed, key and creds file 0600):
+//
+//	fabric.json                      hub URLs handed to edges in bundles
+//	operator/operator.nk             operator identity seed
+//	operator/signing.nk              operator signing seed (signs accounts)
+//	operator/operator.jwt
+//	accounts/<NAME>/account.nk       account identity seed
+//	accounts/<NAME>/signing.nk       account signing seed (signs users)
+//	accounts/<NAME>/account.jwt
+//	users/sys.creds, users/cloud.creds
+//	edges/<name>/leaf.creds          the edge's leaf user
+//	pki/ca.pem, pki/ca-key.pem       fabric CA
+//	pki/hub.pem, pki/hub-key.pem     hub certificate (server and client auth)
+//
+// Invariants: the operator has StrictSigningKeyUsage, so accounts are only
+// valid when signed by the operator signing key; edge names are lowercase
+// DNS labels; an edge account's JWT names only that edge's subjects, and the
+// CLOUD account's JWT does not grow with the number of edges.
+package accounts

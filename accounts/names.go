@@ -1,0 +1,34 @@
+package accounts
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+)
+
+// Well-known account names.
+const (
+	SystemAccountName = "SYS"
+	CloudAccountName  = "CLOUD"
+	edgeAccountPrefix = "EDGE_"
+)
+
+// ErrInvalidEdgeName reports an edge name that is not a lowercase DNS label.
+var ErrInvalidEdgeName = errors.New("invalid edge name")
+
+var edgeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidateEdgeName checks that name is a lowercase DNS label: 1 to 63
+// characters from a-z, 0-9 and '-', not starting or ending with '-'.
+func ValidateEdgeName(name string) error {
+	if !edgeNameRE.MatchString(name) {
+		return fmt.Errorf("%w %q: want a lowercase DNS label (1-63 of a-z, 0-9, '-', not starting or ending with '-'), e.g. plant-7", ErrInvalidEdgeName, name)
+	}
+	return nil
+}
+
+// EdgeAccountName returns the account name of an edge: EDGE_<name>.
+func EdgeAccountName(edge string) string { return edgeAccountPrefix + edge }
+
+// EdgeDomain returns the JetStream domain of an edge: edge-<name>.
+func EdgeDomain(edge string) string { return "edge-" + edge }

@@ -1,0 +1,170 @@
+package accounts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ErrPushIncomplete reports a push that not every hub acknowledged.
+var ErrPushIncomplete = errors.New("not every hub acknowledged the update")
+
+// PushResult is one hub's answer to a JWT update.
+type PushResult struct {
+	Hub     string `json:"hub"`
+	OK      bool   `json:"ok"`
+	Message string `json:"message"`
+}
+
+type claimUpdateResponse struct {
+	Server struct {
+		Name string `json:"name"`
+	} `json:"server"`
+	Data *struct {
+		Message string `json:"message"`
+	} `json:"data"`
+	Error *struct {
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// Hubs asks every hub reachable through nc (a system-account connection)
+// for its name. It gathers answers until quiet passes without a new one or
+// ctx ends.
+func Hubs(ctx context.Context, nc *nats.Conn, quiet time.Duration) ([]string, error) {
+	var names []string
+	err := gather(ctx, nc, "$SYS.REQ.SERVER.PING", nil, quiet, 0, func(data []byte) {
+		var r struct {
+			Server struct {
+				Name string `json:"name"`
+			} `json:"server"`
+		}
+		if json.Unmarshal(data, &r) == nil && r.Server.Name != "" {
+			names = append(names, r.Server.Name)
+		}
+	})
+	sort.Strings(names)
+	return names, err
+}
+
+// Push sends an account JWT to every hub's resolver through nc (a
+// system-account connection) and collects each answer. It waits for the
+// named hubs until ctx ends; hubs that did not answer are returned with
+// OK false, and the error wraps ErrPushIncomplete. They converge later
+// through the resolvers' own synchronisation.
+func Push(ctx context.Context, nc *nats.Conn, accountJWT string, hubs []string) ([]PushResult, error) {
+	got := map[string]PushResult{}
+	err := gather(ctx, nc, "$SYS.REQ.CLAIMS.UPDATE", []byte(accountJWT), 0, len(hubs), func(data []byte) {
+		var r claimUpdateResponse
+		if err := json.Unmarshal(data, &r); err != nil {
+			return
+		}
+		res := PushResult{Hub: r.Server.Name, OK: r.Error == nil}
+		switch {
+		case r.Error != nil:
+			res.Message = r.Error.Description
+		case r.Data != nil:
+			res.Message = r.Data.Message
+		}
+		got[res.Hub] = res
+	})
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return nil, err
+	}
+	var out []PushResult
+	var missing, failed []string
+	for _, h := range hubs {
+		r, ok := got[h]
+		if !ok {
+			r = PushResult{Hub: h, Message: "no answer"}
+			missing = append(missing, h)
+		} else if !r.OK {
+			failed = append(failed, h+": "+r.Message)
+		}
+		out = append(out, r)
+		delete(got, h)
+	}
+	for _, r := range got { // hubs that answered but were not expected
+		out = append(out, r)
+	}
+	if len(missing) > 0 || len(failed) > 0 {
+		return out, fmt.Errorf("%w: no answer from %v, refused by %v", ErrPushIncomplete, missing, failed)
+	}
+	return out, nil
+}
+
+// gather publishes a request and hands every reply to fn until want replies
+// arrived (want > 0), quiet passed without a reply (quiet > 0), or ctx ends.
+func gather(ctx context.Context, nc *nats.Conn, subj string, data []byte, quiet time.Duration, want int, fn func([]byte)) error {
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", inbox, err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest(subj, inbox, data); err != nil {
+		return fmt.Errorf("publish %s: %w", subj, err)
+	}
+	for n := 0; want == 0 || n < want; n++ {
+		wait := time.Hour
+		if d, ok := ctx.Deadline(); ok {
+			wait = time.Until(d)
+		}
+		if quiet > 0 && n > 0 && quiet < wait {
+			wait = quiet
+		}
+		if wait <= 0 {
+			return ctx.Err()
+		}
+		m, err := sub.NextMsg(wait)
+		if errors.Is(err, nats.ErrTimeout) {
+			if quiet > 0 && n > 0 {
+				return nil
+			}
+			return context.DeadlineExceeded
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", subj, err)
+		}
+		fn(m.Data)
+	}
+	return nil
+}
+
+// ConnectSystem connects to a hub as the system user, verifying the hub
+// against the store's CA.
+func (s *Store) ConnectSystem(url string, opts ...nats.Option) (*nats.Conn, error) {
+	base := []nats.Option{
+		nats.Name("tether-admin"),
+		nats.UserCredentials(s.SystemCredsFile()),
+		nats.RootCAs(s.CAFile()),
+		nats.Timeout(5 * time.Second),
+	}
+	nc, err := nats.Connect(url, append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to hub %s as system user: %w", url, err)
+	}
+	return nc, nil
+}
+
+// PushAccount pushes the named account's JWT to every hub that answers a
+// ping through nc within ctx.
+func (s *Store) PushAccount(ctx context.Context, nc *nats.Conn, name string) ([]PushResult, error) {
+	acc, err := s.Account(name)
+	if err != nil {
+		return nil, err
+	}
+	hubs, err := Hubs(ctx, nc, 250*time.Millisecond)
+	if err != nil {
+		return nil, fmt.Errorf("find hubs: %w", err)
+	}
+	if len(hubs) == 0 {
+		return nil, fmt.Errorf("push %s: no hub answered", name)
+	}
+	return Push(ctx, nc, acc.JWT, hubs)
+}

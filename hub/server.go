@@ -1,0 +1,231 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/internal/natslog"
+	"github.com/tether-fabric/tether/internal/pki"
+	"github.com/tether-fabric/tether/internal/securefile"
+)
+
+// readyTimeout bounds how long Start waits for the listeners.
+const readyTimeout = 15 * time.Second
+
+// Server is a running (or startable) hub.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	ns   *server.Server
+	opts *server.Options
+
+	shutdownOnce sync.Once
+}
+
+// New validates cfg and returns a hub ready to Start. It does no I/O.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("hub config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, log: log.With("hub", cfg.Name)}, nil
+}
+
+// Start loads the store, starts the embedded server and returns once its
+// listeners accept connections. JetStream in a cluster may still be electing
+// a leader; use WaitJetStream for that.
+func (s *Server) Start(ctx context.Context) error {
+	if s.ns != nil {
+		return errors.New("hub already started")
+	}
+	store, err := accounts.Open(s.cfg.Store)
+	if err != nil {
+		return err
+	}
+	m, err := loadMaterial(store)
+	if err != nil {
+		return err
+	}
+	opts, err := buildOptions(s.cfg, m)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	res, err := server.NewDirAccResolver(filepath.Join(s.cfg.DataDir, "jwt"), 0, time.Minute, server.RenameDeleted,
+		server.FetchTimeout(2*time.Second))
+	if err != nil {
+		return fmt.Errorf("account resolver: %w", err)
+	}
+	accs, err := store.Accounts()
+	if err != nil {
+		return err
+	}
+	for _, a := range accs {
+		if err := res.Store(a.Pub, a.JWT); err != nil {
+			return fmt.Errorf("preload account %s: %w", a.Name, err)
+		}
+	}
+	opts.AccountResolver = res
+
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("hub %s: %w", s.cfg.Name, err)
+	}
+	ns.SetLoggerV2(natslog.New(s.log), false, false, false)
+	s.ns, s.opts = ns, opts
+	go ns.Start()
+	deadline := readyTimeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < deadline {
+		deadline = time.Until(d)
+	}
+	if !ns.ReadyForConnections(deadline) {
+		ns.Shutdown()
+		return fmt.Errorf("hub %s: listeners not ready after %s", s.cfg.Name, deadline)
+	}
+	s.log.Info("hub ready", "client", s.ClientURL(), "leaf", s.LeafURL(), "websocket", s.WebsocketURL(),
+		"cluster", s.cfg.Cluster.Listen != "")
+	return nil
+}
+
+func loadMaterial(store *accounts.Store) (material, error) {
+	ojwt, err := store.OperatorJWT()
+	if err != nil {
+		return material{}, err
+	}
+	oc, err := jwt.DecodeOperatorClaims(ojwt)
+	if err != nil {
+		return material{}, fmt.Errorf("decode operator JWT: %w", err)
+	}
+	caPEM, err := os.ReadFile(store.CAFile())
+	if err != nil {
+		return material{}, fmt.Errorf("read CA: %w", err)
+	}
+	certPEM, err := os.ReadFile(store.HubCertFile())
+	if err != nil {
+		return material{}, fmt.Errorf("read hub certificate: %w", err)
+	}
+	keyPEM, err := securefile.Read(store.HubKeyFile())
+	if err != nil {
+		return material{}, fmt.Errorf("read hub key: %w", err)
+	}
+	pool, err := pki.Pool(caPEM)
+	if err != nil {
+		return material{}, fmt.Errorf("%s: %w", store.CAFile(), err)
+	}
+	serverTLS, err := pki.ServerTLS(certPEM, keyPEM, nil)
+	if err != nil {
+		return material{}, err
+	}
+	routeTLS, err := pki.ServerTLS(certPEM, keyPEM, pool)
+	if err != nil {
+		return material{}, err
+	}
+	return material{operator: oc, serverTLS: serverTLS, routeTLS: routeTLS}, nil
+}
+
+// WaitJetStream waits until JetStream is usable on this hub (in a cluster:
+// a meta leader is elected and this hub is current).
+func (s *Server) WaitJetStream(ctx context.Context) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		hs := s.ns.Healthz(&server.HealthzOptions{JSMetaOnly: true})
+		if hs.Status == "ok" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hub %s: JetStream not ready: %s: %w", s.cfg.Name, hs.Error, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Shutdown stops the hub; with LameDuck set it first moves clients and
+// edges away. It is safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.ns == nil {
+		return nil
+	}
+	s.shutdownOnce.Do(func() {
+		done := make(chan struct{})
+		go func() {
+			if s.cfg.LameDuck > 0 {
+				s.ns.LameDuckShutdown()
+			} else {
+				s.ns.Shutdown()
+			}
+			s.ns.WaitForShutdown()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.ns.Shutdown()
+			<-done
+		}
+		s.log.Info("hub stopped")
+	})
+	return nil
+}
+
+// NATS returns the embedded server, for monitoring calls.
+func (s *Server) NATS() *server.Server { return s.ns }
+
+// ClientURL is the hub's client URL (TLS).
+func (s *Server) ClientURL() string {
+	return fmt.Sprintf("tls://%s:%d", dialHost(s.opts.Host), s.opts.Port)
+}
+
+// LeafURL is the URL edges use for a TLS leafnode connection.
+func (s *Server) LeafURL() string {
+	return fmt.Sprintf("tls://%s:%d", dialHost(s.opts.LeafNode.Host), s.opts.LeafNode.Port)
+}
+
+// WebsocketURL is the URL edges use for a WebSocket-TLS leafnode
+// connection, or "" when the listener is off.
+func (s *Server) WebsocketURL() string {
+	if s.cfg.WebsocketListen == Off {
+		return ""
+	}
+	return fmt.Sprintf("wss://%s:%d", dialHost(s.opts.Websocket.Host), s.opts.Websocket.Port)
+}
+
+// RouteURL is the URL other hubs use to route to this one, or "".
+func (s *Server) RouteURL() string {
+	if s.cfg.Cluster.Listen == "" {
+		return ""
+	}
+	return fmt.Sprintf("tls://%s:%d", dialHost(s.opts.Cluster.Host), s.opts.Cluster.Port)
+}
+
+// MonitorURL is the monitoring endpoint's base URL, or "".
+func (s *Server) MonitorURL() string {
+	if s.cfg.MonitorListen == Off {
+		return ""
+	}
+	return fmt.Sprintf("http://%s:%d", dialHost(s.opts.HTTPHost), s.ns.MonitorAddr().Port)
+}
+
+// dialHost turns a listen host into one a local client can dial.
+func dialHost(host string) string {
+	switch host {
+	case "", "0.0.0.0", "::":
+		return "127.0.0.1"
+	}
+	return host
+}

@@ -1,0 +1,44 @@
+// Package natslog adapts nats-server's logger interface to log/slog.
+//
+// Invariant: Fatalf logs at error level and never exits the process; the
+// binary, not the embedded server, decides when to stop.
+package natslog
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+)
+
+// Logger implements server.Logger on top of a *slog.Logger.
+type Logger struct {
+	L *slog.Logger
+}
+
+// New returns an adapter that logs through l.
+func New(l *slog.Logger) *Logger { return &Logger{L: l} }
+
+func (a *Logger) log(level slog.Level, format string, v ...any) {
+	if !a.L.Enabled(context.Background(), level) {
+		return
+	}
+	a.L.Log(context.Background(), level, fmt.Sprintf(format, v...))
+}
+
+// Noticef logs at info level.
+func (a *Logger) Noticef(format string, v ...any) { a.log(slog.LevelInfo, format, v...) }
+
+// Warnf logs at warn level.
+func (a *Logger) Warnf(format string, v ...any) { a.log(slog.LevelWarn, format, v...) }
+
+// Fatalf logs at error level; it does not exit.
+func (a *Logger) Fatalf(format string, v ...any) { a.log(slog.LevelError, format, v...) }
+
+// Errorf logs at error level.
+func (a *Logger) Errorf(format string, v ...any) { a.log(slog.LevelError, format, v...) }
+
+// Debugf logs at debug level.
+func (a *Logger) Debugf(format string, v ...any) { a.log(slog.LevelDebug, format, v...) }
+
+// Tracef logs below debug level.
+func (a *Logger) Tracef(format string, v ...any) { a.log(slog.LevelDebug-4, format, v...) }

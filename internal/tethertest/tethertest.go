@@ -1,0 +1,237 @@
+// Package tethertest starts real Tether hubs and edges in process for tests:
+// every server listens on a free loopback port, keeps its data in
+// t.TempDir() and is shut down by t.Cleanup.
+package tethertest
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/hub"
+	"github.com/tether-fabric/tether/leaf"
+)
+
+// NewStore creates an identity store for hubs on loopback. Its fabric hub
+// URLs are placeholders; bundles made with Bundle point at real hubs.
+func NewStore(t testing.TB) *accounts.Store {
+	t.Helper()
+	opts := accounts.DefaultInitOptions()
+	s, err := accounts.Init(filepath.Join(t.TempDir(), "store"), opts)
+	if err != nil {
+		t.Fatalf("init store: %v", err)
+	}
+	return s
+}
+
+// HubConfig returns a hub config on free loopback ports for store.
+func HubConfig(t testing.TB, store *accounts.Store, name string) hub.Config {
+	t.Helper()
+	c := hub.Defaults()
+	c.Name = name
+	c.Store = store.Dir()
+	c.DataDir = filepath.Join(t.TempDir(), name)
+	c.Listen = "127.0.0.1:0"
+	c.LeafListen = "127.0.0.1:0"
+	c.WebsocketListen = "127.0.0.1:0"
+	c.MonitorListen = "127.0.0.1:0"
+	return c
+}
+
+// RunHub starts a hub with the given config.
+func RunHub(t testing.TB, c hub.Config, log *slog.Logger) *hub.Server {
+	t.Helper()
+	h, err := hub.New(c, log)
+	if err != nil {
+		t.Fatalf("new hub: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := h.Start(ctx); err != nil {
+		t.Fatalf("start hub: %v", err)
+	}
+	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	return h
+}
+
+// RunCluster starts n hubs routed to each other and waits for JetStream.
+func RunCluster(t testing.TB, store *accounts.Store, n int) []*hub.Server {
+	t.Helper()
+	var hubs []*hub.Server
+	var routes []string
+	for i := 0; i < n; i++ {
+		c := HubConfig(t, store, "hub-"+string(rune('1'+i)))
+		c.Cluster.Listen = "127.0.0.1:0"
+		c.Cluster.Routes = append([]string(nil), routes...)
+		h := RunHub(t, c, nil)
+		hubs = append(hubs, h)
+		routes = append(routes, h.RouteURL())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, h := range hubs {
+		if err := h.WaitJetStream(ctx); err != nil {
+			t.Fatalf("cluster: %v", err)
+		}
+	}
+	return hubs
+}
+
+// WriteBundle adds edge to the store (if needed) and writes its bundle,
+// pointed at the given hubs, to a 0600 file; it returns the file's path.
+func WriteBundle(t testing.TB, store *accounts.Store, edge string, hubs ...*hub.Server) string {
+	t.Helper()
+	if _, err := store.Edge(edge); err != nil {
+		if _, err := store.AddEdge(edge); err != nil {
+			t.Fatalf("add edge: %v", err)
+		}
+		PushAccount(t, store, accounts.EdgeAccountName(edge), hubs...)
+	}
+	b, err := store.Bundle(edge)
+	if err != nil {
+		t.Fatalf("bundle: %v", err)
+	}
+	b.HubURLs, b.WebsocketURLs = nil, nil
+	for _, h := range hubs {
+		b.HubURLs = append(b.HubURLs, h.LeafURL())
+		b.WebsocketURLs = append(b.WebsocketURLs, h.WebsocketURL())
+	}
+	path := filepath.Join(t.TempDir(), edge+".bundle")
+	if err := accounts.WriteBundle(path, b); err != nil {
+		t.Fatalf("write bundle: %v", err)
+	}
+	return path
+}
+
+// PushAccount pushes the named account to the hubs through the first one
+// and fails the test unless every hub acknowledged it.
+func PushAccount(t testing.TB, store *accounts.Store, name string, hubs ...*hub.Server) {
+	t.Helper()
+	if len(hubs) == 0 {
+		return
+	}
+	nc, err := store.ConnectSystem(hubs[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := store.PushAccount(ctx, nc, name)
+	if err != nil {
+		t.Fatalf("push %s: %v (%+v)", name, err, res)
+	}
+	if len(res) != len(hubs) {
+		t.Fatalf("push %s: %d hubs answered, want %d: %+v", name, len(res), len(hubs), res)
+	}
+}
+
+// LeafConfig returns an edge config on a free loopback port.
+func LeafConfig(t testing.TB, bundle string) leaf.Config {
+	t.Helper()
+	c := leaf.Defaults()
+	c.Bundle = bundle
+	c.DataDir = t.TempDir()
+	c.Listen = "127.0.0.1:0"
+	c.ReconnectInterval = 250 * time.Millisecond
+	return c
+}
+
+// RunLeaf starts an edge with the given config; it does not wait for the link.
+func RunLeaf(t testing.TB, c leaf.Config, log *slog.Logger) *leaf.Server {
+	t.Helper()
+	l, err := leaf.New(c, log)
+	if err != nil {
+		t.Fatalf("new leaf: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := l.Start(ctx); err != nil {
+		t.Fatalf("start leaf: %v", err)
+	}
+	t.Cleanup(func() { _ = l.Shutdown(context.Background()) })
+	return l
+}
+
+// WaitLinked waits up to d for the edge's link to be up.
+func WaitLinked(t testing.TB, l *leaf.Server, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := l.WaitLinked(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ConnectCloud connects to a hub with the store's cloud user.
+func ConnectCloud(t testing.TB, store *accounts.Store, h *hub.Server) *nats.Conn {
+	t.Helper()
+	return Connect(t, h.ClientURL(), nats.UserCredentials(store.CloudCredsFile()), nats.RootCAs(store.CAFile()))
+}
+
+// Connect dials url and closes the connection at cleanup.
+func Connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Timeout(5 * time.Second)}, opts...)...)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// WaitFor polls cond every 20ms until it returns nil or d passes, then
+// fails the test with cond's last error.
+func WaitFor(t testing.TB, d time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", d, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// LogBuffer is a concurrency-safe log sink for asserting log lines.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Logger returns a debug-level text logger writing into the buffer.
+func (b *LogBuffer) Logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// Contains reports whether any logged line contains s.
+func (b *LogBuffer) Contains(s string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Contains(b.buf.String(), s)
+}
+
+// String returns everything logged so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,106 @@
+package leaf
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tether-fabric/tether/internal/netaddr"
+)
+
+// Transports an edge can use to reach the hubs.
+const (
+	TransportTLS       = "tls"
+	TransportWebsocket = "websocket"
+)
+
+// Config configures an edge. The zero value of a field means its default
+// where a default is stated.
+type Config struct {
+	// Bundle is the path of the edge bundle written by 'tether edge add'.
+	// Required; it must be mode 0600.
+	Bundle string `mapstructure:"bundle"`
+	// DataDir holds the edge's JetStream store. Required.
+	DataDir string `mapstructure:"data_dir"`
+	// Listen is the local client address. Default "127.0.0.1:4222";
+	// port 0 picks a free port. A non-loopback host needs AllowRemoteClients.
+	Listen string `mapstructure:"listen"`
+	// AllowRemoteClients permits Listen on a non-loopback address. Default
+	// false: nothing at the site but this host can reach the edge.
+	AllowRemoteClients bool `mapstructure:"allow_remote_clients"`
+	// Transport is how the edge reaches the hubs: "tls" (leafnode port,
+	// default) or "websocket" (WebSocket-TLS, e.g. on 443 through proxies).
+	Transport string `mapstructure:"transport"`
+	// PingInterval is how often the link is pinged when idle. Default 2s;
+	// with MaxPingsOut 2 a dead link is noticed within about 6s.
+	PingInterval time.Duration `mapstructure:"ping_interval"`
+	// MaxPingsOut is how many pings may go unanswered. Default 2.
+	MaxPingsOut int `mapstructure:"max_pings_out"`
+	// ReconnectInterval is the base delay between attempts to reach a hub;
+	// each attempt waits between it and twice it (jitter). Default 2s.
+	ReconnectInterval time.Duration `mapstructure:"reconnect_interval"`
+	// SyncInterval bounds how long acknowledged JetStream data may sit in
+	// the OS page cache before fsync: what a power loss can cost. Default 1s.
+	SyncInterval time.Duration `mapstructure:"sync_interval"`
+	// SyncAlways fsyncs before every acknowledgement (slow, lossless).
+	SyncAlways bool `mapstructure:"sync_always"`
+	// Compression of the link: off, s2_fast, s2_better, s2_best, s2_auto.
+	// Default "s2_fast": edges usually sit behind metered or slow links;
+	// set "off" on a fast LAN to save CPU.
+	Compression string `mapstructure:"compression"`
+}
+
+// Defaults returns the default configuration.
+func Defaults() Config {
+	return Config{
+		Listen:            "127.0.0.1:4222",
+		Transport:         TransportTLS,
+		PingInterval:      2 * time.Second,
+		MaxPingsOut:       2,
+		ReconnectInterval: 2 * time.Second,
+		SyncInterval:      time.Second,
+		Compression:       "s2_fast",
+	}
+}
+
+var compressionModes = map[string]bool{
+	"off": true, "s2_fast": true, "s2_better": true, "s2_best": true, "s2_auto": true, "s2_uncompressed": true,
+}
+
+// Validate reports every problem in c, each naming its field.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if c.Bundle == "" {
+		add("bundle", "must name the bundle file written by 'tether edge add'")
+	}
+	if c.DataDir == "" {
+		add("data_dir", "must name a directory for the edge's store")
+	}
+	if host, _, err := netaddr.Split(c.Listen); err != nil {
+		add("listen", "%v", err)
+	} else if !netaddr.IsLoopback(host) && !c.AllowRemoteClients {
+		add("listen", "%q is not a loopback address; set allow_remote_clients to accept clients from the network", c.Listen)
+	}
+	if c.Transport != TransportTLS && c.Transport != TransportWebsocket {
+		add("transport", "%q: want %q or %q", c.Transport, TransportTLS, TransportWebsocket)
+	}
+	if c.PingInterval <= 0 {
+		add("ping_interval", "must be > 0, got %s", c.PingInterval)
+	}
+	if c.MaxPingsOut <= 0 {
+		add("max_pings_out", "must be > 0, got %d", c.MaxPingsOut)
+	}
+	if c.ReconnectInterval <= 0 {
+		add("reconnect_interval", "must be > 0, got %s", c.ReconnectInterval)
+	}
+	if c.SyncInterval <= 0 && !c.SyncAlways {
+		add("sync_interval", "must be > 0, got %s", c.SyncInterval)
+	}
+	if !compressionModes[c.Compression] {
+		add("compression", "%q: want one of off, s2_fast, s2_better, s2_best, s2_auto", c.Compression)
+	}
+	return errors.Join(errs...)
+}

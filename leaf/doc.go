@@ -1,0 +1,13 @@
+// Package leaf runs a Tether edge site: an embedded nats-server that
+// listens only on loopback, keeps its own JetStream domain (edge-<name>) on
+// disk, and dials out to the hubs as a NATS leaf node authenticated by the
+// edge's user JWT, over TLS or WebSocket-TLS, verifying the hubs against the
+// fabric CA from its bundle.
+//
+// Invariants: New validates and does no I/O; Start returns once local
+// clients can connect and JetStream is up, whether or not the hub is
+// reachable; the link state is observable through Link at all times;
+// Shutdown is idempotent. No listener binds a non-loopback address unless
+// the configuration explicitly allows it. The creds never reach disk outside
+// the bundle and never reach a log.
+package leaf

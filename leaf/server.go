@@ -1,0 +1,257 @@
+package leaf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/internal/natslog"
+	"github.com/tether-fabric/tether/internal/pki"
+)
+
+const (
+	readyTimeout = 15 * time.Second
+	// linkPoll is how often the link state is sampled; it bounds how stale
+	// Link can be.
+	linkPoll = 100 * time.Millisecond
+)
+
+// Server is a running (or startable) edge.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	ns     *server.Server
+	opts   *server.Options
+	bundle *accounts.Bundle
+	nc     *nats.Conn
+
+	mu   sync.Mutex
+	link Link
+
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	shutdownOnce sync.Once
+}
+
+// Link is the state of the edge's connection to the hubs.
+type Link struct {
+	// Connected is true while a leaf connection to a hub is up.
+	Connected bool `json:"connected"`
+	// Since is when the link last changed state (or when the edge started).
+	Since time.Time `json:"since"`
+	// Hub is the address of the hub the edge is attached to, if connected.
+	Hub string `json:"hub,omitempty"`
+	// RTT is the last measured round-trip time to the hub.
+	RTT string `json:"rtt,omitempty"`
+	// Transport is "tls" or "websocket".
+	Transport string `json:"transport"`
+	// Compression is the negotiated compression mode, if connected.
+	Compression string `json:"compression,omitempty"`
+}
+
+// New validates cfg and returns an edge ready to Start. It does no I/O.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("leaf config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, log: log}, nil
+}
+
+// Start loads the bundle, starts the embedded server and the link monitor,
+// and returns once local clients can connect. It does not wait for the hub.
+func (s *Server) Start(ctx context.Context) error {
+	if s.ns != nil {
+		return errors.New("leaf already started")
+	}
+	b, err := accounts.LoadBundle(s.cfg.Bundle)
+	if err != nil {
+		return err
+	}
+	s.bundle = b
+	s.log = s.log.With("edge", b.Edge)
+	sign, err := signer(b.Creds)
+	if err != nil {
+		return fmt.Errorf("bundle %s: creds: %w", s.cfg.Bundle, err)
+	}
+	pool, err := pki.Pool([]byte(b.CA))
+	if err != nil {
+		return fmt.Errorf("bundle %s: ca: %w", s.cfg.Bundle, err)
+	}
+	opts, err := buildOptions(s.cfg, b, sign, pki.ClientTLS(pool))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
+	}
+	ns.SetLoggerV2(natslog.New(s.log), false, false, false)
+	s.ns, s.opts = ns, opts
+	go ns.Start()
+	wait := readyTimeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
+		wait = time.Until(d)
+	}
+	if !ns.ReadyForConnections(wait) {
+		ns.Shutdown()
+		return fmt.Errorf("edge %s: local listener not ready after %s", b.Edge, wait)
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-leaf"), nats.MaxReconnects(-1))
+	if err != nil {
+		ns.Shutdown()
+		return fmt.Errorf("edge %s: in-process connection: %w", b.Edge, err)
+	}
+	s.nc = nc
+	s.link = Link{Since: time.Now(), Transport: s.cfg.Transport}
+	if err := s.startStatusService(); err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return err
+	}
+	mctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.watchLink(mctx)
+	}()
+	s.log.Info("edge ready", "client", s.ClientURL(), "domain", b.Domain, "transport", s.cfg.Transport, "hubs", s.hubURLs())
+	return nil
+}
+
+func (s *Server) hubURLs() []string {
+	if s.cfg.Transport == TransportWebsocket {
+		return s.bundle.WebsocketURLs
+	}
+	return s.bundle.HubURLs
+}
+
+// signer returns a nonce-signing callback for the creds; the seed stays in
+// memory and is never written anywhere else.
+func signer(creds string) (server.SignatureHandler, error) {
+	ujwt, err := jwt.ParseDecoratedJWT([]byte(creds))
+	if err != nil {
+		return nil, err
+	}
+	kp, err := jwt.ParseDecoratedUserNKey([]byte(creds))
+	if err != nil {
+		return nil, err
+	}
+	return func(nonce []byte) (string, []byte, error) {
+		sig, err := kp.Sign(nonce)
+		return ujwt, sig, err
+	}, nil
+}
+
+// watchLink samples the leaf connection and logs every change.
+func (s *Server) watchLink(ctx context.Context) {
+	t := time.NewTicker(linkPoll)
+	defer t.Stop()
+	for {
+		s.sampleLink()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) sampleLink() {
+	lz, err := s.ns.Leafz(nil)
+	next := Link{Transport: s.cfg.Transport}
+	if err == nil && len(lz.Leafs) > 0 {
+		l := lz.Leafs[0]
+		next.Connected = true
+		next.Hub = fmt.Sprintf("%s:%d", l.IP, l.Port)
+		next.RTT = l.RTT
+		next.Compression = l.Compression
+	}
+	s.mu.Lock()
+	prev := s.link
+	next.Since = prev.Since
+	if next.Connected != prev.Connected || next.Hub != prev.Hub {
+		next.Since = time.Now()
+	}
+	s.link = next
+	s.mu.Unlock()
+	switch {
+	case next.Connected && (!prev.Connected || prev.Hub != next.Hub):
+		s.log.Info("link up", "remote", next.Hub, "rtt", next.RTT, "compression", next.Compression)
+	case !next.Connected && prev.Connected:
+		s.log.Warn("link down", "remote", prev.Hub, "was_up_for", time.Since(prev.Since).Round(time.Millisecond).String())
+	}
+}
+
+// Link returns the current link state, at most linkPoll old.
+func (s *Server) Link() Link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.link
+}
+
+// WaitLinked waits until the link to a hub is up.
+func (s *Server) WaitLinked(ctx context.Context) error {
+	t := time.NewTicker(linkPoll / 2)
+	defer t.Stop()
+	for {
+		if s.ns.NumLeafNodes() > 0 {
+			s.sampleLink()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("edge %s: link to hub not up: %w", s.bundle.Edge, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Edge returns the edge's name (after Start).
+func (s *Server) Edge() string { return s.bundle.Edge }
+
+// Domain returns the edge's JetStream domain (after Start).
+func (s *Server) Domain() string { return s.bundle.Domain }
+
+// ClientURL is the local client URL.
+func (s *Server) ClientURL() string {
+	return fmt.Sprintf("nats://%s:%d", s.opts.Host, s.opts.Port)
+}
+
+// NATS returns the embedded server, for monitoring calls.
+func (s *Server) NATS() *server.Server { return s.ns }
+
+// Shutdown stops the edge. It is safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.ns == nil {
+		return nil
+	}
+	s.shutdownOnce.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+		}
+		s.wg.Wait()
+		if s.nc != nil {
+			s.nc.Close()
+		}
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+		s.log.Info("edge stopped")
+	})
+	return nil
+}

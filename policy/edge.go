@@ -1,0 +1,67 @@
+package policy
+
+import (
+	"github.com/nats-io/jwt/v2"
+)
+
+// Subjects of the data-path contract. Local subjects are what clients at an
+// edge use; cloud subjects are what cloud applications use.
+const (
+	LocalTelemetry = "telemetry.>"
+	LocalCommands  = "cmd.>"
+	LocalServices  = "svc.>"
+
+	cloudTelemetryExport = "edges.*.telemetry.>"
+	cloudCommandsExport  = "edges.*.cmd.>"
+)
+
+// CloudTelemetrySubject returns the cloud subject that receives an edge's
+// telemetry: edges.<edge>.telemetry.>.
+func CloudTelemetrySubject(edge string) string { return "edges." + edge + ".telemetry.>" }
+
+// CloudCommandSubject returns the cloud subject whose messages reach an
+// edge's local cmd.>: edges.<edge>.cmd.>.
+func CloudCommandSubject(edge string) string { return "edges." + edge + ".cmd.>" }
+
+// CloudExports returns the CLOUD account's exports. They are wildcard
+// exports over the edge name, so the CLOUD JWT does not grow per edge; each
+// edge account imports only its own slice, and only the operator can sign an
+// account JWT, so an edge cannot widen its slice.
+func CloudExports() jwt.Exports {
+	return jwt.Exports{
+		{Name: "edge-telemetry", Subject: cloudTelemetryExport, Type: jwt.Service, ResponseType: jwt.ResponseTypeSingleton},
+		{Name: "edge-commands", Subject: cloudCommandsExport, Type: jwt.Stream},
+	}
+}
+
+// EdgeImports returns the imports of an edge account: its telemetry flows to
+// CLOUD as edges.<edge>.telemetry.>, and CLOUD's edges.<edge>.cmd.> arrives as
+// the local cmd.>.
+func EdgeImports(edge, cloudAccount string) jwt.Imports {
+	return jwt.Imports{
+		{Name: "telemetry", Type: jwt.Service, Account: cloudAccount,
+			Subject: jwt.Subject(CloudTelemetrySubject(edge)), LocalSubject: jwt.RenamingSubject(LocalTelemetry)},
+		{Name: "commands", Type: jwt.Stream, Account: cloudAccount,
+			Subject: jwt.Subject(CloudCommandSubject(edge)), LocalSubject: jwt.RenamingSubject(LocalCommands)},
+	}
+}
+
+// LeafPermissions returns the permissions of an edge's leaf user, from the
+// edge's point of view: Pub is what the edge may send to the hub, Sub what
+// the hub may deliver to the edge.
+//
+// Pub: telemetry.> (the data path), _INBOX.> (replies of edge services to
+// callers inside the edge's own account). Sub: cmd.> (commands), svc.>
+// (requests to edge services).
+func LeafPermissions() jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Allow.Add(LocalTelemetry, "_INBOX.>")
+	p.Sub.Allow.Add(LocalCommands, LocalServices)
+	return p
+}
+
+// LeafConnectionTypes are the only connection types an edge's leaf user may
+// use: a TLS leafnode connection or a WebSocket (TLS) one.
+func LeafConnectionTypes() jwt.StringList {
+	return jwt.StringList{jwt.ConnectionTypeLeafnode, jwt.ConnectionTypeLeafnodeWS}
+}
