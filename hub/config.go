@@ -140,4 +140,3 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
