@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/hub"
+	"github.com/tether-fabric/tether/internal/securefile"
+	"github.com/tether-fabric/tether/leaf"
+)
+
+// devEdges are the edges of the dev fabric.
+var devEdges = []string{"dev-a", "dev-b"}
+
+// DevInfo is what 'tether dev' writes to <dir>/dev.json for scripts.
+type DevInfo struct {
+	Hub   DevHub    `json:"hub"`
+	Edges []DevEdge `json:"edges"`
+}
+
+// DevHub tells a cloud client how to reach the dev hub.
+type DevHub struct {
+	ClientURL  string `json:"client_url"`
+	Creds      string `json:"creds"`
+	CA         string `json:"ca"`
+	MonitorURL string `json:"monitor_url"`
+	LeafURL    string `json:"leaf_url"`
+	WSURL      string `json:"websocket_url"`
+}
+
+// DevEdge tells a local client how to reach a dev edge.
+type DevEdge struct {
+	Name      string `json:"name"`
+	ClientURL string `json:"client_url"`
+	Domain    string `json:"domain"`
+}
+
+type devPorts struct {
+	client, leaf, ws, monitor int
+	edges                     []int
+}
+
+func newDevCmd(d *deps) *cobra.Command {
+	var dir string
+	var random bool
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole fabric in one process: a hub and two edges",
+		Long: `Run a hub and two edges (dev-a, dev-b) in one process, on loopback.
+Identities are created in --dir on first run and reused after. The file
+<dir>/dev.json tells scripts and NATS clients how to connect. Ctrl-C stops.
+
+Ports: hub client 4222 (TLS), leafnode 7422, WebSocket 7443, monitor 8222,
+dev-a 4223, dev-b 4224; --random-ports picks free ones instead.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ports := devPorts{4222, 7422, 7443, 8222, []int{4223, 4224}}
+			if random {
+				ports = devPorts{0, 0, 0, 0, []int{0, 0}}
+			}
+			return runDev(cmd.Context(), d, dir, ports)
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", defaultDir("dev"), "directory for the dev fabric's identities and data")
+	cmd.Flags().BoolVar(&random, "random-ports", false, "listen on free ports instead of the defaults")
+	return cmd
+}
+
+func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
+	log := d.logger()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("dev dir: %w", err)
+	}
+	store, err := accounts.OpenOrInit(filepath.Join(dir, "store"), accounts.DefaultInitOptions())
+	if err != nil {
+		return err
+	}
+	for _, e := range devEdges {
+		if _, err := store.Edge(e); err != nil {
+			if _, err := store.AddEdge(e); err != nil {
+				return err
+			}
+		}
+	}
+
+	hc := hub.Defaults()
+	hc.Name = "dev-hub"
+	hc.Store = store.Dir()
+	hc.DataDir = filepath.Join(dir, "hub")
+	hc.Listen = fmt.Sprintf("127.0.0.1:%d", ports.client)
+	hc.LeafListen = fmt.Sprintf("127.0.0.1:%d", ports.leaf)
+	hc.WebsocketListen = fmt.Sprintf("127.0.0.1:%d", ports.ws)
+	hc.MonitorListen = fmt.Sprintf("127.0.0.1:%d", ports.monitor)
+	h, err := hub.New(hc, log)
+	if err != nil {
+		return err
+	}
+	if err := h.Start(ctx); err != nil {
+		return fmt.Errorf("%w (is another 'tether dev' or NATS server running? try --random-ports)", err)
+	}
+	defer h.Shutdown(context.Background())
+
+	info := DevInfo{Hub: DevHub{
+		ClientURL: h.ClientURL(), Creds: store.CloudCredsFile(), CA: store.CAFile(),
+		MonitorURL: h.MonitorURL(), LeafURL: h.LeafURL(), WSURL: h.WebsocketURL(),
+	}}
+	var leaves []*leaf.Server
+	defer func() {
+		for _, l := range leaves {
+			_ = l.Shutdown(context.Background())
+		}
+	}()
+	for i, e := range devEdges {
+		l, err := startDevEdge(ctx, log, store, dir, e, h, ports.edges[i])
+		if err != nil {
+			return err
+		}
+		leaves = append(leaves, l)
+		info.Edges = append(info.Edges, DevEdge{Name: e, ClientURL: l.ClientURL(), Domain: l.Domain()})
+	}
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for _, l := range leaves {
+		if err := l.WaitLinked(wctx); err != nil {
+			return err
+		}
+	}
+	data, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return err
+	}
+	infoPath := filepath.Join(dir, "dev.json")
+	if err := securefile.Write(infoPath, append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	printTour(d.stdout, infoPath, info)
+	<-ctx.Done()
+	log.Info("shutting down dev fabric")
+	return nil
+}
+
+func startDevEdge(ctx context.Context, log *slog.Logger, store *accounts.Store, dir, name string, h *hub.Server, port int) (*leaf.Server, error) {
+	b, err := store.Bundle(name)
+	if err != nil {
+		return nil, err
+	}
+	b.HubURLs = []string{h.LeafURL()}
+	b.WebsocketURLs = []string{h.WebsocketURL()}
+	bundle := filepath.Join(dir, name+".bundle")
+	if err := accounts.WriteBundle(bundle, b); err != nil {
+		return nil, err
+	}
+	lc := leaf.Defaults()
+	lc.Bundle = bundle
+	lc.DataDir = filepath.Join(dir, name)
+	lc.Listen = fmt.Sprintf("127.0.0.1:%d", port)
+	lc.Compression = "off" // loopback: compression only costs CPU
+	l, err := leaf.New(lc, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.Start(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func printTour(w io.Writer, infoPath string, info DevInfo) {
+	a, b := info.Edges[0], info.Edges[1]
+	self := "tether"
+	if strings.Contains(os.Args[0], "go-build") {
+		self = "go run ./cmd/tether"
+	}
+	tour := `
+Tether dev fabric is up: hub %s, edges %s (%s) and %s (%s).
+Connection details for scripts and NATS clients: %s
+
+Try, in another terminal:
+  # watch what edges send to the cloud
+  go run ./cmd/tether sub --dev 'edges.>'
+  # publish telemetry at edge %s: it arrives in the cloud as edges.%s.telemetry.temp
+  go run ./cmd/tether pub --dev --edge %s telemetry.temp 21.5
+  # listen for commands at edge %s, then send one from the cloud
+  go run ./cmd/tether sub --dev --edge %s 'cmd.>'
+  go run ./cmd/tether pub --dev edges.%s.cmd.reboot now
+  # the edge's link state
+  go run ./cmd/tether leaf status --url %s
+
+With the nats CLI: nats --server %s --creds %s --tlsca %s sub 'edges.>'
+Ctrl-C stops the fabric; identities and data stay in the dev directory.
+`
+	fmt.Fprintf(w, strings.ReplaceAll(tour, "go run ./cmd/tether", self), info.Hub.ClientURL, a.Name, a.ClientURL, b.Name, b.ClientURL, infoPath,
+		a.Name, a.Name, a.Name, b.Name, b.Name, b.Name, a.ClientURL,
+		info.Hub.ClientURL, info.Hub.Creds, info.Hub.CA)
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tether-fabric/tether/accounts"
+)
+
+func newEdgeCmd(d *deps) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "edge",
+		Short: "Manage edge sites (identities and bundles)",
+	}
+	cmd.AddCommand(newEdgeAddCmd(d), newEdgeLsCmd(d))
+	return cmd
+}
+
+func newEdgeAddCmd(d *deps) *cobra.Command {
+	var dir, out, pushURL string
+	cmd := &cobra.Command{
+		Use:   "add NAME",
+		Short: "Create an edge identity and write its bundle",
+		Long: `Create the account EDGE_<NAME> and the edge's leaf user, and write the bundle
+(creds, CA, hub URLs) to --out with mode 0600. Copy the bundle to the site and
+run 'tether leaf --bundle FILE'. With --push, the new account is pushed to
+the running hubs at once; otherwise hubs load it when they (re)start.`,
+		Example: `  tether edge add plant-7 --dir ./fabric --out plant-7.bundle
+  tether edge add plant-7 --out plant-7.bundle --push tls://127.0.0.1:4222`,
+		Args: exactArgs(1, "one edge NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := accounts.ValidateEdgeName(name); err != nil {
+				return usageError{err}
+			}
+			if out == "" {
+				out = name + ".bundle"
+			}
+			s, err := accounts.Open(dir)
+			if err != nil {
+				return err
+			}
+			if _, err := s.AddEdge(name); err != nil {
+				return err
+			}
+			b, err := s.Bundle(name)
+			if err != nil {
+				return err
+			}
+			if err := accounts.WriteBundle(out, b); err != nil {
+				return err
+			}
+			fmt.Fprintf(d.stdout, "edge %s: account %s, bundle %s (0600)\n", name, b.Account, out)
+			if pushURL != "" {
+				return pushAccount(cmd.Context(), d, s, pushURL, accounts.EdgeAccountName(name))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
+	cmd.Flags().StringVar(&out, "out", "", "bundle file to write (default NAME.bundle)")
+	cmd.Flags().StringVar(&pushURL, "push", "", "hub client URL to push the account to running hubs")
+	return cmd
+}
+
+func pushAccount(ctx context.Context, d *deps, s *accounts.Store, url, account string) error {
+	nc, err := s.ConnectSystem(url)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := s.PushAccount(ctx, nc, account)
+	for _, r := range res {
+		state := "ok"
+		if !r.OK {
+			state = "FAILED"
+		}
+		fmt.Fprintf(d.stdout, "  push to %s: %s %s\n", r.Hub, state, r.Message)
+	}
+	if errors.Is(err, accounts.ErrPushIncomplete) {
+		return fmt.Errorf("push %s: %w (hubs that missed it converge through their resolvers)", account, err)
+	}
+	return err
+}
+
+func newEdgeLsCmd(d *deps) *cobra.Command {
+	var dir string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List edges known to the store",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(*cobra.Command, []string) error {
+			s, err := accounts.Open(dir)
+			if err != nil {
+				return err
+			}
+			names, err := s.Edges()
+			if err != nil {
+				return err
+			}
+			type row struct {
+				Name    string `json:"name"`
+				Account string `json:"account"`
+				Domain  string `json:"domain"`
+			}
+			rows := []row{}
+			for _, n := range names {
+				e, err := s.Edge(n)
+				if err != nil {
+					return err
+				}
+				rows = append(rows, row{n, e.Account.Pub, accounts.EdgeDomain(n)})
+			}
+			if asJSON {
+				enc := json.NewEncoder(d.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
+			}
+			tw := tabwriter.NewWriter(d.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tACCOUNT\tDOMAIN")
+			for _, r := range rows {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.Account, r.Domain)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tether-fabric/tether/hub"
+)
+
+func newHubCmd(d *deps) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "hub",
+		Short: "Run a cloud hub",
+		Long: `Run a cloud hub: an embedded nats-server in operator mode with JetStream
+(domain "hub"), a TLS leafnode listener and a WebSocket-TLS listener for edges.
+
+Configuration: defaults < --config file (YAML, JSON or TOML) < environment
+TETHER_<KEY> (e.g. TETHER_CLUSTER_LISTEN) < flags. Keys: name, store, data_dir,
+listen, leaf_listen, websocket_listen, monitor_listen, cluster.name,
+cluster.listen, cluster.routes, ping_interval, max_pings_out, lame_duck,
+compression.`,
+		Example: `  tether hub --store ./fabric --data ./hub-data
+  tether hub --config hub.yaml`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := hub.Defaults()
+			cfg.Store = defaultDir("fabric")
+			if err := loadConfig(file, cmd.Flags(), map[string]string{
+				"name": "name", "store": "store", "data": "data_dir", "listen": "listen",
+				"leaf-listen": "leaf_listen", "websocket-listen": "websocket_listen",
+				"monitor-listen": "monitor_listen", "cluster-listen": "cluster.listen",
+				"routes": "cluster.routes", "lame-duck": "lame_duck",
+			}, &cfg); err != nil {
+				return usageError{err}
+			}
+			h, err := hub.New(cfg, d.logger())
+			if err != nil {
+				return usageError{err}
+			}
+			if err := h.Start(cmd.Context()); err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.LameDuck+10*time.Second)
+			defer cancel()
+			return h.Shutdown(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&file, "config", "", "config file")
+	f.String("name", "", "server name, unique in the cluster (default hub-1)")
+	f.String("store", "", "store directory written by 'tether init' (default "+defaultDir("fabric")+")")
+	f.String("data", "", "data directory for JetStream and the account resolver")
+	f.String("listen", "", "client TLS address (default 127.0.0.1:4222)")
+	f.String("leaf-listen", "", "leafnode TLS address (default 0.0.0.0:7422)")
+	f.String("websocket-listen", "", "WebSocket-TLS address for edges, or off (default 0.0.0.0:7443)")
+	f.String("monitor-listen", "", "HTTP monitoring address, or off (default 127.0.0.1:8222)")
+	f.String("cluster-listen", "", "route address; enables clustering")
+	f.StringSlice("routes", nil, "other hubs' route URLs (tls://host:port)")
+	f.Duration("lame-duck", 0, "time to move clients and edges away on shutdown")
+	return cmd
+}

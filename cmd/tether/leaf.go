@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/tether-fabric/tether/leaf"
+)
+
+func newLeafCmd(d *deps) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "leaf",
+		Short: "Run an edge site",
+		Long: `Run an edge: an embedded nats-server listening on loopback with its own
+JetStream domain, dialling out to the hubs named in its bundle.
+
+Configuration: defaults < --config file < environment TETHER_<KEY> < flags.
+Keys: bundle, data_dir, listen, allow_remote_clients, transport, ping_interval,
+max_pings_out, reconnect_interval, sync_interval, sync_always, compression.`,
+		Example: `  tether leaf --bundle plant-7.bundle --data /var/lib/tether
+  tether leaf --bundle plant-7.bundle --data ./edge --transport websocket`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := leaf.Defaults()
+			if err := loadConfig(file, cmd.Flags(), map[string]string{
+				"bundle": "bundle", "data": "data_dir", "listen": "listen", "transport": "transport",
+				"compression": "compression", "allow-remote-clients": "allow_remote_clients",
+			}, &cfg); err != nil {
+				return usageError{err}
+			}
+			l, err := leaf.New(cfg, d.logger())
+			if err != nil {
+				return usageError{err}
+			}
+			if err := l.Start(cmd.Context()); err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return l.Shutdown(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&file, "config", "", "config file")
+	f.String("bundle", "", "edge bundle file (mode 0600) from 'tether edge add'")
+	f.String("data", "", "data directory for the edge's store")
+	f.String("listen", "", "local client address (default 127.0.0.1:4222)")
+	f.Bool("allow-remote-clients", false, "allow a non-loopback --listen")
+	f.String("transport", "", "tls (default) or websocket")
+	f.String("compression", "", "link compression: off, s2_fast (default), s2_better, s2_best, s2_auto")
+	cmd.AddCommand(newLeafStatusCmd(d))
+	return cmd
+}
+
+func newLeafStatusCmd(d *deps) *cobra.Command {
+	var url string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show a running edge's link state",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(*cobra.Command, []string) error {
+			nc, err := nats.Connect(url, nats.Timeout(3*time.Second))
+			if err != nil {
+				return fmt.Errorf("connect to edge at %s: %w", url, err)
+			}
+			defer nc.Close()
+			m, err := nc.Request(leaf.StatusSubject, nil, 3*time.Second)
+			if err != nil {
+				return fmt.Errorf("ask edge at %s for status: %w", url, err)
+			}
+			var st leaf.Status
+			if err := json.Unmarshal(m.Data, &st); err != nil {
+				return fmt.Errorf("edge at %s: bad status: %w", url, err)
+			}
+			if asJSON {
+				enc := json.NewEncoder(d.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			state := "DOWN"
+			if st.Link.Connected {
+				state = "UP"
+			}
+			fmt.Fprintf(d.stdout, "edge %s (domain %s, version %s)\nlink %s since %s (%s ago) via %s\n",
+				st.Edge, st.Domain, st.Version, state, st.Link.Since.Format(time.RFC3339),
+				time.Since(st.Link.Since).Round(time.Second), st.Link.Transport)
+			if st.Link.Connected {
+				fmt.Fprintf(d.stdout, "hub %s rtt %s compression %s\n", st.Link.Hub, st.Link.RTT, st.Link.Compression)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&url, "url", "nats://127.0.0.1:4222", "the edge's local client URL")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+)
+
+// connFlags say where pub and sub connect: an explicit server, or the dev
+// fabric's hub (as the cloud user) or one of its edges.
+type connFlags struct {
+	server, creds, ca, edge, devDir string
+	dev                             bool
+}
+
+func (c *connFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&c.server, "server", "", "NATS URL to connect to")
+	f.StringVar(&c.creds, "creds", "", "user creds file")
+	f.StringVar(&c.ca, "tlsca", "", "CA file to verify the server")
+	f.BoolVar(&c.dev, "dev", false, "connect to the running 'tether dev' fabric (the hub, as the cloud user)")
+	f.StringVar(&c.edge, "edge", "", "with --dev: connect to this dev edge's local port instead of the hub")
+	f.StringVar(&c.devDir, "dev-dir", defaultDir("dev"), "with --dev: the dev fabric's directory")
+}
+
+func (c *connFlags) connect() (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name("tether-cli"), nats.Timeout(5 * time.Second)}
+	url := c.server
+	if c.dev {
+		data, err := os.ReadFile(filepath.Join(c.devDir, "dev.json"))
+		if err != nil {
+			return nil, fmt.Errorf("read dev fabric details (is 'tether dev' running?): %w", err)
+		}
+		var info DevInfo
+		if err := json.Unmarshal(data, &info); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(c.devDir, "dev.json"), err)
+		}
+		if c.edge == "" {
+			url, c.creds, c.ca = info.Hub.ClientURL, info.Hub.Creds, info.Hub.CA
+		} else {
+			for _, e := range info.Edges {
+				if e.Name == c.edge {
+					url = e.ClientURL
+				}
+			}
+			if url == "" {
+				return nil, usageError{fmt.Errorf("--edge %q: the dev fabric has edges %v", c.edge, devEdges)}
+			}
+		}
+	} else if c.edge != "" {
+		return nil, usageError{errors.New("--edge needs --dev")}
+	}
+	if url == "" {
+		return nil, usageError{errors.New("say where to connect: --server URL or --dev")}
+	}
+	if c.creds != "" {
+		opts = append(opts, nats.UserCredentials(c.creds))
+	}
+	if c.ca != "" {
+		opts = append(opts, nats.RootCAs(c.ca))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+func newPubCmd(d *deps) *cobra.Command {
+	var cf connFlags
+	cmd := &cobra.Command{
+		Use:   "pub SUBJECT MESSAGE",
+		Short: "Publish one message",
+		Args:  exactArgs(2, "SUBJECT and MESSAGE"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			nc, err := cf.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			if err := nc.Publish(args[0], []byte(args[1])); err != nil {
+				return fmt.Errorf("publish %s: %w", args[0], err)
+			}
+			if err := nc.Flush(); err != nil {
+				return fmt.Errorf("publish %s: %w", args[0], err)
+			}
+			fmt.Fprintf(d.stdout, "published %d bytes on %s\n", len(args[1]), args[0])
+			return nil
+		},
+	}
+	cf.register(cmd)
+	return cmd
+}
+
+func newSubCmd(d *deps) *cobra.Command {
+	var cf connFlags
+	var count int
+	cmd := &cobra.Command{
+		Use:   "sub SUBJECT",
+		Short: "Print messages on a subject until interrupted (or --count)",
+		Args:  exactArgs(1, "SUBJECT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			nc, err := cf.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			ch := make(chan *nats.Msg, 1024)
+			sub, err := nc.ChanSubscribe(args[0], ch)
+			if err != nil {
+				return fmt.Errorf("subscribe %s: %w", args[0], err)
+			}
+			defer sub.Unsubscribe()
+			if err := nc.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(d.stderr, "listening on %s\n", args[0])
+			for n := 0; count == 0 || n < count; n++ {
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case m := <-ch:
+					fmt.Fprintf(d.stdout, "[%s] %s\n", m.Subject, m.Data)
+				}
+			}
+			return nil
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().IntVar(&count, "count", 0, "exit after this many messages (0: never)")
+	return cmd
+}
