@@ -126,6 +126,9 @@ func (c Config) Validate() error {
 	if len(c.Cluster.Routes) > 0 && c.Cluster.Listen == "" {
 		add("cluster.routes", "routes need cluster.listen")
 	}
+	if c.Cluster.Listen != "" && len(c.Cluster.Routes) == 0 {
+		add("cluster.routes", "a JetStream cluster needs the route URLs of its hubs (tls://host:port each; listing this hub too is fine)")
+	}
 	if c.PingInterval <= 0 {
 		add("ping_interval", "must be > 0, got %s", c.PingInterval)
 	}

@@ -19,8 +19,15 @@ import (
 	"github.com/tether-fabric/tether/internal/securefile"
 )
 
-// readyTimeout bounds how long Start waits for the listeners.
-const readyTimeout = 15 * time.Second
+const (
+	// readyTimeout bounds how long Start waits for the listeners.
+	readyTimeout = 15 * time.Second
+	// accountFetchTimeout bounds how long a hub asks its peers for an
+	// account it does not know while a connection waits. It stays below
+	// an edge's first ping so the edge hears "Authorization Violation"
+	// rather than timing out.
+	accountFetchTimeout = time.Second
+)
 
 // Server is a running (or startable) hub.
 type Server struct {
@@ -66,7 +73,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	res, err := server.NewDirAccResolver(filepath.Join(s.cfg.DataDir, "jwt"), 0, time.Minute, server.RenameDeleted,
-		server.FetchTimeout(2*time.Second))
+		server.FetchTimeout(accountFetchTimeout))
 	if err != nil {
 		return fmt.Errorf("account resolver: %w", err)
 	}
@@ -85,7 +92,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("hub %s: %w", s.cfg.Name, err)
 	}
-	ns.SetLoggerV2(natslog.New(s.log), false, false, false)
+	ns.SetLoggerV2(natslog.New(s.log), s.log.Enabled(context.Background(), slog.LevelDebug), false, false)
 	s.ns, s.opts = ns, opts
 	go ns.Start()
 	deadline := readyTimeout
@@ -95,6 +102,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if !ns.ReadyForConnections(deadline) {
 		ns.Shutdown()
 		return fmt.Errorf("hub %s: listeners not ready after %s", s.cfg.Name, deadline)
+	}
+	if !ns.JetStreamEnabled() {
+		ns.Shutdown()
+		return fmt.Errorf("hub %s: JetStream did not start (its reason is in the log above)", s.cfg.Name)
 	}
 	s.log.Info("hub ready", "client", s.ClientURL(), "leaf", s.LeafURL(), "websocket", s.WebsocketURL(),
 		"cluster", s.cfg.Cluster.Listen != "")

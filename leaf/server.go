@@ -100,7 +100,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
-	ns.SetLoggerV2(natslog.New(s.log), false, false, false)
+	ns.SetLoggerV2(natslog.New(s.log), s.log.Enabled(context.Background(), slog.LevelDebug), false, false)
 	s.ns, s.opts = ns, opts
 	go ns.Start()
 	wait := readyTimeout

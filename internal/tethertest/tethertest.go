@@ -6,7 +6,9 @@ package tethertest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -63,17 +65,22 @@ func RunHub(t testing.TB, c hub.Config, log *slog.Logger) *hub.Server {
 }
 
 // RunCluster starts n hubs routed to each other and waits for JetStream.
+// Route ports are reserved up front: every hub must know all routes to
+// form a JetStream cluster.
 func RunCluster(t testing.TB, store *accounts.Store, n int) []*hub.Server {
 	t.Helper()
-	var hubs []*hub.Server
-	var routes []string
+	var routes, listens []string
 	for i := 0; i < n; i++ {
-		c := HubConfig(t, store, "hub-"+string(rune('1'+i)))
-		c.Cluster.Listen = "127.0.0.1:0"
-		c.Cluster.Routes = append([]string(nil), routes...)
-		h := RunHub(t, c, nil)
-		hubs = append(hubs, h)
-		routes = append(routes, h.RouteURL())
+		addr := FreeAddr(t)
+		listens = append(listens, addr)
+		routes = append(routes, "tls://"+addr)
+	}
+	hubs := make([]*hub.Server, n)
+	for i := 0; i < n; i++ {
+		c := HubConfig(t, store, fmt.Sprintf("hub-%d", i+1))
+		c.Cluster.Listen = listens[i]
+		c.Cluster.Routes = routes
+		hubs[i] = RunHub(t, c, nil)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -85,25 +92,54 @@ func RunCluster(t testing.TB, store *accounts.Store, n int) []*hub.Server {
 	return hubs
 }
 
-// WriteBundle adds edge to the store (if needed) and writes its bundle,
-// pointed at the given hubs, to a 0600 file; it returns the file's path.
+// FreeAddr returns a loopback host:port that was free a moment ago, for
+// configurations that must name each other's ports before they start.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// WriteBundle adds edge to the store (if needed, pushing its account to
+// the hubs) and writes its bundle, pointed at the given hubs, to a 0600
+// file; it returns the file's path.
 func WriteBundle(t testing.TB, store *accounts.Store, edge string, hubs ...*hub.Server) string {
 	t.Helper()
-	if _, err := store.Edge(edge); err != nil {
-		if _, err := store.AddEdge(edge); err != nil {
-			t.Fatalf("add edge: %v", err)
-		}
-		PushAccount(t, store, accounts.EdgeAccountName(edge), hubs...)
+	AddEdge(t, store, edge, hubs...)
+	var tlsURLs, wsURLs []string
+	for _, h := range hubs {
+		tlsURLs = append(tlsURLs, h.LeafURL())
+		wsURLs = append(wsURLs, h.WebsocketURL())
 	}
+	return BundleFile(t, store, edge, tlsURLs, wsURLs)
+}
+
+// AddEdge adds edge to the store unless it exists and pushes its account
+// to the given running hubs.
+func AddEdge(t testing.TB, store *accounts.Store, edge string, hubs ...*hub.Server) {
+	t.Helper()
+	if _, err := store.Edge(edge); err == nil {
+		return
+	}
+	if _, err := store.AddEdge(edge); err != nil {
+		t.Fatalf("add edge: %v", err)
+	}
+	PushAccount(t, store, accounts.EdgeAccountName(edge), hubs...)
+}
+
+// BundleFile writes the edge's bundle with the given hub URLs to a 0600
+// file and returns its path.
+func BundleFile(t testing.TB, store *accounts.Store, edge string, tlsURLs, wsURLs []string) string {
+	t.Helper()
 	b, err := store.Bundle(edge)
 	if err != nil {
 		t.Fatalf("bundle: %v", err)
 	}
-	b.HubURLs, b.WebsocketURLs = nil, nil
-	for _, h := range hubs {
-		b.HubURLs = append(b.HubURLs, h.LeafURL())
-		b.WebsocketURLs = append(b.WebsocketURLs, h.WebsocketURL())
-	}
+	b.HubURLs, b.WebsocketURLs = tlsURLs, wsURLs
 	path := filepath.Join(t.TempDir(), edge+".bundle")
 	if err := accounts.WriteBundle(path, b); err != nil {
 		t.Fatalf("write bundle: %v", err)

@@ -1,0 +1,134 @@
+// Package netproxy is a TCP proxy on loopback for fault tests: it forwards
+// connections to a target and can black-hole them (bytes are swallowed,
+// sockets stay open, as when a cellular link silently dies) or cut them
+// (connections are closed and new ones refused) and heal again.
+package netproxy
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// Mode is what the proxy does with traffic.
+type Mode int
+
+// Proxy modes.
+const (
+	Pass      Mode = iota // forward everything
+	Blackhole             // keep connections open, drop all bytes
+	Cut                   // close connections, refuse new ones
+)
+
+// Proxy forwards TCP connections from a loopback listener to a target.
+type Proxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	mode  Mode
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// New starts a proxy on a free loopback port forwarding to target.
+func New(target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("proxy listen: %w", err)
+	}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	return p, nil
+}
+
+// Addr is the proxy's host:port.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// SetMode switches the proxy's behaviour; Cut closes every open connection.
+func (p *Proxy) SetMode(m Mode) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mode = m
+	if m == Cut {
+		for c := range p.conns {
+			c.Close()
+		}
+	}
+}
+
+func (p *Proxy) current() Mode {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mode
+}
+
+// Close stops the proxy and closes every connection.
+func (p *Proxy) Close() {
+	p.ln.Close()
+	p.SetMode(Cut)
+	p.wg.Wait()
+}
+
+func (p *Proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mode == Cut {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.conns, c)
+	c.Close()
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		if !p.track(in) {
+			in.Close()
+			continue
+		}
+		out, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+		if err != nil || !p.track(out) {
+			if out != nil {
+				out.Close()
+			}
+			p.untrack(in)
+			continue
+		}
+		p.wg.Add(2)
+		go p.pipe(in, out)
+		go p.pipe(out, in)
+	}
+}
+
+// pipe copies src to dst, discarding bytes while black-holed.
+func (p *Proxy) pipe(src, dst net.Conn) {
+	defer p.wg.Done()
+	defer p.untrack(src)
+	defer p.untrack(dst)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && p.current() == Pass {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
