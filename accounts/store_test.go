@@ -1,0 +1,195 @@
+package accounts
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/tether-fabric/tether/internal/securefile"
+)
+
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Init(filepath.Join(t.TempDir(), "store"), DefaultInitOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestInitModesAndTrust(t *testing.T) {
+	s := newStore(t)
+	fi, err := os.Stat(s.Dir())
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("store dir mode = %v, %v; want 0700", fi.Mode().Perm(), err)
+	}
+	secrets := []string{"operator/operator.nk", "operator/signing.nk", "accounts/SYS/account.nk",
+		"accounts/CLOUD/signing.nk", "users/sys.creds", "users/cloud.creds", "pki/ca-key.pem", "pki/hub-key.pem"}
+	for _, p := range secrets {
+		fi, err := os.Stat(filepath.Join(s.Dir(), p))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, %v; want 0600", p, fi.Mode().Perm(), err)
+		}
+	}
+	ojwt, err := s.OperatorJWT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, err := jwt.DecodeOperatorClaims(ojwt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !oc.StrictSigningKeyUsage || len(oc.SigningKeys) != 1 {
+		t.Errorf("operator: strict=%v signing keys=%d, want strict with one signing key", oc.StrictSigningKeyUsage, len(oc.SigningKeys))
+	}
+	sys, err := s.Account(SystemAccountName)
+	if err != nil || oc.SystemAccount != sys.Pub {
+		t.Errorf("operator system account %q, SYS %q (%v)", oc.SystemAccount, sys.Pub, err)
+	}
+	for _, a := range []string{SystemAccountName, CloudAccountName} {
+		acc, err := s.Account(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ac, _ := jwt.DecodeAccountClaims(acc.JWT)
+		if !oc.DidSign(ac) || ac.Issuer == oc.Subject {
+			t.Errorf("account %s must be signed by the operator signing key, issuer %s", a, ac.Issuer)
+		}
+	}
+}
+
+func TestInitRefusesExistingAndLeavesNothingOnError(t *testing.T) {
+	s := newStore(t)
+	if _, err := Init(s.Dir(), DefaultInitOptions()); !errors.Is(err, ErrStoreExists) {
+		t.Errorf("second init = %v, want ErrStoreExists", err)
+	}
+	dir := filepath.Join(t.TempDir(), "bad")
+	bad := DefaultInitOptions()
+	bad.HubURLs = []string{"http://hub:7422"}
+	_, err := Init(dir, bad)
+	if err == nil || !strings.Contains(err.Error(), "hub_urls[0]") {
+		t.Errorf("init with http URL = %v, want an error naming hub_urls[0]", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("failed init left %s behind", dir)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(dir))
+	if len(entries) != 0 {
+		t.Errorf("failed init left files: %v", entries)
+	}
+}
+
+func TestAddEdge(t *testing.T) {
+	s := newStore(t)
+	cloudBefore, _ := s.Account(CloudAccountName)
+	e, err := s.AddEdge("plant-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Account.Name != "EDGE_plant-7" {
+		t.Errorf("account name %q", e.Account.Name)
+	}
+	ac, err := jwt.DecodeAccountClaims(e.Account.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ac.Imports) != 2 || ac.Limits.LeafNodeConn != edgeLeafConns {
+		t.Errorf("edge account imports=%d leaf limit=%d", len(ac.Imports), ac.Limits.LeafNodeConn)
+	}
+	if _, err := s.AddEdge("plant-7"); !errors.Is(err, ErrEdgeExists) {
+		t.Errorf("second add = %v, want ErrEdgeExists", err)
+	}
+	cloudAfter, _ := s.Account(CloudAccountName)
+	if cloudAfter.JWT != cloudBefore.JWT {
+		t.Error("adding an edge changed the CLOUD account JWT")
+	}
+	names, _ := s.Edges()
+	if len(names) != 1 || names[0] != "plant-7" {
+		t.Errorf("Edges() = %v", names)
+	}
+	b, err := s.Bundle("plant-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "b.bundle")
+	if err := WriteBundle(path, b); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("bundle mode %v, want 0600", fi.Mode().Perm())
+	}
+	if _, err := LoadBundle(path); err != nil {
+		t.Errorf("LoadBundle: %v", err)
+	}
+	if strings.Contains(b.String(), "SU") || strings.Contains(b.String(), "JWT") {
+		t.Errorf("bundle String() leaks secrets: %s", b)
+	}
+}
+
+func TestAddEdgeRejectsBadNames(t *testing.T) {
+	s := newStore(t)
+	for _, name := range []string{"", "Plant-7", "plant_7", "-x", "x-", "a.b", strings.Repeat("a", 64)} {
+		if _, err := s.AddEdge(name); !errors.Is(err, ErrInvalidEdgeName) {
+			t.Errorf("AddEdge(%q) = %v, want ErrInvalidEdgeName", name, err)
+		}
+	}
+	if names, _ := s.Edges(); len(names) != 0 {
+		t.Errorf("bad names left edges behind: %v", names)
+	}
+	accs, _ := s.Accounts()
+	if len(accs) != 2 {
+		t.Errorf("bad names left accounts behind: %d accounts", len(accs))
+	}
+}
+
+func TestLoadBundleErrors(t *testing.T) {
+	s := newStore(t)
+	if _, err := s.AddEdge("plant-7"); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := s.Bundle("plant-7")
+	dir := t.TempDir()
+	write := func(name string, data []byte, mode fs.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, mode)
+		return p
+	}
+	gp := filepath.Join(dir, "good")
+	if err := WriteBundle(gp, good); err != nil {
+		t.Fatal(err)
+	}
+	gdata, _ := os.ReadFile(gp)
+	for _, tc := range []struct {
+		name, path string
+		want       []string
+	}{
+		{"world readable", write("open", gdata, 0o644), []string{"open", "0600", "chmod 600"}},
+		{"not json", write("garbage", []byte("hello"), 0o600), []string{"garbage", "not a tether bundle"}},
+		{"missing creds", write("nocreds", []byte(strings.Replace(string(gdata), `"creds"`, `"creds_x"`, 1)), 0o600), []string{"nocreds", "creds_x"}},
+		{"bad fields", write("bad", []byte(`{"version":9,"edge":"Bad","hub_urls":["http://x"],"ca":"","creds":""}`), 0o600),
+			[]string{"version: got 9", "edge:", "hub_urls[0]", "ca:", "creds:"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadBundle(tc.path)
+			if err == nil {
+				t.Fatal("LoadBundle succeeded, want an error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+	if _, err := securefile.Read(filepath.Join(dir, "open")); !errors.Is(err, securefile.ErrTooOpen) {
+		t.Errorf("securefile.Read of 0644 = %v, want ErrTooOpen", err)
+	}
+}

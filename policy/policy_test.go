@@ -1,0 +1,74 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/tools/txtar"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata")
+
+// TestGolden pins the data-path contract: any change to what an edge may
+// send or receive, or to the CLOUD exports, shows up as a golden diff.
+func TestGolden(t *testing.T) {
+	got := map[string]any{
+		"leaf-permissions.json": LeafPermissions(),
+		"leaf-conn-types.json":  LeafConnectionTypes(),
+		"edge-imports.json":     EdgeImports("plant-7", "ACLOUDPUBKEY"),
+		"cloud-exports.json":    CloudExports(),
+	}
+	path := filepath.Join("testdata", "contract.txtar")
+	ar := &txtar.Archive{Comment: []byte("Golden data-path contract. Regenerate: go test ./policy -update\n")}
+	for _, name := range []string{"leaf-permissions.json", "leaf-conn-types.json", "edge-imports.json", "cloud-exports.json"} {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(got[name]); err != nil {
+			t.Fatal(err)
+		}
+		ar.Files = append(ar.Files, txtar.File{Name: name, Data: buf.Bytes()})
+	}
+	if *update {
+		if err := os.WriteFile(path, txtar.Format(ar), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := txtar.ParseFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./policy -update)", err)
+	}
+	if len(want.Files) != len(ar.Files) {
+		t.Fatalf("golden has %d files, want %d (run -update)", len(want.Files), len(ar.Files))
+	}
+	for i, f := range ar.Files {
+		if w := want.Files[i]; w.Name != f.Name || !bytes.Equal(w.Data, f.Data) {
+			t.Errorf("%s changed:\n--- got\n%s\n--- want (%s)\n%s", f.Name, f.Data, w.Name, w.Data)
+		}
+	}
+}
+
+// TestCloudExportsIndependentOfEdges: the CLOUD account's exports carry no
+// edge name, so its JWT does not grow with the fleet.
+func TestCloudExportsIndependentOfEdges(t *testing.T) {
+	for _, e := range CloudExports() {
+		if bytes.Contains([]byte(e.Subject), []byte("plant")) {
+			t.Errorf("export %q names an edge", e.Subject)
+		}
+	}
+}
+
+// TestEdgeImportsStayInTheirSlice: an edge's imports only name its own
+// cloud subjects.
+func TestEdgeImportsStayInTheirSlice(t *testing.T) {
+	for _, im := range EdgeImports("plant-7", "AC") {
+		if !bytes.HasPrefix([]byte(im.Subject), []byte("edges.plant-7.")) {
+			t.Errorf("import %q reaches beyond edges.plant-7.", im.Subject)
+		}
+	}
+}
