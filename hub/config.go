@@ -43,6 +43,15 @@ type Config struct {
 	// off, accept, s2_fast, s2_better, s2_best, s2_auto. Default "accept":
 	// each edge chooses for its own link.
 	Compression string `mapstructure:"compression"`
+	// TelemetryReplicas is the CLOUD telemetry stream's replica count.
+	// Default 0: 3 in a cluster of 3 or more hubs, else 1.
+	TelemetryReplicas int `mapstructure:"telemetry_replicas"`
+	// TelemetryDedupWindow is how long message ids are remembered to drop
+	// duplicates re-sent by edges after a lost acknowledgement. Default 10m.
+	TelemetryDedupWindow time.Duration `mapstructure:"telemetry_dedup_window"`
+	// TelemetryMaxAge bounds how long telemetry is kept. Default 0: forever
+	// (until consumed and removed by cloud applications' own policy).
+	TelemetryMaxAge time.Duration `mapstructure:"telemetry_max_age"`
 }
 
 // ClusterConfig configures the hub cluster.
@@ -70,6 +79,8 @@ func Defaults() Config {
 		PingInterval:    10 * time.Second,
 		MaxPingsOut:     2,
 		Compression:     "accept",
+
+		TelemetryDedupWindow: 10 * time.Minute,
 	}
 }
 
@@ -137,6 +148,15 @@ func (c Config) Validate() error {
 	}
 	if c.LameDuck < 0 {
 		add("lame_duck", "must be >= 0, got %s", c.LameDuck)
+	}
+	if c.TelemetryReplicas < 0 || c.TelemetryReplicas > 5 {
+		add("telemetry_replicas", "want 0 (auto) to 5, got %d", c.TelemetryReplicas)
+	}
+	if c.TelemetryDedupWindow <= 0 {
+		add("telemetry_dedup_window", "must be > 0, got %s", c.TelemetryDedupWindow)
+	}
+	if c.TelemetryMaxAge < 0 {
+		add("telemetry_max_age", "must be >= 0, got %s", c.TelemetryMaxAge)
 	}
 	if !compressionModes[c.Compression] {
 		add("compression", "%q: want one of off, accept, s2_fast, s2_better, s2_best, s2_auto", c.Compression)

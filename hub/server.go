@@ -36,6 +36,11 @@ type Server struct {
 	ns   *server.Server
 	opts *server.Options
 
+	ready    chan struct{} // closed when JetStream and streams are set up
+	readyErr error
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
 	shutdownOnce sync.Once
 }
 
@@ -47,7 +52,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log.With("hub", cfg.Name)}, nil
+	return &Server{cfg: cfg, log: log.With("hub", cfg.Name), ready: make(chan struct{})}, nil
 }
 
 // Start loads the store, starts the embedded server and returns once its
@@ -107,7 +112,18 @@ func (s *Server) Start(ctx context.Context) error {
 		ns.Shutdown()
 		return fmt.Errorf("hub %s: JetStream did not start (its reason is in the log above)", s.cfg.Name)
 	}
-	s.log.Info("hub ready", "client", s.ClientURL(), "leaf", s.LeafURL(), "websocket", s.WebsocketURL(),
+	sctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(s.ready)
+		s.readyErr = s.ensureStreams(sctx, store.CloudCredsFile())
+		if s.readyErr != nil && sctx.Err() == nil {
+			s.log.Error("cloud streams not set up", "err", s.readyErr)
+		}
+	}()
+	s.log.Info("hub listening", "client", s.ClientURL(), "leaf", s.LeafURL(), "websocket", s.WebsocketURL(),
 		"cluster", s.cfg.Cluster.Listen != "")
 	return nil
 }
@@ -173,6 +189,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.shutdownOnce.Do(func() {
+		s.cancel()
+		s.wg.Wait()
 		done := make(chan struct{})
 		go func() {
 			if s.cfg.LameDuck > 0 {

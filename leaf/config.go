@@ -48,7 +48,21 @@ type Config struct {
 	// Default "s2_fast": edges usually sit behind metered or slow links;
 	// set "off" on a fast LAN to save CPU.
 	Compression string `mapstructure:"compression"`
+	// BufferMaxBytes is the disk budget of the telemetry buffer. Default
+	// 1 GiB. JetStream's own store limit is set just above it, so a full
+	// buffer never disables JetStream.
+	BufferMaxBytes int64 `mapstructure:"buffer_max_bytes"`
+	// BufferFull is what happens when the buffer is full: "reject"
+	// (default: the local publisher gets an error, nothing stored is
+	// dropped) or "drop_oldest" (the oldest buffered messages make room).
+	BufferFull string `mapstructure:"buffer_full"`
 }
+
+// Buffer-full behaviours.
+const (
+	BufferReject     = "reject"
+	BufferDropOldest = "drop_oldest"
+)
 
 // Defaults returns the default configuration.
 func Defaults() Config {
@@ -60,6 +74,8 @@ func Defaults() Config {
 		ReconnectInterval: 2 * time.Second,
 		SyncInterval:      time.Second,
 		Compression:       "s2_fast",
+		BufferMaxBytes:    1 << 30,
+		BufferFull:        BufferReject,
 	}
 }
 
@@ -98,6 +114,12 @@ func (c Config) Validate() error {
 	}
 	if c.SyncInterval <= 0 && !c.SyncAlways {
 		add("sync_interval", "must be > 0, got %s", c.SyncInterval)
+	}
+	if c.BufferMaxBytes < 1<<20 {
+		add("buffer_max_bytes", "must be at least 1048576 (1 MiB), got %d", c.BufferMaxBytes)
+	}
+	if c.BufferFull != BufferReject && c.BufferFull != BufferDropOldest {
+		add("buffer_full", "%q: want %q or %q", c.BufferFull, BufferReject, BufferDropOldest)
 	}
 	if !compressionModes[c.Compression] {
 		add("compression", "%q: want one of off, s2_fast, s2_better, s2_best, s2_auto", c.Compression)

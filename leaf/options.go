@@ -32,6 +32,9 @@ func buildOptions(c Config, b *accounts.Bundle, sign server.SignatureHandler, hu
 		StoreDir:        filepath.Join(c.DataDir, "jetstream"),
 		SyncInterval:    c.SyncInterval,
 		SyncAlways:      c.SyncAlways,
+		// Room for the buffer plus JetStream's own metadata: the buffer
+		// stream, not the server, is what fills up.
+		JetStreamMaxStore: c.BufferMaxBytes + c.BufferMaxBytes/10 + 64<<20,
 	}
 	var err error
 	if o.Host, o.Port, err = netaddr.Split(c.Listen); err != nil {

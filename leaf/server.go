@@ -33,6 +33,7 @@ type Server struct {
 	opts   *server.Options
 	bundle *accounts.Bundle
 	nc     *nats.Conn
+	up     *uplink
 
 	mu   sync.Mutex
 	link Link
@@ -111,7 +112,8 @@ func (s *Server) Start(ctx context.Context) error {
 		ns.Shutdown()
 		return fmt.Errorf("edge %s: local listener not ready after %s", b.Edge, wait)
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-leaf"), nats.MaxReconnects(-1))
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-leaf"), nats.MaxReconnects(-1),
+		nats.CustomInboxPrefix(uplinkInbox))
 	if err != nil {
 		ns.Shutdown()
 		return fmt.Errorf("edge %s: in-process connection: %w", b.Edge, err)
@@ -123,12 +125,23 @@ func (s *Server) Start(ctx context.Context) error {
 		ns.Shutdown()
 		return err
 	}
+	up, err := startUplink(ctx, b.Edge, nc, s.cfg, func() bool { return s.Link().Connected })
+	if err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
+	}
+	s.up = up
 	mctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.watchLink(mctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		up.run(mctx)
 	}()
 	s.log.Info("edge ready", "client", s.ClientURL(), "domain", b.Domain, "transport", s.cfg.Transport, "hubs", s.hubURLs())
 	return nil

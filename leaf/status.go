@@ -1,8 +1,10 @@
 package leaf
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/micro"
 
@@ -16,16 +18,19 @@ const StatusSubject = "$TETHER.LEAF.STATUS"
 
 // Status is what 'tether leaf status' shows.
 type Status struct {
-	Edge    string `json:"edge"`
-	Account string `json:"account"`
-	Domain  string `json:"domain"`
-	Version string `json:"version"`
-	Client  string `json:"client_url"`
-	Link    Link   `json:"link"`
+	Edge    string       `json:"edge"`
+	Account string       `json:"account"`
+	Domain  string       `json:"domain"`
+	Version string       `json:"version"`
+	Client  string       `json:"client_url"`
+	Link    Link         `json:"link"`
+	Buffer  UplinkStatus `json:"buffer"`
 }
 
 // Status returns the edge's status.
 func (s *Server) Status() Status {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
 	return Status{
 		Edge:    s.bundle.Edge,
 		Account: s.bundle.Account,
@@ -33,6 +38,7 @@ func (s *Server) Status() Status {
 		Version: buildinfo.Version,
 		Client:  s.ClientURL(),
 		Link:    s.Link(),
+		Buffer:  s.up.status(ctx, s.cfg.BufferMaxBytes),
 	}
 }
 

@@ -11,6 +11,15 @@ const (
 	LocalCommands  = "cmd.>"
 	LocalServices  = "svc.>"
 
+	// UplinkPrefix is put in front of a buffered telemetry subject by the
+	// edge's forwarder; tether.up.telemetry.> is the only telemetry subject
+	// that crosses the link, so nothing bypasses the edge's disk buffer.
+	UplinkPrefix    = "tether.up."
+	uplinkTelemetry = UplinkPrefix + LocalTelemetry
+	// UplinkInbox is the inbox prefix of the edge's forwarder: the cloud's
+	// PubAcks come back on it.
+	UplinkInbox = "_TETHER_INBOX"
+
 	cloudTelemetryExport = "edges.*.telemetry.>"
 	cloudCommandsExport  = "edges.*.cmd.>"
 )
@@ -34,13 +43,14 @@ func CloudExports() jwt.Exports {
 	}
 }
 
-// EdgeImports returns the imports of an edge account: its telemetry flows to
-// CLOUD as edges.<edge>.telemetry.>, and CLOUD's edges.<edge>.cmd.> arrives as
-// the local cmd.>.
+// EdgeImports returns the imports of an edge account: the forwarder's
+// tether.up.telemetry.> reaches CLOUD as edges.<edge>.telemetry.> (the
+// CLOUD stream's PubAck comes back as the reply), and CLOUD's
+// edges.<edge>.cmd.> arrives as the local cmd.>.
 func EdgeImports(edge, cloudAccount string) jwt.Imports {
 	return jwt.Imports{
 		{Name: "telemetry", Type: jwt.Service, Account: cloudAccount,
-			Subject: jwt.Subject(CloudTelemetrySubject(edge)), LocalSubject: jwt.RenamingSubject(LocalTelemetry)},
+			Subject: jwt.Subject(CloudTelemetrySubject(edge)), LocalSubject: jwt.RenamingSubject(uplinkTelemetry)},
 		{Name: "commands", Type: jwt.Stream, Account: cloudAccount,
 			Subject: jwt.Subject(CloudCommandSubject(edge)), LocalSubject: jwt.RenamingSubject(LocalCommands)},
 	}
@@ -50,13 +60,14 @@ func EdgeImports(edge, cloudAccount string) jwt.Imports {
 // edge's point of view: Pub is what the edge may send to the hub, Sub what
 // the hub may deliver to the edge.
 //
-// Pub: telemetry.> (the data path), _INBOX.> (replies of edge services to
-// callers inside the edge's own account). Sub: cmd.> (commands), svc.>
-// (requests to edge services).
+// Pub: tether.up.telemetry.> (the forwarder's data path; raw telemetry.>
+// never crosses, it is buffered first), _INBOX.> (replies of edge services
+// to callers inside the edge's own account). Sub: cmd.> (commands), svc.>
+// (requests to edge services), _TETHER_INBOX.> (PubAcks for the forwarder).
 func LeafPermissions() jwt.Permissions {
 	var p jwt.Permissions
-	p.Pub.Allow.Add(LocalTelemetry, "_INBOX.>")
-	p.Sub.Allow.Add(LocalCommands, LocalServices)
+	p.Pub.Allow.Add(uplinkTelemetry, "_INBOX.>")
+	p.Sub.Allow.Add(LocalCommands, LocalServices, UplinkInbox+".>")
 	return p
 }
 

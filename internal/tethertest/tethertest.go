@@ -61,6 +61,11 @@ func RunHub(t testing.TB, c hub.Config, log *slog.Logger) *hub.Server {
 		t.Fatalf("start hub: %v", err)
 	}
 	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	if c.Cluster.Listen == "" { // a cluster is ready once all its hubs run
+		if err := h.WaitReady(ctx); err != nil {
+			t.Fatalf("hub ready: %v", err)
+		}
+	}
 	return h
 }
 
@@ -85,7 +90,7 @@ func RunCluster(t testing.TB, store *accounts.Store, n int) []*hub.Server {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, h := range hubs {
-		if err := h.WaitJetStream(ctx); err != nil {
+		if err := h.WaitReady(ctx); err != nil {
 			t.Fatalf("cluster: %v", err)
 		}
 	}
