@@ -99,10 +99,14 @@ func (b *Bundle) Validate() error {
 			errs = append(errs, fmt.Errorf("websocket_urls[%d]: %w", i, err))
 		}
 	}
-	if _, err := pki.Pool([]byte(b.CA)); err != nil {
+	if b.CA == "" {
+		errs = append(errs, errors.New("ca: missing: want the fabric CA certificate (PEM) written by 'tether edge add'"))
+	} else if _, err := pki.Pool([]byte(b.CA)); err != nil {
 		errs = append(errs, fmt.Errorf("ca: %w", err))
 	}
-	if ujwt, err := jwt.ParseDecoratedJWT([]byte(b.Creds)); err != nil {
+	if b.Creds == "" {
+		errs = append(errs, errors.New("creds: missing: want the leaf user's credentials written by 'tether edge add'"))
+	} else if ujwt, err := jwt.ParseDecoratedJWT([]byte(b.Creds)); err != nil {
 		errs = append(errs, fmt.Errorf("creds: %w", err))
 	} else if uc, err := jwt.DecodeUserClaims(ujwt); err != nil {
 		errs = append(errs, fmt.Errorf("creds: user JWT: %w", err))

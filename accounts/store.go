@@ -99,7 +99,7 @@ func (s *Store) CloudCredsFile() string { return s.path("users", "cloud.creds") 
 // temporary directory and renamed into place, so a failed init leaves
 // nothing behind. dir must not exist or be empty.
 func Init(dir string, opts InitOptions) (*Store, error) {
-	if err := validateFabric(opts.Fabric); err != nil {
+	if err := opts.Fabric.Validate(); err != nil {
 		return nil, err
 	}
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
@@ -154,7 +154,8 @@ func OpenOrInit(dir string, opts InitOptions) (*Store, error) {
 	return s, err
 }
 
-func validateFabric(f Fabric) error {
+// Validate reports every problem in f, each naming its field.
+func (f Fabric) Validate() error {
 	var errs []error
 	if len(f.HubURLs) == 0 {
 		errs = append(errs, errors.New("hub_urls: at least one tls://host:port URL is required"))

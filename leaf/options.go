@@ -44,7 +44,7 @@ func buildOptions(c Config, b *accounts.Bundle, sign server.SignatureHandler, hu
 	if c.Transport == TransportWebsocket {
 		raw = b.WebsocketURLs
 		if len(raw) == 0 {
-			return nil, fmt.Errorf("transport: %q but the bundle of edge %s has no websocket_urls", c.Transport, b.Edge)
+			return nil, fmt.Errorf("transport: %q but the bundle of edge %s has no websocket_urls (use transport tls, or re-create the bundle from a store made with 'tether init --ws-url')", c.Transport, b.Edge)
 		}
 	}
 	urls := make([]*url.URL, 0, len(raw))

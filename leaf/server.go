@@ -92,7 +92,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	opts, err := buildOptions(s.cfg, b, sign, pki.ClientTLS(pool))
 	if err != nil {
-		return err
+		return fmt.Errorf("bundle %s: %w", s.cfg.Bundle, err)
 	}
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)

@@ -78,9 +78,19 @@ dev-a 4223, dev-b 4224; --random-ports picks free ones instead.`,
 
 func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
 	log := d.logger()
+	dir, err := filepath.Abs(dir) // dev.json paths must work from anywhere
+	if err != nil {
+		return fmt.Errorf("dev dir: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("dev dir: %w", err)
 	}
+	infoPath := filepath.Join(dir, "dev.json")
+	// A dev.json from an earlier run would point scripts at dead ports.
+	if err := os.Remove(infoPath); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove stale %s: %w", infoPath, err)
+	}
+	defer os.Remove(infoPath)
 	store, err := accounts.OpenOrInit(filepath.Join(dir, "store"), accounts.DefaultInitOptions())
 	if err != nil {
 		return err
@@ -139,7 +149,6 @@ func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
 	if err != nil {
 		return err
 	}
-	infoPath := filepath.Join(dir, "dev.json")
 	if err := securefile.Write(infoPath, append(data, '\n'), 0o600); err != nil {
 		return err
 	}

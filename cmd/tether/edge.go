@@ -17,6 +17,10 @@ func newEdgeCmd(d *deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "edge",
 		Short: "Manage edge sites (identities and bundles)",
+		Args:  exactArgs(0, "a subcommand"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usageError{fmt.Errorf("%s needs a subcommand (see '%s --help')", cmd.CommandPath(), cmd.CommandPath())}
+		},
 	}
 	cmd.AddCommand(newEdgeAddCmd(d), newEdgeLsCmd(d))
 	return cmd

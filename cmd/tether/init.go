@@ -30,6 +30,9 @@ plus any --hub-host.`,
 				}
 			}
 			opts.HubHosts = hosts
+			if err := opts.Fabric.Validate(); err != nil {
+				return usageError{fmt.Errorf("init (--hub-url, --ws-url, --hub-host): %w", err)}
+			}
 			s, err := accounts.Init(dir, opts)
 			if err != nil {
 				return err

@@ -71,8 +71,13 @@ Start with 'tether dev' for the whole fabric in one process.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return d.logLevel.UnmarshalText([]byte(level))
+			if err := d.logLevel.UnmarshalText([]byte(level)); err != nil {
+				return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", level)}
+			}
+			return nil
 		},
+		Args: exactArgs(0, "a command"),
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	root.PersistentFlags().StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().BoolVar(d.logJSON, "log-json", false, "log as JSON lines")
@@ -106,11 +111,15 @@ func defaultDir(sub string) string {
 	return filepath.Join(home, ".local", "share", "tether", sub)
 }
 
-// exactArgs is cobra.ExactArgs returning a usageError.
+// exactArgs is cobra.ExactArgs returning a usageError. A command that
+// takes no arguments but has subcommands reports an unknown subcommand.
 func exactArgs(n int, what string) cobra.PositionalArgs {
-	return func(_ *cobra.Command, args []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if n == 0 && len(args) > 0 && cmd.HasSubCommands() {
+			return usageError{fmt.Errorf("unknown command %q for %q (see '%s --help')", args[0], cmd.CommandPath(), cmd.CommandPath())}
+		}
 		if len(args) != n {
-			return usageError{fmt.Errorf("want %s, got %d argument(s)", what, len(args))}
+			return usageError{fmt.Errorf("%s: want %s, got %d argument(s) (see '%s --help')", cmd.CommandPath(), what, len(args), cmd.CommandPath())}
 		}
 		return nil
 	}
