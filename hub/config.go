@@ -52,6 +52,12 @@ type Config struct {
 	// TelemetryMaxAge bounds how long telemetry is kept. Default 0: forever
 	// (until consumed and removed by cloud applications' own policy).
 	TelemetryMaxAge time.Duration `mapstructure:"telemetry_max_age"`
+	// CommandTTL is how long a command waits for an offline edge before it
+	// expires. Default 24h.
+	CommandTTL time.Duration `mapstructure:"command_ttl"`
+	// CommandMaxBytes bounds the command queue of all edges; when full, new
+	// commands are refused. Default 1 GiB.
+	CommandMaxBytes int64 `mapstructure:"command_max_bytes"`
 }
 
 // ClusterConfig configures the hub cluster.
@@ -81,6 +87,8 @@ func Defaults() Config {
 		Compression:     "accept",
 
 		TelemetryDedupWindow: 10 * time.Minute,
+		CommandTTL:           24 * time.Hour,
+		CommandMaxBytes:      1 << 30,
 	}
 }
 
@@ -154,6 +162,12 @@ func (c Config) Validate() error {
 	}
 	if c.TelemetryDedupWindow <= 0 {
 		add("telemetry_dedup_window", "must be > 0, got %s", c.TelemetryDedupWindow)
+	}
+	if c.CommandTTL <= 0 {
+		add("command_ttl", "must be > 0, got %s", c.CommandTTL)
+	}
+	if c.CommandMaxBytes < 1<<20 {
+		add("command_max_bytes", "must be at least 1048576 (1 MiB), got %d", c.CommandMaxBytes)
 	}
 	if c.TelemetryMaxAge < 0 {
 		add("telemetry_max_age", "must be >= 0, got %s", c.TelemetryMaxAge)

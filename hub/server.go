@@ -112,13 +112,18 @@ func (s *Server) Start(ctx context.Context) error {
 		ns.Shutdown()
 		return fmt.Errorf("hub %s: JetStream did not start (its reason is in the log above)", s.cfg.Name)
 	}
+	edges, err := store.Edges()
+	if err != nil {
+		ns.Shutdown()
+		return err
+	}
 	sctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer close(s.ready)
-		s.readyErr = s.ensureStreams(sctx, store.CloudCredsFile())
+		s.readyErr = s.ensureStreams(sctx, store.CloudCredsFile(), edges)
 		if s.readyErr != nil && sctx.Err() == nil {
 			s.log.Error("cloud streams not set up", "err", s.readyErr)
 		}

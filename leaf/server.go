@@ -34,6 +34,7 @@ type Server struct {
 	bundle *accounts.Bundle
 	nc     *nats.Conn
 	up     *uplink
+	down   *downlink
 
 	mu   sync.Mutex
 	link Link
@@ -132,9 +133,20 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
 	s.up = up
+	down, err := startDownlink(ctx, b.Edge, nc, func() bool { return s.Link().Connected })
+	if err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
+	}
+	s.down = down
 	mctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(2)
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		down.run(mctx)
+	}()
 	go func() {
 		defer s.wg.Done()
 		s.watchLink(mctx)

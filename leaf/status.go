@@ -18,13 +18,14 @@ const StatusSubject = "$TETHER.LEAF.STATUS"
 
 // Status is what 'tether leaf status' shows.
 type Status struct {
-	Edge    string       `json:"edge"`
-	Account string       `json:"account"`
-	Domain  string       `json:"domain"`
-	Version string       `json:"version"`
-	Client  string       `json:"client_url"`
-	Link    Link         `json:"link"`
-	Buffer  UplinkStatus `json:"buffer"`
+	Edge     string         `json:"edge"`
+	Account  string         `json:"account"`
+	Domain   string         `json:"domain"`
+	Version  string         `json:"version"`
+	Client   string         `json:"client_url"`
+	Link     Link           `json:"link"`
+	Buffer   UplinkStatus   `json:"buffer"`
+	Commands DownlinkStatus `json:"commands"`
 }
 
 // Status returns the edge's status.
@@ -32,13 +33,14 @@ func (s *Server) Status() Status {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	return Status{
-		Edge:    s.bundle.Edge,
-		Account: s.bundle.Account,
-		Domain:  s.bundle.Domain,
-		Version: buildinfo.Version,
-		Client:  s.ClientURL(),
-		Link:    s.Link(),
-		Buffer:  s.up.status(ctx, s.cfg.BufferMaxBytes),
+		Edge:     s.bundle.Edge,
+		Account:  s.bundle.Account,
+		Domain:   s.bundle.Domain,
+		Version:  buildinfo.Version,
+		Client:   s.ClientURL(),
+		Link:     s.Link(),
+		Buffer:   s.up.status(ctx, s.cfg.BufferMaxBytes),
+		Commands: s.down.status(),
 	}
 }
 

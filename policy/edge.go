@@ -16,12 +16,22 @@ const (
 	// that crosses the link, so nothing bypasses the edge's disk buffer.
 	UplinkPrefix    = "tether.up."
 	uplinkTelemetry = UplinkPrefix + LocalTelemetry
-	// UplinkInbox is the inbox prefix of the edge's forwarder: the cloud's
-	// PubAcks come back on it.
+	// UplinkInbox is the inbox prefix of the edge's forwarder and
+	// downlink: the cloud's PubAcks and queued commands come back on it.
 	UplinkInbox = "_TETHER_INBOX"
 
+	// CommandsStream is the CLOUD stream that queues commands for edges.
+	CommandsStream = "COMMANDS"
+	// DownlinkNext is the edge-local subject on which the edge's downlink
+	// asks its own command consumer in the cloud for the next commands.
+	DownlinkNext = "tether.down.next"
+
 	cloudTelemetryExport = "edges.*.telemetry.>"
-	cloudCommandsExport  = "edges.*.cmd.>"
+	cloudCommandsNext    = "$JS.API.CONSUMER.MSG.NEXT." + CommandsStream + ".*"
+	cloudCommandsAck     = "$JS.ACK." + CommandsStream + ".*.>"
+	// commandsAckPrefix starts the ack subjects of every edge's command
+	// consumer; an edge account imports only its own.
+	commandsAckPrefix = "$JS.ACK." + CommandsStream + "."
 )
 
 // CloudTelemetrySubject returns the cloud subject that receives an edge's
@@ -32,6 +42,10 @@ func CloudTelemetrySubject(edge string) string { return "edges." + edge + ".tele
 // edge's local cmd.>: edges.<edge>.cmd.>.
 func CloudCommandSubject(edge string) string { return "edges." + edge + ".cmd.>" }
 
+// CommandConsumer is the name of an edge's durable consumer on the CLOUD
+// COMMANDS stream.
+func CommandConsumer(edge string) string { return "cmd_" + edge }
+
 // CloudExports returns the CLOUD account's exports. They are wildcard
 // exports over the edge name, so the CLOUD JWT does not grow per edge; each
 // edge account imports only its own slice, and only the operator can sign an
@@ -39,20 +53,28 @@ func CloudCommandSubject(edge string) string { return "edges." + edge + ".cmd.>"
 func CloudExports() jwt.Exports {
 	return jwt.Exports{
 		{Name: "edge-telemetry", Subject: cloudTelemetryExport, Type: jwt.Service, ResponseType: jwt.ResponseTypeSingleton},
-		{Name: "edge-commands", Subject: cloudCommandsExport, Type: jwt.Stream},
+		// Commands are queued in the CLOUD COMMANDS stream
+		// (edges.*.cmd.>); each edge pulls from its own durable consumer
+		// and acks what it delivered locally.
+		{Name: "edge-commands-next", Subject: cloudCommandsNext, Type: jwt.Service, ResponseType: jwt.ResponseTypeStream},
+		{Name: "edge-commands-ack", Subject: cloudCommandsAck, Type: jwt.Service},
 	}
 }
 
 // EdgeImports returns the imports of an edge account: the forwarder's
 // tether.up.telemetry.> reaches CLOUD as edges.<edge>.telemetry.> (the
-// CLOUD stream's PubAck comes back as the reply), and CLOUD's
-// edges.<edge>.cmd.> arrives as the local cmd.>.
+// CLOUD stream's PubAck comes back as the reply); the downlink's
+// tether.down.next pulls from the edge's own command consumer, and acks go
+// to that consumer's ack subjects only.
 func EdgeImports(edge, cloudAccount string) jwt.Imports {
 	return jwt.Imports{
 		{Name: "telemetry", Type: jwt.Service, Account: cloudAccount,
 			Subject: jwt.Subject(CloudTelemetrySubject(edge)), LocalSubject: jwt.RenamingSubject(uplinkTelemetry)},
-		{Name: "commands", Type: jwt.Stream, Account: cloudAccount,
-			Subject: jwt.Subject(CloudCommandSubject(edge)), LocalSubject: jwt.RenamingSubject(LocalCommands)},
+		{Name: "commands-next", Type: jwt.Service, Account: cloudAccount,
+			Subject:      jwt.Subject("$JS.API.CONSUMER.MSG.NEXT." + CommandsStream + "." + CommandConsumer(edge)),
+			LocalSubject: jwt.RenamingSubject(DownlinkNext)},
+		{Name: "commands-ack", Type: jwt.Service, Account: cloudAccount,
+			Subject: jwt.Subject(commandsAckPrefix + CommandConsumer(edge) + ".>")},
 	}
 }
 
@@ -61,13 +83,17 @@ func EdgeImports(edge, cloudAccount string) jwt.Imports {
 // the hub may deliver to the edge.
 //
 // Pub: tether.up.telemetry.> (the forwarder's data path; raw telemetry.>
-// never crosses, it is buffered first), _INBOX.> (replies of edge services
-// to callers inside the edge's own account). Sub: cmd.> (commands), svc.>
-// (requests to edge services), _TETHER_INBOX.> (PubAcks for the forwarder).
+// never crosses, it is buffered first), tether.down.next and
+// $JS.ACK.COMMANDS.> (the downlink pulling and acking its queued commands;
+// the account imports only its own consumer's), _INBOX.> (replies of edge
+// services to callers inside the edge's own account). Sub: svc.>
+// (requests to edge services), _TETHER_INBOX.> (PubAcks and commands for
+// the forwarder and downlink). Raw cmd.> does not cross: commands come
+// through the queue.
 func LeafPermissions() jwt.Permissions {
 	var p jwt.Permissions
-	p.Pub.Allow.Add(uplinkTelemetry, "_INBOX.>")
-	p.Sub.Allow.Add(LocalCommands, LocalServices, UplinkInbox+".>")
+	p.Pub.Allow.Add(uplinkTelemetry, DownlinkNext, commandsAckPrefix+">", "_INBOX.>")
+	p.Sub.Allow.Add(LocalServices, UplinkInbox+".>")
 	return p
 }
 

@@ -286,3 +286,67 @@ func TestBufferFullRejects(t *testing.T) {
 	}
 	t.Logf("1 MiB buffer took %d x 1000 B before refusing: %v", acked, err)
 }
+
+// TestCommandsQueuedWhileOffline: commands the cloud sends while the edge
+// is offline wait in the cloud and reach the edge's local cmd.> subscribers
+// on reconnect, in order, once; live commands keep flowing after.
+func TestCommandsQueuedWhileOffline(t *testing.T) {
+	f := newFabric(t)
+	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
+	local := tethertest.Connect(t, f.leaf.ClientURL())
+	got, err := local.SubscribeSync("cmd.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local.Flush()
+	cloudJS, err := jetstream.NewWithDomain(f.cloud, hub.JetStreamDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(from, to int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for i := from; i < to; i++ {
+			// The PubAck proves the command is queued in the cloud.
+			if _, err := cloudJS.Publish(ctx, "edges.plant-7.cmd.set", []byte(strconv.Itoa(i))); err != nil {
+				t.Fatalf("queue command %d: %v", i, err)
+			}
+		}
+	}
+	expect := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			m, err := got.NextMsg(15 * time.Second)
+			if err != nil {
+				t.Fatalf("command %d not delivered: %v (edge status %+v)", i, err, f.leaf.Status().Commands)
+			}
+			if m.Subject != "cmd.set" || string(m.Data) != strconv.Itoa(i) {
+				t.Fatalf("got %s %q, want cmd.set %q (in order, once)", m.Subject, m.Data, strconv.Itoa(i))
+			}
+		}
+	}
+	send(0, 5)
+	expect(0, 5)
+
+	f.proxy.SetMode(netproxy.Cut)
+	tethertest.WaitFor(t, 10*time.Second, func() error {
+		if f.leaf.Link().Connected {
+			return fmt.Errorf("link still up")
+		}
+		return nil
+	})
+	send(5, 105)
+	if _, err := got.NextMsg(200 * time.Millisecond); err == nil {
+		t.Fatal("a command reached the edge while its link was cut")
+	}
+	f.proxy.SetMode(netproxy.Pass)
+	healed := time.Now()
+	expect(5, 105)
+	t.Logf("100 queued commands delivered %s after the link healed", time.Since(healed))
+	send(105, 110)
+	expect(105, 110)
+	if m, err := got.NextMsg(500 * time.Millisecond); err == nil {
+		t.Fatalf("extra command delivered: %s %q", m.Subject, m.Data)
+	}
+}

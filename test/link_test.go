@@ -47,12 +47,28 @@ func TestEdgeToCloudAndBack(t *testing.T) {
 			if m.Subject != "edges.plant-7.telemetry.temp" {
 				t.Errorf("cloud got subject %q, want edges.plant-7.telemetry.temp", m.Subject)
 			}
-			m = publishUntilReceived(t, cloud, "edges.plant-7.cmd.reboot", down)
+			m, err = publishUntilReceivedErr(cloud, "edges.plant-7.cmd.reboot", down)
+			if err != nil {
+				t.Fatalf("%v; edge status %+v", err, l.Status())
+			}
 			if m.Subject != "cmd.reboot" {
 				t.Errorf("edge got subject %q, want cmd.reboot", m.Subject)
 			}
 		})
 	}
+}
+
+func publishUntilReceivedErr(nc *nats.Conn, subj string, sub *nats.Subscription) (*nats.Msg, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		if err := nc.Publish(subj, []byte(fmt.Sprintf("msg-%d", i))); err != nil {
+			return nil, err
+		}
+		if m, err := sub.NextMsg(100 * time.Millisecond); err == nil {
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("nothing published on %s reached %s within 10s", subj, sub.Subject)
 }
 
 // publishUntilReceived publishes on subj until sub receives a message, for

@@ -8,9 +8,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/hub"
 )
 
 func newEdgeCmd(d *deps) *cobra.Command {
@@ -62,7 +64,10 @@ the running hubs at once; otherwise hubs load it when they (re)start.`,
 			}
 			fmt.Fprintf(d.stdout, "edge %s: account %s, bundle %s (0600)\n", name, b.Account, out)
 			if pushURL != "" {
-				return pushAccount(cmd.Context(), d, s, pushURL, accounts.EdgeAccountName(name))
+				if err := pushAccount(cmd.Context(), d, s, pushURL, accounts.EdgeAccountName(name)); err != nil {
+					return err
+				}
+				return prepareEdge(cmd.Context(), s, pushURL, name)
 			}
 			return nil
 		},
@@ -93,6 +98,19 @@ func pushAccount(ctx context.Context, d *deps, s *accounts.Store, url, account s
 		return fmt.Errorf("push %s: %w (hubs that missed it converge through their resolvers)", account, err)
 	}
 	return err
+}
+
+// prepareEdge creates the cloud side of a new edge (its command queue
+// consumer) on running hubs, as the cloud user.
+func prepareEdge(ctx context.Context, s *accounts.Store, url, edge string) error {
+	cloud, err := nats.Connect(url, nats.UserCredentials(s.CloudCredsFile()), nats.RootCAs(s.CAFile()), nats.Timeout(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("connect to hub %s as cloud user: %w", url, err)
+	}
+	defer cloud.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return hub.PrepareEdge(ctx, cloud, edge)
 }
 
 func newEdgeLsCmd(d *deps) *cobra.Command {

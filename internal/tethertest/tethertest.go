@@ -134,6 +134,15 @@ func AddEdge(t testing.TB, store *accounts.Store, edge string, hubs ...*hub.Serv
 		t.Fatalf("add edge: %v", err)
 	}
 	PushAccount(t, store, accounts.EdgeAccountName(edge), hubs...)
+	if len(hubs) > 0 {
+		cloud := ConnectCloud(t, store, hubs[0])
+		defer cloud.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := hub.PrepareEdge(ctx, cloud, edge); err != nil {
+			t.Fatalf("prepare edge %s: %v", edge, err)
+		}
+	}
 }
 
 // BundleFile writes the edge's bundle with the given hub URLs to a 0600

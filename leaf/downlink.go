@@ -1,0 +1,198 @@
+package leaf
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tether-fabric/tether/policy"
+)
+
+// The edge's downlink: commands for the edge wait in the CLOUD stream
+// COMMANDS (edges.<edge>.cmd.>) while it is offline. Once linked, the
+// downlink pulls them one at a time from the edge's own durable consumer,
+// publishes each locally on cmd.> (stored in the edge stream CommandStream,
+// and seen by core subscribers), and only then acks it in the cloud. The
+// cloud stream sequence of the last delivered command is kept in the local
+// stream, so a command redelivered after a lost ack is acked again but not
+// published twice.
+const (
+	// CommandStream is the edge-local stream of delivered commands.
+	CommandStream = "COMMANDS"
+	// HeaderCloudSeq carries the command's sequence in the cloud stream.
+	HeaderCloudSeq = "Tether-Cloud-Seq"
+
+	downlinkWait = 2 * time.Second
+)
+
+type downlink struct {
+	edge   string
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	linked func() bool
+	prefix string // cloud subject prefix: edges.<edge>.
+	inbox  string
+	sub    *nats.Subscription
+
+	mu        sync.Mutex
+	last      uint64 // cloud sequence of the last command delivered locally
+	delivered uint64
+	lastErr   string
+}
+
+// DownlinkStatus is the command path's state.
+type DownlinkStatus struct {
+	Delivered uint64 `json:"delivered"`
+	LastSeq   uint64 `json:"last_cloud_seq"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+func startDownlink(ctx context.Context, edge string, nc *nats.Conn, linked func() bool) (*downlink, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        CommandStream,
+		Description: "Tether: commands delivered to this edge",
+		Subjects:    []string{policy.LocalCommands},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      7 * 24 * time.Hour,
+		MaxBytes:    64 << 20,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("command stream %s: %w", CommandStream, err)
+	}
+	// One long-lived inbox: its interest crosses the link once per
+	// connection, so a pull's answer is never sent before the hub knows
+	// where to deliver it (a per-request inbox could lose the delivery and
+	// hold the command until its ack wait expires).
+	inbox := policy.UplinkInbox + ".down." + nats.NewInbox()[len(nats.InboxPrefix):]
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("downlink inbox: %w", err)
+	}
+	d := &downlink{edge: edge, nc: nc, js: js, linked: linked, prefix: "edges." + edge + ".", inbox: inbox, sub: sub}
+	if info := st.CachedInfo(); info.State.Msgs > 0 {
+		m, err := st.GetMsg(ctx, info.State.LastSeq)
+		if err == nil {
+			d.last, _ = strconv.ParseUint(m.Header.Get(HeaderCloudSeq), 10, 64)
+		}
+	}
+	return d, nil
+}
+
+func (d *downlink) run(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if !d.linked() {
+			if !sleep(ctx, 50*time.Millisecond) {
+				return
+			}
+			continue
+		}
+		if err := d.next(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d.mu.Lock()
+			d.lastErr = err.Error()
+			d.mu.Unlock()
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, uplinkMaxBackof)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+}
+
+// next waits up to downlinkWait for one queued command and delivers it.
+func (d *downlink) next(ctx context.Context) error {
+	req, _ := json.Marshal(map[string]any{"batch": 1, "expires": downlinkWait.Nanoseconds()})
+	rctx, cancel := context.WithTimeout(ctx, downlinkWait+3*time.Second)
+	defer cancel()
+	if err := d.nc.PublishRequest(policy.DownlinkNext, d.inbox, req); err != nil {
+		return fmt.Errorf("ask the cloud for commands: %w", err)
+	}
+	m, err := d.sub.NextMsgWithContext(rctx)
+	if err != nil {
+		return fmt.Errorf("ask the cloud for commands: %w", err)
+	}
+	if status := m.Header.Get("Status"); status != "" {
+		switch status {
+		case "404", "408", "409":
+			return nil // nothing queued (or the request expired): ask again
+		}
+		return fmt.Errorf("cloud command queue: status %s %s", status, m.Header.Get("Description"))
+	}
+	seq, err := cloudSeq(m.Reply)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	dup := seq <= d.last
+	d.mu.Unlock()
+	if !dup {
+		if err := d.deliver(ctx, m, seq); err != nil {
+			return err
+		}
+	}
+	if _, err := d.nc.RequestWithContext(rctx, m.Reply, []byte("+ACK")); err != nil {
+		return fmt.Errorf("ack command %d in the cloud: %w", seq, err)
+	}
+	return nil
+}
+
+// deliver publishes a command locally on cmd.> and records its sequence.
+func (d *downlink) deliver(ctx context.Context, m *nats.Msg, seq uint64) error {
+	subj, ok := strings.CutPrefix(m.Subject, d.prefix)
+	if !ok || !strings.HasPrefix(subj, "cmd.") {
+		return fmt.Errorf("command on unexpected subject %q", m.Subject)
+	}
+	h := nats.Header{}
+	for k, v := range m.Header {
+		h[k] = v
+	}
+	h.Set(HeaderCloudSeq, strconv.FormatUint(seq, 10))
+	if _, err := d.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Header: h, Data: m.Data}); err != nil {
+		return fmt.Errorf("deliver command %d locally: %w", seq, err)
+	}
+	d.mu.Lock()
+	d.last = seq
+	d.delivered++
+	d.mu.Unlock()
+	return nil
+}
+
+// cloudSeq reads the stream sequence from a JetStream ack subject:
+// $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+// (or the v2 form with domain and account hash before the stream).
+func cloudSeq(reply string) (uint64, error) {
+	tok := strings.Split(reply, ".")
+	if len(tok) < 9 || tok[0] != "$JS" || tok[1] != "ACK" {
+		return 0, fmt.Errorf("command without a JetStream ack subject (%q)", reply)
+	}
+	n := len(tok)
+	seq, err := strconv.ParseUint(tok[n-4], 10, 64)
+	if err != nil {
+		return 0, errors.New("bad sequence in ack subject " + reply)
+	}
+	return seq, nil
+}
+
+func (d *downlink) status() DownlinkStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return DownlinkStatus{Delivered: d.delivered, LastSeq: d.last, LastError: d.lastErr}
+}
