@@ -95,10 +95,34 @@ func newLeafStatusCmd(d *deps) *cobra.Command {
 			if st.Link.Connected {
 				fmt.Fprintf(d.stdout, "hub %s rtt %s compression %s\n", st.Link.Hub, st.Link.RTT, st.Link.Compression)
 			}
+			b := st.Buffer
+			health := "ok"
+			switch {
+			case b.Stalled:
+				health = "STALLED"
+			case b.Full:
+				health = "FULL"
+			}
+			fmt.Fprintf(d.stdout, "buffer %s: %d messages, %d bytes waiting (oldest %s), %d forwarded, budget %d bytes\n",
+				health, b.BacklogMsgs, b.BacklogBytes, orDash(b.OldestAge), b.Forwarded, b.MaxBytes)
+			if b.LastError != "" {
+				fmt.Fprintf(d.stdout, "buffer last error at %s: %s\n", b.LastErrorAt.Format(time.RFC3339), b.LastError)
+			}
+			fmt.Fprintf(d.stdout, "commands: %d delivered (cloud seq %d)\n", st.Commands.Delivered, st.Commands.LastSeq)
+			if st.Commands.LastError != "" {
+				fmt.Fprintf(d.stdout, "commands last error: %s\n", st.Commands.LastError)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&url, "url", "nats://127.0.0.1:4222", "the edge's local client URL")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
