@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/tether-fabric/tether/internal/sysreq"
 )
 
 // ErrPushIncomplete reports a push that not every hub acknowledged.
@@ -38,7 +40,7 @@ type claimUpdateResponse struct {
 // ctx ends.
 func Hubs(ctx context.Context, nc *nats.Conn, quiet time.Duration) ([]string, error) {
 	var names []string
-	err := gather(ctx, nc, "$SYS.REQ.SERVER.PING", nil, quiet, 0, func(data []byte) {
+	err := sysreq.Gather(ctx, nc, "$SYS.REQ.SERVER.PING", nil, quiet, 0, func(data []byte) {
 		var r struct {
 			Server struct {
 				Name string `json:"name"`
@@ -59,7 +61,7 @@ func Hubs(ctx context.Context, nc *nats.Conn, quiet time.Duration) ([]string, er
 // through the resolvers' own synchronisation.
 func Push(ctx context.Context, nc *nats.Conn, accountJWT string, hubs []string) ([]PushResult, error) {
 	got := map[string]PushResult{}
-	err := gather(ctx, nc, "$SYS.REQ.CLAIMS.UPDATE", []byte(accountJWT), 0, len(hubs), func(data []byte) {
+	err := sysreq.Gather(ctx, nc, "$SYS.REQ.CLAIMS.UPDATE", []byte(accountJWT), 0, len(hubs), func(data []byte) {
 		var r claimUpdateResponse
 		if err := json.Unmarshal(data, &r); err != nil {
 			return
@@ -96,44 +98,6 @@ func Push(ctx context.Context, nc *nats.Conn, accountJWT string, hubs []string) 
 		return out, fmt.Errorf("%w: no answer from %v, refused by %v", ErrPushIncomplete, missing, failed)
 	}
 	return out, nil
-}
-
-// gather publishes a request and hands every reply to fn until want replies
-// arrived (want > 0), quiet passed without a reply (quiet > 0), or ctx ends.
-func gather(ctx context.Context, nc *nats.Conn, subj string, data []byte, quiet time.Duration, want int, fn func([]byte)) error {
-	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return fmt.Errorf("subscribe %s: %w", inbox, err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest(subj, inbox, data); err != nil {
-		return fmt.Errorf("publish %s: %w", subj, err)
-	}
-	for n := 0; want == 0 || n < want; n++ {
-		wait := time.Hour
-		if d, ok := ctx.Deadline(); ok {
-			wait = time.Until(d)
-		}
-		if quiet > 0 && n > 0 && quiet < wait {
-			wait = quiet
-		}
-		if wait <= 0 {
-			return ctx.Err()
-		}
-		m, err := sub.NextMsg(wait)
-		if errors.Is(err, nats.ErrTimeout) {
-			if quiet > 0 && n > 0 {
-				return nil
-			}
-			return context.DeadlineExceeded
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", subj, err)
-		}
-		fn(m.Data)
-	}
-	return nil
 }
 
 // ConnectSystem connects to a hub as the system user, verifying the hub

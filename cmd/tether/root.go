@@ -91,6 +91,7 @@ Start with 'tether dev' for the whole fabric in one process.`,
 		newDevCmd(d),
 		newPubCmd(d),
 		newSubCmd(d),
+		newStatusCmd(d),
 	)
 	return root
 }
