@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 
 	"github.com/tether-fabric/tether/internal/securefile"
+	"github.com/tether-fabric/tether/policy"
 )
 
 func newStore(t *testing.T) *Store {
@@ -98,7 +99,7 @@ func TestAddEdge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ac.Imports) != 2 || ac.Limits.LeafNodeConn != edgeLeafConns {
+	if len(ac.Imports) != len(policy.EdgeImports("plant-7", "A")) || ac.Limits.LeafNodeConn != edgeLeafConns {
 		t.Errorf("edge account imports=%d leaf limit=%d", len(ac.Imports), ac.Limits.LeafNodeConn)
 	}
 	if _, err := s.AddEdge("plant-7"); !errors.Is(err, ErrEdgeExists) {
