@@ -15,6 +15,7 @@ import (
 
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/internal/natslog"
+	"github.com/tether-fabric/tether/internal/netaddr"
 	"github.com/tether-fabric/tether/internal/pki"
 	"github.com/tether-fabric/tether/internal/securefile"
 )
@@ -93,6 +94,19 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	opts.AccountResolver = res
 
+	for _, l := range []struct {
+		key  string
+		host string
+		port int
+	}{
+		{"listen", opts.Host, opts.Port}, {"leaf_listen", opts.LeafNode.Host, opts.LeafNode.Port},
+		{"websocket_listen", opts.Websocket.Host, opts.Websocket.Port}, {"monitor_listen", opts.HTTPHost, opts.HTTPPort},
+		{"cluster.listen", opts.Cluster.Host, opts.Cluster.Port},
+	} {
+		if err := netaddr.CheckFree(l.host, l.port); err != nil {
+			return fmt.Errorf("hub %s: %s: %w", s.cfg.Name, l.key, err)
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("hub %s: %w", s.cfg.Name, err)

@@ -20,7 +20,9 @@ func telemetryConfig(c Config) jetstream.StreamConfig {
 	replicas := c.TelemetryReplicas
 	if replicas == 0 {
 		replicas = 1
-		if n := len(c.Cluster.Routes); c.Cluster.Listen != "" && n >= 3 {
+		// Routes may or may not list this hub itself: two entries already
+		// mean a cluster of at least three.
+		if n := len(c.Cluster.Routes); c.Cluster.Listen != "" && n >= 2 {
 			replicas = 3
 		}
 	}

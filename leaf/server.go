@@ -15,6 +15,7 @@ import (
 
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/internal/natslog"
+	"github.com/tether-fabric/tether/internal/netaddr"
 	"github.com/tether-fabric/tether/internal/pki"
 )
 
@@ -97,6 +98,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := netaddr.CheckFree(opts.Host, opts.Port); err != nil {
+		return fmt.Errorf("edge %s: listen: %w", b.Edge, err)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

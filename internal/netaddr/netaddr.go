@@ -31,3 +31,18 @@ func IsLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// CheckFree fails with the listener's own error (e.g. "address already in
+// use") when host:port cannot be bound now; port -1 (any) always passes.
+// nats-server only logs a failed bind, so callers check first to fail fast
+// with a clear message.
+func CheckFree(host string, port int) error {
+	if port <= 0 {
+		return nil
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
