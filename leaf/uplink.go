@@ -15,15 +15,16 @@ import (
 )
 
 // The edge's store-and-forward buffer: every local publish on telemetry.>
-// lands in the file-backed work-queue stream BufferStream first; the
-// forwarder reads it through the durable consumer uplinkConsumer, publishes
-// each message to the cloud (tether.up.telemetry.> becomes
-// edges.<edge>.telemetry.> through the edge account's import) with a
-// message id, and acknowledges it locally only after the cloud's PubAck.
+// lands in the file-backed stream BufferStream first. The forwarder reads it
+// in order with an ordered consumer, publishes each message to the cloud
+// (tether.up.telemetry.> becomes edges.<edge>.telemetry.> through the edge
+// account's import) with a message id, keeps up to uplinkWindow in flight,
+// and purges the buffer only up to the longest prefix the cloud has
+// acknowledged. Invariant: the buffer holds exactly what the cloud has not
+// confirmed, oldest first.
 const (
 	// BufferStream is the edge-local stream that buffers telemetry.
-	BufferStream   = "TELEMETRY"
-	uplinkConsumer = "uplink"
+	BufferStream = "TELEMETRY"
 	// uplinkInbox is the forwarder's inbox prefix; the leaf user may
 	// receive it, so cloud PubAcks reach the edge.
 	uplinkInbox = policy.UplinkInbox
@@ -33,9 +34,13 @@ const (
 	HeaderSeq    = "Tether-Seq"
 	HeaderOrigin = "Tether-Origin"
 
-	uplinkBatch     = 512
-	uplinkAckWait   = 10 * time.Second
-	uplinkMaxBackof = 5 * time.Second
+	// uplinkWindow is how many messages may await the cloud's PubAck.
+	uplinkWindow = 2048
+	// uplinkPurgeEvery is how many confirmed messages trigger a purge of
+	// the buffer (it is also purged whenever the pipeline drains).
+	uplinkPurgeEvery = 512
+	uplinkAckWait    = 10 * time.Second
+	uplinkMaxBackof  = 5 * time.Second
 )
 
 // uplink forwards the buffer to the cloud.
@@ -43,7 +48,7 @@ type uplink struct {
 	edge   string
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	cons   jetstream.Consumer
+	stream jetstream.Stream
 	origin string // identifies this incarnation of the buffer stream
 	linked func() bool
 
@@ -85,7 +90,7 @@ func bufferConfig(c Config) jetstream.StreamConfig {
 		Name:        BufferStream,
 		Description: "Tether store-and-forward buffer: telemetry waiting for the cloud",
 		Subjects:    []string{policy.LocalTelemetry},
-		Retention:   jetstream.WorkQueuePolicy,
+		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxBytes:    c.BufferMaxBytes,
 		Discard:     discard,
@@ -94,7 +99,7 @@ func bufferConfig(c Config) jetstream.StreamConfig {
 }
 
 func startUplink(ctx context.Context, edge string, nc *nats.Conn, c Config, linked func() bool) (*uplink, error) {
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(uplinkBatch),
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(uplinkWindow),
 		jetstream.WithPublishAsyncTimeout(uplinkAckWait))
 	if err != nil {
 		return nil, err
@@ -103,27 +108,8 @@ func startUplink(ctx context.Context, edge string, nc *nats.Conn, c Config, link
 	if err != nil {
 		return nil, fmt.Errorf("buffer stream %s: %w", BufferStream, err)
 	}
-	// A consumer left by a previous run may hold messages it delivered but
-	// never got acknowledged; they would come back only after AckWait,
-	// behind newer ones. The buffer is a work queue (forwarded messages are
-	// gone), so a fresh consumer starts exactly at the oldest unforwarded
-	// message, in order.
-	if err := st.DeleteConsumer(ctx, uplinkConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("reset buffer consumer: %w", err)
-	}
-	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       uplinkConsumer,
-		Description:   "Tether forwarder to the cloud",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       uplinkAckWait * 3,
-		MaxAckPending: uplinkBatch * 2,
-		MaxDeliver:    -1,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("buffer consumer: %w", err)
-	}
 	return &uplink{
-		edge: edge, nc: nc, js: js, cons: cons, linked: linked,
+		edge: edge, nc: nc, js: js, stream: st, linked: linked,
 		origin: strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 36),
 	}, nil
 }
@@ -138,8 +124,12 @@ func (u *uplink) run(ctx context.Context) {
 			}
 			continue
 		}
-		n, err := u.forwardBatch(ctx)
+		n, err := u.session(ctx)
 		if err != nil {
+			// Futures of an abandoned session would hold their slots in
+			// the async publisher until they time out, stalling the next
+			// session.
+			u.js.CleanupPublisher()
 			if ctx.Err() != nil {
 				return
 			}
@@ -162,115 +152,242 @@ func (u *uplink) fail(err error) {
 	u.lastErr, u.lastErrAt = err.Error(), time.Now()
 }
 
-// forwardBatch moves up to uplinkBatch messages to the cloud, in order.
-// A message is acknowledged locally (and so deleted from the buffer) only
-// after the cloud stored it; the first failure NAKs it and everything
-// after it, in order, so they come back first.
-func (u *uplink) forwardBatch(ctx context.Context) (int, error) {
-	batch, err := u.cons.FetchNoWait(uplinkBatch)
+// noRetry turns off nats.go's own resend after "no responders": it
+// resends a message 250ms later, behind messages sent since, which breaks
+// the order; the forwarder resends from the oldest unconfirmed message
+// itself.
+var noRetry = jetstream.WithRetryAttempts(0)
+
+// inflight is a message sent to the cloud and not yet confirmed.
+type inflight struct {
+	seq uint64
+	ack jetstream.PubAckFuture
+}
+
+// session forwards from the oldest unconfirmed message until the buffer
+// is empty for a while... or anything fails: then every unconfirmed
+// message is left in the buffer and the next session resends it (with the
+// same message id, so the cloud drops what it already stored). It returns
+// how many messages the cloud confirmed.
+func (u *uplink) session(ctx context.Context) (int, error) {
+	info, err := u.stream.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("read buffer: %w", err)
 	}
-	var msgs []jetstream.Msg
-	for m := range batch.Messages() {
-		msgs = append(msgs, m)
+	if info.State.Msgs == 0 {
+		return 0, u.waitForData(ctx)
 	}
-	if len(msgs) == 0 {
-		// Nothing buffered: wait briefly for new data without spinning.
-		b, err := u.cons.Fetch(1, jetstream.FetchMaxWait(250*time.Millisecond))
-		if err != nil {
-			return 0, nil
-		}
-		for m := range b.Messages() {
-			msgs = append(msgs, m)
-		}
-		if len(msgs) == 0 {
-			return 0, nil
-		}
+	start := info.State.FirstSeq
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cons, err := u.js.OrderedConsumer(sctx, BufferStream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   start,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read buffer: %w", err)
 	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return 0, fmt.Errorf("read buffer: %w", err)
+	}
+	defer iter.Stop()
+
 	// The first message goes alone: until it is stored, the path to the
 	// cloud is not proven (after a reconnect the hub's interest may still
-	// be on its way, and a later message could overtake a refused one).
-	first, err := u.outbound(msgs[0])
-	if err == nil {
-		pctx, cancel := context.WithTimeout(ctx, uplinkAckWait)
-		_, err = u.js.PublishMsg(pctx, first)
-		cancel()
-	}
+	// be on its way, and a later message must never overtake a refused one).
+	first, err := iter.Next()
 	if err != nil {
-		for _, m := range msgs {
-			_ = m.Nak()
-		}
+		return 0, fmt.Errorf("read buffer: %w", err)
+	}
+	out, err := u.outbound(first)
+	if err != nil {
+		return 0, err
+	}
+	pctx, pcancel := context.WithTimeout(sctx, uplinkAckWait)
+	stopWatch := u.cancelOnLinkLoss(pctx, pcancel)
+	_, err = u.js.PublishMsg(pctx, out, noRetry)
+	stopWatch()
+	pcancel()
+	if err != nil {
 		return 0, fmt.Errorf("send to cloud: %w", err)
 	}
-	if err := msgs[0].Ack(); err != nil {
-		return 0, fmt.Errorf("ack buffered message: %w", err)
+	confirmed := seqOf(first)
+	sent := 1
+	if err := u.confirm(sctx, confirmed, 1); err != nil {
+		return 1, err
 	}
-	u.mu.Lock()
-	u.forwarded++
-	u.lastOK = time.Now()
-	u.mu.Unlock()
-	msgs = msgs[1:]
 
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	var pubErr error
-	for _, m := range msgs {
+	window := make(chan inflight, uplinkWindow)
+	ackErr := make(chan error, 1)
+	go func() {
+		err := u.collect(sctx, window)
+		if err != nil {
+			// Stop sending at once: a message sent after the link comes
+			// back must never overtake one lost with the old link.
+			cancel()
+		}
+		ackErr <- err
+	}()
+
+	var sendErr error
+	for sctx.Err() == nil {
+		m, err := u.nextOrIdle(iter, window)
+		if err != nil {
+			sendErr = err
+			break
+		}
+		if m == nil { // drained and idle: end the session cleanly
+			break
+		}
 		out, err := u.outbound(m)
 		var f jetstream.PubAckFuture
 		if err == nil {
-			f, err = u.js.PublishMsgAsync(out)
+			f, err = u.js.PublishMsgAsync(out, noRetry)
 		}
 		if err != nil {
-			pubErr = fmt.Errorf("send to cloud: %w", err)
+			sendErr = fmt.Errorf("send to cloud: %w", err)
 			break
 		}
-		futures = append(futures, f)
-	}
-	acked := 0
-	timeout := time.NewTimer(uplinkAckWait)
-	defer timeout.Stop()
-	linkCheck := time.NewTicker(100 * time.Millisecond)
-	defer linkCheck.Stop()
-wait:
-	for i := 0; i < len(futures); i++ {
-		f := futures[i]
 		select {
-		case <-linkCheck.C:
-			if !u.linked() {
-				pubErr = errors.New("link to the hub went down before the cloud acknowledged")
-				break wait
-			}
-			i-- // the link is fine: keep waiting for this message
-		case <-f.Ok():
-			if err := msgs[i].Ack(); err != nil {
-				pubErr = fmt.Errorf("ack buffered message: %w", err)
-				break wait
-			}
-			acked++
-		case err := <-f.Err():
-			pubErr = fmt.Errorf("cloud refused message %d: %w", seqOf(msgs[i]), err)
-			break wait
-		case <-timeout.C:
-			pubErr = fmt.Errorf("no acknowledgement from the cloud within %s", uplinkAckWait)
-			break wait
-		case <-ctx.Done():
-			pubErr = ctx.Err()
-			break wait
+		case window <- inflight{seq: seqOf(m), ack: f}:
+			sent++
+		case err := <-ackErr:
+			return sent, err
 		}
 	}
-	for _, m := range msgs[acked:] {
-		_ = m.Nak()
+	close(window)
+	err = <-ackErr
+	if err == nil {
+		err = sendErr
 	}
-	if acked > 0 {
-		u.mu.Lock()
-		u.forwarded += uint64(acked)
-		u.lastOK = time.Now()
-		u.mu.Unlock()
+	return sent, err
+}
+
+// nextOrIdle returns the next buffered message, or nil when the buffer
+// has been empty for a moment and nothing is in flight.
+func (u *uplink) nextOrIdle(iter jetstream.MessagesContext, window chan inflight) (jetstream.Msg, error) {
+	for {
+		m, err := iter.Next(jetstream.NextMaxWait(500 * time.Millisecond))
+		if errors.Is(err, nats.ErrTimeout) {
+			if len(window) == 0 {
+				return nil, nil
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read buffer: %w", err)
+		}
+		return m, nil
 	}
-	if pubErr == nil && acked < len(msgs) {
-		pubErr = errors.New("batch not fully acknowledged")
+}
+
+// collect waits for PubAcks in send order and purges the confirmed prefix
+// from the buffer. It stops at the first failure or a link loss.
+func (u *uplink) collect(ctx context.Context, window <-chan inflight) error {
+	var confirmed uint64
+	pending := 0
+	linkCheck := time.NewTicker(100 * time.Millisecond)
+	defer linkCheck.Stop()
+	flush := func() error {
+		if pending == 0 {
+			return nil
+		}
+		err := u.confirm(ctx, confirmed, pending)
+		pending = 0
+		return err
 	}
-	return acked + 1, pubErr
+	for {
+		var in inflight
+		var ok bool
+		select {
+		case in, ok = <-window:
+		default:
+			// Pipeline drained for now: make the progress durable.
+			if err := flush(); err != nil {
+				return err
+			}
+			in, ok = <-window
+		}
+		if !ok {
+			return flush()
+		}
+	wait:
+		for {
+			select {
+			case <-in.ack.Ok():
+				break wait
+			case err := <-in.ack.Err():
+				_ = flush()
+				return fmt.Errorf("cloud refused buffered message %d: %w", in.seq, err)
+			case <-linkCheck.C:
+				if !u.linked() {
+					_ = flush()
+					return errors.New("link to the hub went down before the cloud acknowledged")
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		confirmed = in.seq
+		pending++
+		if pending >= uplinkPurgeEvery {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// confirm records that the cloud stored everything up to seq and removes
+// it from the buffer.
+func (u *uplink) confirm(ctx context.Context, seq uint64, n int) error {
+	if err := u.stream.Purge(ctx, jetstream.WithPurgeSequence(seq+1)); err != nil {
+		return fmt.Errorf("purge forwarded messages from the buffer: %w", err)
+	}
+	u.mu.Lock()
+	u.forwarded += uint64(n)
+	u.lastOK = time.Now()
+	u.mu.Unlock()
+	return nil
+}
+
+// cancelOnLinkLoss cancels ctx (through cancel) when the link goes down;
+// the returned function stops watching.
+func (u *uplink) cancelOnLinkLoss(ctx context.Context, cancel context.CancelFunc) func() {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if !u.linked() {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// waitForData returns when something is published on telemetry.>, after a
+// short while, or when ctx ends.
+func (u *uplink) waitForData(ctx context.Context) error {
+	sub, err := u.nc.SubscribeSync(policy.LocalTelemetry)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	wctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+	defer cancel()
+	_, _ = sub.NextMsgWithContext(wctx)
+	return nil
 }
 
 func seqOf(m jetstream.Msg) uint64 {

@@ -25,6 +25,8 @@ type checker struct {
 	dups  int
 	order int
 	total int
+
+	firstInversions []string
 }
 
 func newChecker() *checker { return &checker{got: map[string][]int{}} }
@@ -46,6 +48,9 @@ func (c *checker) add(data []byte) error {
 			c.dups++
 		case i < last:
 			c.order++
+			if c.order <= 3 {
+				c.firstInversions = append(c.firstInversions, fmt.Sprintf("%s:%d after %d", p, i, last))
+			}
 		}
 	}
 	c.got[p] = append(seq, i)
@@ -76,7 +81,7 @@ func (c *checker) verify(want map[string]int) error {
 		}
 	}
 	if c.order > 0 {
-		errs = append(errs, fmt.Sprintf("%d messages out of order", c.order))
+		errs = append(errs, fmt.Sprintf("%d messages out of order (first: %v)", c.order, c.firstInversions))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
@@ -94,12 +99,13 @@ func drainCloud(t *testing.T, cloud *nats.Conn, edge string, c *checker, total i
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, hub.TelemetryStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"edges." + edge + ".telemetry.>"},
+	var cons jetstream.Consumer
+	tethertest.WaitFor(t, d, func() error { // a hub may just have died
+		cons, err = js.OrderedConsumer(ctx, hub.TelemetryStream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{"edges." + edge + ".telemetry.>"},
+		})
+		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for c.total < total {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(500*time.Millisecond))
 		if err != nil {
@@ -122,6 +128,14 @@ func drainCloud(t *testing.T, cloud *nats.Conn, edge string, c *checker, total i
 // publisher publishes "<name>:<i>" on telemetry.<name> at an edge with
 // JetStream, so each publish is acknowledged once the edge stored it.
 func publish(t *testing.T, js jetstream.JetStream, name string, from, to int) {
+	t.Helper()
+	// In chunks: the async publisher refuses more than its max pending.
+	for lo := from; lo < to; lo += 500 {
+		publishChunk(t, js, name, lo, min(lo+500, to))
+	}
+}
+
+func publishChunk(t *testing.T, js jetstream.JetStream, name string, from, to int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -207,7 +221,7 @@ func TestLinkCutUnderLoad(t *testing.T) {
 	drainCloud(t, f.cloud, "plant-7", c, 6000, 30*time.Second)
 	t.Logf("caught up %s after the link healed", time.Since(healed))
 	if err := c.verify(map[string]int{"p1": 6000}); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v (edge buffer: %+v)", err, f.leaf.Status().Buffer)
 	}
 	tethertest.WaitFor(t, 5*time.Second, func() error {
 		if st := f.leaf.Status().Buffer; st.BacklogMsgs != 0 || st.Forwarded != 6000 {

@@ -6,12 +6,14 @@ package tethertest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,9 +72,23 @@ func RunHub(t testing.TB, c hub.Config, log *slog.Logger) *hub.Server {
 }
 
 // RunCluster starts n hubs routed to each other and waits for JetStream.
-// Route ports are reserved up front: every hub must know all routes to
-// form a JetStream cluster.
+// Route ports are reserved up front (every hub must know all routes to
+// form a JetStream cluster); if another process takes one in between, the
+// cluster is started again on new ports.
 func RunCluster(t testing.TB, store *accounts.Store, n int) []*hub.Server {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		hubs, err := startCluster(t, store, n)
+		if err == nil {
+			return hubs
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 2 {
+			t.Fatalf("cluster: %v", err)
+		}
+	}
+}
+
+func startCluster(t testing.TB, store *accounts.Store, n int) ([]*hub.Server, error) {
 	t.Helper()
 	var routes, listens []string
 	for i := 0; i < n; i++ {
@@ -80,21 +96,36 @@ func RunCluster(t testing.TB, store *accounts.Store, n int) []*hub.Server {
 		listens = append(listens, addr)
 		routes = append(routes, "tls://"+addr)
 	}
-	hubs := make([]*hub.Server, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var hubs []*hub.Server
+	stopAll := func() {
+		for _, h := range hubs {
+			_ = h.Shutdown(context.Background())
+		}
+	}
 	for i := 0; i < n; i++ {
 		c := HubConfig(t, store, fmt.Sprintf("hub-%d", i+1))
 		c.Cluster.Listen = listens[i]
 		c.Cluster.Routes = routes
-		hubs[i] = RunHub(t, c, nil)
+		h, err := hub.New(c, nil)
+		if err == nil {
+			err = h.Start(ctx)
+		}
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		hubs = append(hubs, h)
+		t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	for _, h := range hubs {
 		if err := h.WaitReady(ctx); err != nil {
-			t.Fatalf("cluster: %v", err)
+			stopAll()
+			return nil, err
 		}
 	}
-	return hubs
+	return hubs, nil
 }
 
 // FreeAddr returns a loopback host:port that was free a moment ago, for
