@@ -112,6 +112,9 @@ func (s *Store) Bundle(name string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	if at, revoked := s.Revoked(name); revoked {
+		return nil, fmt.Errorf("bundle %s: %w (since %s)", name, ErrEdgeRevoked, at.Format(time.RFC3339))
+	}
 	creds, err := securefile.Read(s.edgeCredsFile(name))
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", name, err)

@@ -137,6 +137,9 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
 	s.up = up
+	// The origin names this incarnation of the buffer: a new one after the
+	// edge's store was wiped (the cloud sees Tether-Origin change).
+	s.log.Info("telemetry buffer ready", "origin", up.origin, "budget_bytes", s.cfg.BufferMaxBytes, "when_full", s.cfg.BufferFull)
 	down, err := startDownlink(ctx, b.Edge, nc, func() bool { return s.Link().Connected })
 	if err != nil {
 		nc.Close()

@@ -24,7 +24,7 @@ func newEdgeCmd(d *deps) *cobra.Command {
 			return usageError{fmt.Errorf("%s needs a subcommand (see '%s --help')", cmd.CommandPath(), cmd.CommandPath())}
 		},
 	}
-	cmd.AddCommand(newEdgeAddCmd(d), newEdgeLsCmd(d))
+	cmd.AddCommand(newEdgeAddCmd(d), newEdgeLsCmd(d), newEdgeRevokeCmd(d))
 	return cmd
 }
 
@@ -133,6 +133,7 @@ func newEdgeLsCmd(d *deps) *cobra.Command {
 				Name    string `json:"name"`
 				Account string `json:"account"`
 				Domain  string `json:"domain"`
+				Revoked string `json:"revoked,omitempty"`
 			}
 			rows := []row{}
 			for _, n := range names {
@@ -140,7 +141,11 @@ func newEdgeLsCmd(d *deps) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				rows = append(rows, row{n, e.Account.Pub, accounts.EdgeDomain(n)})
+				r := row{Name: n, Account: e.Account.Pub, Domain: accounts.EdgeDomain(n)}
+				if at, ok := s.Revoked(n); ok {
+					r.Revoked = at.Format(time.RFC3339)
+				}
+				rows = append(rows, r)
 			}
 			if asJSON {
 				enc := json.NewEncoder(d.stdout)
@@ -148,14 +153,51 @@ func newEdgeLsCmd(d *deps) *cobra.Command {
 				return enc.Encode(rows)
 			}
 			tw := tabwriter.NewWriter(d.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tACCOUNT\tDOMAIN")
+			fmt.Fprintln(tw, "NAME\tACCOUNT\tDOMAIN\tREVOKED")
 			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.Account, r.Domain)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Account, r.Domain, orDash(r.Revoked))
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newEdgeRevokeCmd(d *deps) *cobra.Command {
+	var dir, pushURL string
+	cmd := &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Revoke an edge: close its live link and refuse every reconnect",
+		Long: `Revoke every credential of the edge issued so far (its leaf user included) in
+the account EDGE_<NAME>. With --push the hubs get the change at once, close
+the edge's live connection and refuse its reconnects; without it, hubs apply it
+when they (re)start. A revoked edge gets no new bundle.`,
+		Example: `  tether edge revoke plant-7 --dir ./fabric --push tls://127.0.0.1:4222`,
+		Args:    exactArgs(1, "one edge NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := accounts.ValidateEdgeName(name); err != nil {
+				return usageError{err}
+			}
+			s, err := accounts.Open(dir)
+			if err != nil {
+				return err
+			}
+			at, err := s.RevokeEdge(name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(d.stdout, "edge %s: credentials issued up to %s revoked\n", name, at.Format(time.RFC3339))
+			if pushURL == "" {
+				fmt.Fprintf(d.stderr, "warning: not pushed; running hubs keep accepting the edge until they restart (use --push)\n")
+				return nil
+			}
+			return pushAccount(cmd.Context(), d, s, pushURL, accounts.EdgeAccountName(name))
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
+	cmd.Flags().StringVar(&pushURL, "push", "", "hub client URL to push the revocation to running hubs")
 	return cmd
 }
