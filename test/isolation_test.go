@@ -1,0 +1,92 @@
+package test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/tether-fabric/tether/internal/securefile"
+	"github.com/tether-fabric/tether/internal/tethertest"
+)
+
+// TestEdgeIsolation: an edge reaches nothing beyond its grant. Whatever a
+// local client at edge A publishes, the cloud sees only
+// edges.a.telemetry.>, edge B sees nothing, and the hub's system and
+// JetStream APIs do not answer; A's leaf credentials are useless to a
+// plain client.
+func TestEdgeIsolation(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	la := tethertest.RunLeaf(t, tethertest.LeafConfig(t, tethertest.WriteBundle(t, store, "a", h)), nil)
+	lb := tethertest.RunLeaf(t, tethertest.LeafConfig(t, tethertest.WriteBundle(t, store, "b", h)), nil)
+	tethertest.WaitLinked(t, la, 10*time.Second)
+	tethertest.WaitLinked(t, lb, 10*time.Second)
+
+	cloud := tethertest.ConnectCloud(t, store, h)
+	seenByCloud, _ := cloud.SubscribeSync(">")
+	atB := tethertest.Connect(t, lb.ClientURL())
+	seenByB, _ := atB.SubscribeSync(">")
+	cloud.Flush()
+	atB.Flush()
+
+	atA := tethertest.Connect(t, la.ClientURL())
+	attempts := []string{
+		"edges.b.telemetry.x", "edges.b.cmd.x", "edges.a.cmd.x", "edges.a.telemetry.direct",
+		"tether.up.telemetry.spoof", // the forwarder's subject: maps to A's own slice only
+		"$SYS.REQ.SERVER.PING", "$SYS.REQ.ACCOUNT.PING.CONNZ", "$JS.hub.API.STREAM.LIST",
+		"$JS.API.STREAM.LIST", "$JS.ACK.COMMANDS.cmd_b.1.1.1.1.1.1", "tether.down.next",
+		"cmd.x", "svc.x", "_INBOX.x", "foo",
+	}
+	for _, subj := range attempts {
+		if err := atA.Publish(subj, []byte("from-a")); err != nil {
+			t.Fatalf("publish %s: %v", subj, err)
+		}
+	}
+	// A control message proves the path works, and marks the end.
+	if err := atA.Publish("telemetry.control", []byte("control")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := seenByCloud.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("control message never reached the cloud: %v", err)
+		}
+		if !strings.HasPrefix(m.Subject, "edges.a.telemetry.") && !strings.HasPrefix(m.Subject, "$JS.") && !strings.HasPrefix(m.Subject, "_INBOX.") {
+			t.Errorf("cloud saw %s %q from edge a", m.Subject, m.Data)
+		}
+		if m.Subject == "edges.a.telemetry.control" {
+			break
+		}
+	}
+	if m, err := seenByB.NextMsg(300 * time.Millisecond); err == nil && string(m.Data) == "from-a" {
+		t.Errorf("edge b saw %s from edge a", m.Subject)
+	}
+
+	// The hub's APIs do not answer an edge ($JS.API.INFO is the edge's own
+	// JetStream, which may answer).
+	for _, subj := range []string{"$SYS.REQ.SERVER.PING", "$JS.hub.API.INFO", "$JS.hub.API.STREAM.NAMES"} {
+		if _, err := atA.Request(subj, nil, 500*time.Millisecond); err == nil {
+			t.Errorf("edge a got an answer on %s", subj)
+		}
+	}
+
+	// A's leaf creds are refused as a plain client.
+	b, err := store.Bundle("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	credsFile := t.TempDir() + "/a.creds"
+	if err := writeSecret(credsFile, b.Creds); err != nil {
+		t.Fatal(err)
+	}
+	if nc, err := nats.Connect(h.ClientURL(), nats.UserCredentials(credsFile), nats.RootCAs(store.CAFile()), nats.Timeout(3*time.Second)); err == nil {
+		nc.Close()
+		t.Error("edge a's leaf credentials work as a plain client")
+	}
+}
+
+func writeSecret(path, data string) error {
+	return securefile.Write(path, []byte(data), 0o600)
+}
