@@ -232,7 +232,7 @@ func (u *uplink) session(ctx context.Context) (int, error) {
 
 	var sendErr error
 	for sctx.Err() == nil {
-		m, err := u.nextOrIdle(iter, window)
+		m, err := u.nextOrIdle(sctx, iter, window)
 		if err != nil {
 			sendErr = err
 			break
@@ -266,8 +266,11 @@ func (u *uplink) session(ctx context.Context) (int, error) {
 
 // nextOrIdle returns the next buffered message, or nil when the buffer
 // has been empty for a moment and nothing is in flight.
-func (u *uplink) nextOrIdle(iter jetstream.MessagesContext, window chan inflight) (jetstream.Msg, error) {
+func (u *uplink) nextOrIdle(ctx context.Context, iter jetstream.MessagesContext, window chan inflight) (jetstream.Msg, error) {
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err // the collector stopped, or the edge shuts down
+		}
 		m, err := iter.Next(jetstream.NextMaxWait(500 * time.Millisecond))
 		if errors.Is(err, nats.ErrTimeout) {
 			if len(window) == 0 {
