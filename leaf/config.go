@@ -45,8 +45,9 @@ type Config struct {
 	// SyncAlways fsyncs before every acknowledgement (slow, lossless).
 	SyncAlways bool `mapstructure:"sync_always"`
 	// Compression of the link: off, s2_fast, s2_better, s2_best, s2_auto.
-	// Default "s2_fast": edges usually sit behind metered or slow links;
-	// set "off" on a fast LAN to save CPU.
+	// Default "s2_fast": edges usually sit behind metered or slow links,
+	// and even on loopback s2_fast beat "off" in our benchmarks (fewer,
+	// larger TLS records); see docs/BENCHMARKS.md before changing it.
 	Compression string `mapstructure:"compression"`
 	// BufferMaxBytes is the disk budget of the telemetry buffer. Default
 	// 1 GiB. JetStream's own store limit is set just above it, so a full

@@ -173,7 +173,6 @@ func startDevEdge(ctx context.Context, log *slog.Logger, store *accounts.Store, 
 	lc.Bundle = bundle
 	lc.DataDir = filepath.Join(dir, name)
 	lc.Listen = fmt.Sprintf("127.0.0.1:%d", port)
-	lc.Compression = "off" // loopback: compression only costs CPU
 	l, err := leaf.New(lc, log)
 	if err != nil {
 		return nil, err
