@@ -211,3 +211,17 @@ Ctrl-C stops the fabric; identities and data stay in the dev directory.
 		a.Name, a.Name, a.Name, b.Name, b.Name, b.Name, a.ClientURL,
 		info.Hub.ClientURL, info.Hub.Creds, info.Hub.CA)
 }
+
+// readDevInfo reads the running dev fabric's dev.json.
+func readDevInfo(devDir string) (DevInfo, error) {
+	path := filepath.Join(devDir, "dev.json")
+	var info DevInfo
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return info, fmt.Errorf("read dev fabric details (is 'tether dev' running?): %w", err)
+	}
+	if err := json.Unmarshal(data, &info); err != nil {
+		return info, fmt.Errorf("%s: %w", path, err)
+	}
+	return info, nil
+}

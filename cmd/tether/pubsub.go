@@ -1,11 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,13 +30,9 @@ func (c *connFlags) connect() (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name("tether-cli"), nats.Timeout(5 * time.Second)}
 	url := c.server
 	if c.dev {
-		data, err := os.ReadFile(filepath.Join(c.devDir, "dev.json"))
+		info, err := readDevInfo(c.devDir)
 		if err != nil {
-			return nil, fmt.Errorf("read dev fabric details (is 'tether dev' running?): %w", err)
-		}
-		var info DevInfo
-		if err := json.Unmarshal(data, &info); err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Join(c.devDir, "dev.json"), err)
+			return nil, err
 		}
 		if c.edge == "" {
 			url, c.creds, c.ca = info.Hub.ClientURL, info.Hub.Creds, info.Hub.CA

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
@@ -32,12 +31,8 @@ holds. An edge's own buffer (backlog, oldest, stalled) is shown by
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dev {
-				data, err := os.ReadFile(filepath.Join(devDir, "dev.json"))
+				info, err := readDevInfo(devDir)
 				if err != nil {
-					return fmt.Errorf("read dev fabric details (is 'tether dev' running?): %w", err)
-				}
-				var info DevInfo
-				if err := json.Unmarshal(data, &info); err != nil {
 					return err
 				}
 				dir, url = filepath.Join(devDir, "store"), info.Hub.ClientURL
