@@ -196,18 +196,26 @@ Connection details for scripts and NATS clients: %s
 Try, in another terminal:
   # watch what edges send to the cloud
   go run ./cmd/tether sub --dev 'edges.>'
-  # publish telemetry at edge %s: it arrives in the cloud as edges.%s.telemetry.temp
+  # publish telemetry at edge %s: stored on its disk first, then in the cloud stream
+  # TELEMETRY as edges.%s.telemetry.temp (exactly once, in order, even across outages)
   go run ./cmd/tether pub --dev --edge %s telemetry.temp 21.5
-  # listen for commands at edge %s, then send one from the cloud
+  # listen for commands at edge %s, then send one from the cloud (queued while the
+  # edge is offline, delivered in order on reconnect)
   go run ./cmd/tether sub --dev --edge %s 'cmd.>'
   go run ./cmd/tether pub --dev edges.%s.cmd.reboot now
-  # the edge's link state
+  # the edge's link and buffer, and the fleet as the hubs see it (CLOUD MSGS counts
+  # what the cloud stream holds per edge)
   go run ./cmd/tether leaf status --url %s
+  go run ./cmd/tether status --dev
 
 With the nats CLI: nats --server %s --creds %s --tlsca %s sub 'edges.>'
 Ctrl-C stops the fabric; identities and data stay in the dev directory.
 `
-	fmt.Fprintf(w, strings.ReplaceAll(tour, "go run ./cmd/tether", self), info.Hub.ClientURL, a.Name, a.ClientURL, b.Name, b.ClientURL, infoPath,
+	tour = strings.ReplaceAll(tour, "go run ./cmd/tether", self)
+	if def, _ := filepath.Abs(defaultDir("dev")); filepath.Dir(infoPath) != def {
+		tour = strings.ReplaceAll(tour, "--dev ", "--dev --dev-dir "+filepath.Dir(infoPath)+" ")
+	}
+	fmt.Fprintf(w, tour, info.Hub.ClientURL, a.Name, a.ClientURL, b.Name, b.ClientURL, infoPath,
 		a.Name, a.Name, a.Name, b.Name, b.Name, b.Name, a.ClientURL,
 		info.Hub.ClientURL, info.Hub.Creds, info.Hub.CA)
 }
