@@ -47,7 +47,9 @@ type Config struct {
 	// Default 0: 3 in a cluster of 3 or more hubs, else 1.
 	TelemetryReplicas int `mapstructure:"telemetry_replicas"`
 	// TelemetryDedupWindow is how long message ids are remembered to drop
-	// duplicates re-sent by edges after a lost acknowledgement. Default 10m.
+	// duplicates re-sent by edges after a lost acknowledgement. Default
+	// 2m: the map costs ~112 B of hub memory per message in the window
+	// (measured), so 10m at 23k msg/s would hold ~1.5 GB.
 	TelemetryDedupWindow time.Duration `mapstructure:"telemetry_dedup_window"`
 	// TelemetryMaxAge bounds how long telemetry is kept. Default 0: forever
 	// (until consumed and removed by cloud applications' own policy).
@@ -86,7 +88,7 @@ func Defaults() Config {
 		MaxPingsOut:     2,
 		Compression:     "accept",
 
-		TelemetryDedupWindow: 10 * time.Minute,
+		TelemetryDedupWindow: 2 * time.Minute,
 		CommandTTL:           24 * time.Hour,
 		CommandMaxBytes:      1 << 30,
 	}
