@@ -92,29 +92,15 @@ func startDownlink(ctx context.Context, edge string, nc *nats.Conn, linked func(
 }
 
 func (d *downlink) run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		if !d.linked() {
-			if !sleep(ctx, 50*time.Millisecond) {
-				return
-			}
-			continue
-		}
-		if err := d.next(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
+	whileLinked(ctx, d.linked, func(ctx context.Context) error {
+		err := d.next(ctx)
+		if err != nil && ctx.Err() == nil {
 			d.mu.Lock()
 			d.lastErr = err.Error()
 			d.mu.Unlock()
-			if !sleep(ctx, backoff) {
-				return
-			}
-			backoff = min(backoff*2, uplinkMaxBackof)
-			continue
 		}
-		backoff = 100 * time.Millisecond
-	}
+		return err
+	})
 }
 
 // next waits up to downlinkWait for one queued command and delivers it.

@@ -40,7 +40,9 @@ const (
 	// the buffer (it is also purged whenever the pipeline drains).
 	uplinkPurgeEvery = 512
 	uplinkAckWait    = 10 * time.Second
-	uplinkMaxBackof  = 5 * time.Second
+
+	linkMinBackoff = 100 * time.Millisecond
+	linkMaxBackoff = 5 * time.Second
 )
 
 // uplink forwards the buffer to the cloud.
@@ -116,33 +118,40 @@ func startUplink(ctx context.Context, edge string, nc *nats.Conn, c Config, link
 
 // run forwards until ctx ends.
 func (u *uplink) run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		if !u.linked() {
-			if !sleep(ctx, 50*time.Millisecond) {
-				return
-			}
-			continue
-		}
-		n, err := u.session(ctx)
+	whileLinked(ctx, u.linked, func(ctx context.Context) error {
+		_, err := u.session(ctx)
 		if err != nil {
 			// Futures of an abandoned session would hold their slots in
 			// the async publisher until they time out, stalling the next
 			// session.
 			u.js.CleanupPublisher()
-			if ctx.Err() != nil {
+			if ctx.Err() == nil {
+				u.fail(err)
+			}
+		}
+		return err
+	})
+}
+
+// whileLinked calls step repeatedly while the link is up, until ctx ends,
+// backing off exponentially (up to linkMaxBackoff) after failures.
+func whileLinked(ctx context.Context, linked func() bool, step func(context.Context) error) {
+	backoff := linkMinBackoff
+	for ctx.Err() == nil {
+		if !linked() {
+			if !sleep(ctx, 50*time.Millisecond) {
 				return
 			}
-			u.fail(err)
+			continue
+		}
+		if err := step(ctx); err != nil {
 			if !sleep(ctx, backoff) {
 				return
 			}
-			backoff = min(backoff*2, uplinkMaxBackof)
+			backoff = min(backoff*2, linkMaxBackoff)
 			continue
 		}
-		if n > 0 {
-			backoff = 100 * time.Millisecond
-		}
+		backoff = linkMinBackoff
 	}
 }
 
