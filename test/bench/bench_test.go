@@ -2,7 +2,7 @@
 
 // Tether vs plain NATS, in the same run. Run (about 2.5 minutes on 2 cores):
 //
-//	go test -tags bench -run TestBench -count=1 -v -timeout 20m ./test/bench
+//	go test -tags bench -run '^TestBench$' -count=1 -v -timeout 20m ./test/bench
 //
 // It prints a table of medians (workload | tether | plain | ratio | goal);
 // TETHER_BENCH_MD=<file> also writes the table as Markdown, and

@@ -1,12 +1,17 @@
 // Package bench measures Tether against its plain-NATS twin, in the same
 // run, on the same machine: edge->cloud publish throughput, cloud->edge
 // request-reply latency and throughput, the static binary's size and an
-// idle edge's RSS. Results go to docs/BENCHMARKS.md.
+// idle edge's RSS (TestBench); and store-and-forward: backlog catch-up after
+// a cut link, the edge's durability settings, and a mosquitto bridge
+// (TestBenchStoreForward). Results go to docs/BENCHMARKS.md.
 //
-// The benchmark is behind the build tag "bench" so that go test ./... stays
-// fast. Run it (about 2.5 minutes on 2 cores) with:
+// The benchmarks are behind the build tag "bench" so that go test ./...
+// stays fast. Run them (about 2.5 and 7 minutes on 2 cores) with:
 //
-//	go test -tags bench -run TestBench -count=1 -v -timeout 20m ./test/bench
+//	go test -tags bench -run '^TestBench$' -count=1 -v -timeout 20m ./test/bench
+//	go test -tags bench -run '^TestBenchStoreForward$' -count=1 -v -timeout 20m ./test/bench
+//
+// (-run TestBench runs both.)
 //
 // Each measurement is repeated 3 times (TETHER_BENCH_REPS overrides) with
 // Tether and plain NATS alternating, and the table of medians is printed at
@@ -30,8 +35,47 @@
 //   - plain-tls: plain with TLS required on the hub's client port, as on
 //     a Tether hub, for request-reply only.
 //
-// Invariants: no fixed ports (port -1 / 127.0.0.1:0), no sleeps used for
-// synchronization (the idle-RSS window is a measurement), every loop is
-// bounded in count and time, and every server and process is stopped by
-// t.Cleanup.
+// TestBenchStoreForward (storefwd_test.go, mosquitto_test.go) runs three
+// parts, each system on fresh servers per run; TETHER_BENCH_REPS applies,
+// TETHER_BENCH_BACKLOG=<n> changes the backlog (default 200000),
+// TETHER_BENCH_OUTAGE=<duration> its minimum outage (default 30s) and
+// TETHER_BENCH_SF_MD=<file> writes its table as Markdown:
+//   - backlog: the edge's link runs through internal/netproxy. tether is
+//     hub.Server and leaf.Server (s2_fast, sync interval 1s, reconnect
+//     250ms); plain is a hub nats-server (JetStream domain hub) and a leaf
+//     nats-server (domain edge-e1, sync interval 1s, reconnect 250ms,
+//     discovered URLs ignored so that it cannot dial around the proxy)
+//     with an edge Limits file stream on telemetry.> and a hub file stream
+//     sourcing it, created before the cut. A probe proves the path, the
+//     proxy cuts the link, the edge stores 200k x 256 B JetStream publishes
+//     (256 awaiting their PubAck), the link stays cut for 30 s in all (an
+//     outage longer than nats-server's 10 s source health check), then
+//     heals. The cloud stream's message count is polled every 5ms: heal ->
+//     first message (bounded at 90 s), catch-up rate from the first to the
+//     last message; then the cloud stream is read back to count lost and
+//     duplicated payload indices.
+//   - durability: an edge alone (Tether edge with an unreachable hub, or a
+//     plain nats-server with JetStream), 256 B publishes, async with 256 in
+//     flight and sync one by one, each run at most 100k / 20k messages or
+//     4 s: Tether's sync_interval 1s vs sync_always, plain's default (2 min)
+//     vs sync_always.
+//   - mosquitto: two Debian mosquitto brokers (skipped with a message if
+//     the programs are absent) on free loopback ports with generated
+//     configs, the edge bridged to the cloud through a netproxy ("topic
+//     telemetry/# out 1", cleansession false, default queue limits,
+//     restart_timeout 1), mosquitto_pub -l at QoS 1 on the edge and
+//     mosquitto_sub -q 1 on the cloud as child processes. Throughput: 100k x
+//     128 B with at most 900 messages published and not yet received (the
+//     bridge's default queue drops beyond 1000), vs Tether with JetStream
+//     publishes and a core subscriber on the hub, at the same window and at
+//     8 MiB. Offline backlog: cut, 100k x 128 B each acknowledged by the
+//     edge (PUBACK counted from mosquitto_pub -d; JetStream PubAck for
+//     Tether), heal, count distinct arrivals; mosquitto's run ends when a
+//     probe published after the heal arrives behind the queue.
+//
+// Invariants: no fixed ports (port -1 / 127.0.0.1:0; mosquitto gets a port
+// that was free a moment before and is retried if taken), no sleeps used
+// for synchronization (the idle-RSS window and the backlog's outage are
+// workloads), every loop is bounded in count and time, and every server
+// and process is stopped by t.Cleanup.
 package bench

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/internal/netproxy"
 	"github.com/tether-fabric/tether/internal/pki"
 	"github.com/tether-fabric/tether/internal/tethertest"
 )
@@ -128,6 +129,25 @@ const plainDomain = "edge-" + edgeName
 func startPlainDurable(t *testing.T, compression string) *topology {
 	t.Helper()
 	hub, edge := startPlainPair(t, "plain-js", compression, plainOpts{js: true})
+	cloudSubject := createPlainDurableStreams(t, hub, edge)
+	return &topology{
+		name:         "plain-js",
+		edgeURL:      edge.ClientURL(),
+		pubSubject:   "telemetry.x",
+		probeSubject: "telemetry.probe",
+		newSink: func(t *testing.T, _ int) sink {
+			return newStreamSink(t, hub.ClientURL(), "TELEMETRY", cloudSubject, "edges."+edgeName+".telemetry.x")
+		},
+		compression: func() string { return leafCompression(edge) },
+	}
+}
+
+// createPlainDurableStreams creates the durable twin's streams: the edge's
+// Limits file stream TELEMETRY on telemetry.> and the hub's file stream
+// TELEMETRY sourcing it from domain edge-e1. It returns the hub stream's
+// subjects (edges.e1.telemetry.>).
+func createPlainDurableStreams(t *testing.T, hub, edge *server.Server) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	enc := connect(t, edge.ClientURL())
@@ -159,16 +179,7 @@ func startPlainDurable(t *testing.T, compression string) *topology {
 	}); err != nil {
 		t.Fatalf("hub stream: %v", err)
 	}
-	return &topology{
-		name:         "plain-js",
-		edgeURL:      edge.ClientURL(),
-		pubSubject:   "telemetry.x",
-		probeSubject: "telemetry.probe",
-		newSink: func(t *testing.T, _ int) sink {
-			return newStreamSink(t, hub.ClientURL(), "TELEMETRY", cloudSubject, "edges."+edgeName+".telemetry.x")
-		},
-		compression: func() string { return leafCompression(edge) },
-	}
+	return cloudSubject
 }
 
 // plainOpts vary the plain pair.
@@ -178,6 +189,9 @@ type plainOpts struct {
 	// clientTLS, if not nil, requires TLS on the hub's client port and
 	// receives the client TLS configuration that trusts it.
 	clientTLS **tls.Config
+	// proxy, if not nil, routes the leaf link through a netproxy (so that
+	// it can be cut) and receives the proxy.
+	proxy **netproxy.Proxy
 }
 
 // startPlainPair starts a plain hub with a TLS leafnode listener and a leaf
@@ -231,6 +245,14 @@ func startPlainPair(t *testing.T, name, compression string, po plainOpts) (hub, 
 	hub = runServer(t, hubOpts)
 	// The server writes the port it bound back into its options.
 	hubLeaf := &url.URL{Scheme: "tls", Host: fmt.Sprintf("127.0.0.1:%d", hubOpts.LeafNode.Port)}
+	if po.proxy != nil {
+		p, err := netproxy.New(hubLeaf.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		*po.proxy, hubLeaf.Host = p, p.Addr()
+	}
 	leafOpts.LeafNode = server.LeafNodeOpts{
 		ReconnectInterval: 250 * time.Millisecond,
 		Remotes: []*server.RemoteLeafOpts{{
@@ -240,6 +262,12 @@ func startPlainPair(t *testing.T, name, compression string, po plainOpts) (hub, 
 			TLSTimeout:  5,
 			Compression: comp,
 		}},
+	}
+	if po.proxy != nil {
+		// Otherwise the leaf learns the hub's own leafnode URL from its
+		// INFO and reconnects around the cut proxy (as Tether's edge,
+		// which dials only its bundle's URLs).
+		leafOpts.LeafNode.Remotes[0].IgnoreDiscoveredServers = true
 	}
 	edge = runServer(t, leafOpts)
 	waitFor(t, 10*time.Second, func() error {
