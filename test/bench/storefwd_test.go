@@ -251,7 +251,7 @@ func measureBacklog(t *testing.T, top *sfTopo, count, size int, outage time.Dura
 		t.Fatal(err)
 	}
 	var str jetstream.Stream
-	waitFor(t, 10*time.Second, func() error {
+	tethertest.WaitFor(t, 10*time.Second, func() error {
 		str, err = cjs.Stream(ctx, top.stream)
 		return err
 	})
@@ -273,7 +273,7 @@ func measureBacklog(t *testing.T, top *sfTopo, count, size int, outage time.Dura
 		t.Fatalf("%s: probe: %v", top.name, err)
 	}
 	var base uint64
-	waitFor(t, 30*time.Second, func() error {
+	tethertest.WaitFor(t, 30*time.Second, func() error {
 		n, err := stored()
 		if err == nil && n == 0 {
 			err = errors.New("probe not in the cloud stream yet")
@@ -284,7 +284,7 @@ func measureBacklog(t *testing.T, top *sfTopo, count, size int, outage time.Dura
 
 	top.proxy.SetMode(netproxy.Cut)
 	cutAt := time.Now()
-	waitFor(t, 10*time.Second, func() error {
+	tethertest.WaitFor(t, 10*time.Second, func() error {
 		if top.linked() {
 			return errors.New("link still up after the cut")
 		}

@@ -270,7 +270,7 @@ func startPlainPair(t *testing.T, name, compression string, po plainOpts) (hub, 
 		leafOpts.LeafNode.Remotes[0].IgnoreDiscoveredServers = true
 	}
 	edge = runServer(t, leafOpts)
-	waitFor(t, 10*time.Second, func() error {
+	tethertest.WaitFor(t, 10*time.Second, func() error {
 		if hub.NumLeafNodes() == 0 || edge.NumLeafNodes() == 0 {
 			return fmt.Errorf("%s leaf link not up", name)
 		}
@@ -306,20 +306,4 @@ func runServer(t *testing.T, o *server.Options) *server.Server {
 		s.WaitForShutdown()
 	})
 	return s
-}
-
-// waitFor polls cond every 10ms until it returns nil or d passes.
-func waitFor(t *testing.T, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", d, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
