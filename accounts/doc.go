@@ -11,8 +11,13 @@
 //	accounts/<NAME>/account.nk       account identity seed
 //	accounts/<NAME>/signing.nk       account signing seed (signs users)
 //	accounts/<NAME>/account.jwt
+//	accounts/EDGE_<e>/leaf-signing.nk scoped signing seed (role leaf): signs
+//	                                 leaf users, whose permissions come from
+//	                                 the scope's template
 //	users/sys.creds, users/cloud.creds
-//	edges/<name>/leaf.creds          the edge's leaf user
+//	edges/<name>/leaf.creds          the edge's leaf user (absent when its
+//	                                 key was born on the device)
+//	edges/<name>/leaf.jwt            the edge's current leaf user JWT
 //	pki/ca.pem, pki/ca-key.pem       fabric CA
 //	pki/hub.pem, pki/hub-key.pem     hub certificate (server and client auth)
 //

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
 
 	"github.com/tether-fabric/tether/internal/securefile"
 	"github.com/tether-fabric/tether/policy"
@@ -20,6 +21,12 @@ const (
 	// not yet noticed that the previous one died.
 	edgeLeafConns = 2
 	edgeMaxConns  = 8
+	// edgeMaxPayload bounds one message from or to an edge (1 MiB, the
+	// nats-server default).
+	edgeMaxPayload = 1 << 20
+	// LeafRole is the role of the scoped signing key that signs an edge's
+	// leaf users; its template holds the leaf permissions.
+	LeafRole = "leaf"
 )
 
 // Edge is an edge as the store knows it.
@@ -30,6 +37,28 @@ type Edge struct {
 
 // CredsFile is the creds file of the edge's leaf user.
 func (s *Store) edgeCredsFile(name string) string { return s.path("edges", name, "leaf.creds") }
+
+// edgeUserFile holds the JWT of the edge's current leaf user (public): the
+// user that a rotation replaces and revokes.
+func (s *Store) edgeUserFile(name string) string { return s.path("edges", name, "leaf.jwt") }
+
+func (s *Store) leafSignerFile(name string) string {
+	return s.path("accounts", EdgeAccountName(name), "leaf-signing.nk")
+}
+
+// leafScope is the scoped signing key of an edge's leaf users: a user JWT
+// signed by it carries no permissions of its own; the hubs apply the
+// template, so whoever holds this key (an enrollment service, say) can mint
+// leaf users and nothing wider.
+func leafScope(key string) *jwt.UserScope {
+	sc := jwt.NewUserScope()
+	sc.Key = key
+	sc.Role = LeafRole
+	sc.Description = "edge leaf users: leaf permissions from policy.LeafPermissions"
+	sc.Template.Permissions = policy.LeafPermissions()
+	sc.Template.AllowedConnectionTypes = policy.LeafConnectionTypes()
+	return sc
+}
 
 // AddEdge creates the account EDGE_<name> with its imports and limits and a
 // leaf user for it. Nothing is written when name is invalid or taken.
@@ -48,13 +77,25 @@ func (s *Store) AddEdge(name string) (*Edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("add edge %s: %w", name, err)
 	}
+	leafKP, err := nkeys.CreateAccount()
+	if err != nil {
+		return nil, fmt.Errorf("add edge %s: %w", name, err)
+	}
+	leafPub, _ := leafKP.PublicKey()
 	accName := EdgeAccountName(name)
 	_, err = s.createAccount(accName, opSigner, func(ac *jwt.AccountClaims) {
 		ac.Imports = policy.EdgeImports(name, cloud.Pub)
+		ac.SigningKeys.AddScopedSigner(leafScope(leafPub))
 		ac.Limits.LeafNodeConn = edgeLeafConns
 		ac.Limits.Conn = edgeMaxConns
+		ac.Limits.Payload = edgeMaxPayload
+		// No JetStream limits: edge accounts have no JetStream on the
+		// hubs; their data lives in CLOUD streams under CLOUD's limits.
 		ac.Tags.Add("edge:" + name)
 	})
+	if err == nil {
+		err = writeSeed(s.leafSignerFile(name), leafKP)
+	}
 	if err != nil {
 		os.RemoveAll(s.path("accounts", accName))
 		return nil, fmt.Errorf("add edge %s: %w", name, err)
@@ -63,7 +104,7 @@ func (s *Store) AddEdge(name string) (*Edge, error) {
 		os.RemoveAll(s.path("accounts", accName))
 		return nil, fmt.Errorf("add edge %s: %w", name, err)
 	}
-	creds, err := s.IssueUser(accName, name+"-leaf", policy.LeafPermissions(), policy.LeafConnectionTypes(), time.Time{})
+	creds, err := s.NewLeafCreds(name)
 	if err == nil {
 		err = securefile.Write(s.edgeCredsFile(name), creds, secretMode)
 	}
@@ -134,4 +175,69 @@ func (s *Store) Bundle(name string) (*Bundle, error) {
 		Creds:         string(creds),
 	}
 	return b, b.Validate()
+}
+
+// IssueLeafUser signs a leaf user JWT for userPub (a user public key whose
+// seed may never leave the edge) with the edge's scoped leaf signing key,
+// records it as the edge's current leaf user and returns it. A zero
+// expires means it does not expire.
+func (s *Store) IssueLeafUser(edge, userPub string, expires time.Time) (string, error) {
+	e, err := s.Edge(edge)
+	if err != nil {
+		return "", err
+	}
+	if !nkeys.IsValidPublicUserKey(userPub) {
+		return "", fmt.Errorf("issue leaf user for %s: %q is not a user public key (U...)", edge, userPub)
+	}
+	signer, err := s.readKey("accounts", e.Account.Name, "leaf-signing.nk")
+	if err != nil {
+		return "", fmt.Errorf("issue leaf user for %s: %w", edge, err)
+	}
+	uc := jwt.NewUserClaims(userPub)
+	uc.Name = edge + "-leaf"
+	uc.IssuerAccount = e.Account.Pub
+	// Scoped: permissions and connection types come from the key's
+	// template; a scoped user must carry none of its own.
+	uc.UserPermissionLimits = jwt.UserPermissionLimits{}
+	if !expires.IsZero() {
+		uc.Expires = expires.Unix()
+	}
+	ujwt, err := uc.Encode(signer)
+	if err != nil {
+		return "", fmt.Errorf("issue leaf user for %s: %w", edge, err)
+	}
+	if err := securefile.Write(s.edgeUserFile(edge), []byte(ujwt), publicMode); err != nil {
+		return "", err
+	}
+	return ujwt, nil
+}
+
+// NewLeafCreds creates a leaf user key pair for the edge in the store and
+// returns the creds file content (used when the bundle is made by the
+// operator; enrollment has the key born on the device instead).
+func (s *Store) NewLeafCreds(edge string) ([]byte, error) {
+	ukp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, err
+	}
+	upub, _ := ukp.PublicKey()
+	useed, _ := ukp.Seed()
+	ujwt, err := s.IssueLeafUser(edge, upub, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	return jwt.FormatUserConfig(ujwt, useed)
+}
+
+// LeafUser returns the public key of the edge's current leaf user.
+func (s *Store) LeafUser(edge string) (string, error) {
+	data, err := os.ReadFile(s.edgeUserFile(edge))
+	if err != nil {
+		return "", fmt.Errorf("leaf user of %s: %w", edge, err)
+	}
+	uc, err := jwt.DecodeUserClaims(string(data))
+	if err != nil {
+		return "", fmt.Errorf("leaf user of %s: %s: %w", edge, s.edgeUserFile(edge), err)
+	}
+	return uc.Subject, nil
 }

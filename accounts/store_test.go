@@ -5,8 +5,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 
@@ -129,6 +131,48 @@ func TestAddEdge(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "SU") || strings.Contains(b.String(), "JWT") {
 		t.Errorf("bundle String() leaks secrets: %s", b)
+	}
+}
+
+func TestLeafUsersAreScoped(t *testing.T) {
+	s := newStore(t)
+	e, err := s.AddEdge("plant-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, _ := jwt.DecodeAccountClaims(e.Account.JWT)
+	var scope *jwt.UserScope
+	for k := range ac.SigningKeys {
+		if sc, ok := ac.SigningKeys.GetScope(k); ok && sc != nil {
+			scope = sc.(*jwt.UserScope)
+		}
+	}
+	if scope == nil || scope.Role != LeafRole {
+		t.Fatalf("edge account has no scoped %q signing key: %v", LeafRole, ac.SigningKeys)
+	}
+	if !reflect.DeepEqual(scope.Template.Permissions, policy.LeafPermissions()) {
+		t.Errorf("scope template permissions = %+v, want policy.LeafPermissions()", scope.Template.Permissions)
+	}
+	if ac.Limits.Payload != edgeMaxPayload || ac.Limits.JetStreamLimits.DiskStorage != 0 {
+		t.Errorf("edge limits payload=%d js disk=%d, want %d and no JetStream", ac.Limits.Payload, ac.Limits.JetStreamLimits.DiskStorage, edgeMaxPayload)
+	}
+	if fi, err := os.Stat(s.leafSignerFile("plant-7")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("leaf signing key: %v %v, want mode 0600", fi, err)
+	}
+	b, _ := s.Bundle("plant-7")
+	ujwt, err := jwt.ParseDecoratedJWT([]byte(b.Creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, _ := jwt.DecodeUserClaims(ujwt)
+	if uc.Issuer != scope.Key || !uc.HasEmptyPermissions() {
+		t.Errorf("leaf user issuer %s (scope %s), empty perms %v; want signed by the scoped key with no own permissions", uc.Issuer, scope.Key, uc.HasEmptyPermissions())
+	}
+	if cur, _ := s.LeafUser("plant-7"); cur != uc.Subject {
+		t.Errorf("LeafUser = %s, want %s", cur, uc.Subject)
+	}
+	if _, err := s.IssueLeafUser("plant-7", e.Account.Pub, time.Time{}); err == nil || !strings.Contains(err.Error(), "not a user public key") {
+		t.Errorf("IssueLeafUser(account key) = %v, want 'not a user public key'", err)
 	}
 }
 
