@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -155,4 +156,51 @@ func PrepareEdge(ctx context.Context, cloud *nats.Conn, edge string) error {
 		return err
 	}
 	return retry(ctx, func(ctx context.Context) error { return EnsureCommandConsumer(ctx, js, edge) })
+}
+
+// EdgeDataRemoved counts what ForgetEdge deleted.
+type EdgeDataRemoved struct {
+	TelemetryMsgs uint64 `json:"telemetry_msgs"`
+	CommandMsgs   uint64 `json:"command_msgs"`
+	Consumer      bool   `json:"consumer"`
+}
+
+// ForgetEdge deletes the cloud side of an edge, as the cloud user: its
+// command consumer and every message of edges.<edge>.> in the CLOUD
+// streams. It is idempotent.
+func ForgetEdge(ctx context.Context, cloud *nats.Conn, edge string) (EdgeDataRemoved, error) {
+	var out EdgeDataRemoved
+	js, err := jetstream.NewWithDomain(cloud, JetStreamDomain)
+	if err != nil {
+		return out, err
+	}
+	err = js.DeleteConsumer(ctx, policy.CommandsStream, policy.CommandConsumer(edge))
+	switch {
+	case err == nil:
+		out.Consumer = true
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+	default:
+		return out, fmt.Errorf("forget edge %s: delete consumer %s: %w", edge, policy.CommandConsumer(edge), err)
+	}
+	for _, p := range []struct {
+		stream string
+		n      *uint64
+	}{{TelemetryStream, &out.TelemetryMsgs}, {policy.CommandsStream, &out.CommandMsgs}} {
+		st, err := js.Stream(ctx, p.stream)
+		if err != nil {
+			return out, fmt.Errorf("forget edge %s: stream %s: %w", edge, p.stream, err)
+		}
+		subj := "edges." + edge + ".>"
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
+		if err != nil {
+			return out, fmt.Errorf("forget edge %s: stream %s: %w", edge, p.stream, err)
+		}
+		for _, n := range info.State.Subjects {
+			*p.n += n
+		}
+		if err := st.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+			return out, fmt.Errorf("forget edge %s: purge %s in %s: %w", edge, subj, p.stream, err)
+		}
+	}
+	return out, nil
 }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -36,6 +35,7 @@ type Server struct {
 	nc     *nats.Conn
 	up     *uplink
 	down   *downlink
+	id     *identity
 
 	mu   sync.Mutex
 	link Link
@@ -84,15 +84,16 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.bundle = b
 	s.log = s.log.With("edge", b.Edge)
-	sign, err := signer(b.Creds)
+	id, err := newIdentity(b.Creds)
 	if err != nil {
 		return fmt.Errorf("bundle %s: creds: %w", s.cfg.Bundle, err)
 	}
+	s.id = id
 	pool, err := pki.Pool([]byte(b.CA))
 	if err != nil {
 		return fmt.Errorf("bundle %s: ca: %w", s.cfg.Bundle, err)
 	}
-	opts, err := buildOptions(s.cfg, b, sign, pki.ClientTLS(pool))
+	opts, err := buildOptions(s.cfg, b, id.sign, pki.ClientTLS(pool))
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", s.cfg.Bundle, err)
 	}
@@ -125,7 +126,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.nc = nc
 	s.link = Link{Since: time.Now(), Transport: s.cfg.Transport}
-	if err := s.startStatusService(); err != nil {
+	if err := errors.Join(s.startStatusService(), s.startControl()); err != nil {
 		nc.Close()
 		ns.Shutdown()
 		return err
@@ -171,23 +172,6 @@ func (s *Server) hubURLs() []string {
 		return s.bundle.WebsocketURLs
 	}
 	return s.bundle.HubURLs
-}
-
-// signer returns a nonce-signing callback for the creds; the seed stays in
-// memory and is never written anywhere else.
-func signer(creds string) (server.SignatureHandler, error) {
-	ujwt, err := jwt.ParseDecoratedJWT([]byte(creds))
-	if err != nil {
-		return nil, err
-	}
-	kp, err := jwt.ParseDecoratedUserNKey([]byte(creds))
-	if err != nil {
-		return nil, err
-	}
-	return func(nonce []byte) (string, []byte, error) {
-		sig, err := kp.Sign(nonce)
-		return ujwt, sig, err
-	}, nil
 }
 
 // watchLink samples the leaf connection and logs every change.

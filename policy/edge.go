@@ -26,6 +26,12 @@ const (
 	// asks its own command consumer in the cloud for the next commands.
 	DownlinkNext = "tether.down.next"
 
+	// ControlPrefix starts the edge-local control subjects ($TETHER.CTL.>)
+	// that an edge serves over its link to the operator's tools (key
+	// rotation). Only a short-lived control user of the edge's own account,
+	// issued by the operator's store, may publish on them at the hub.
+	ControlPrefix = "$TETHER.CTL"
+
 	cloudTelemetryExport = "edges.*.telemetry.>"
 	cloudCommandsNext    = "$JS.API.CONSUMER.MSG.NEXT." + CommandsStream + ".*"
 	cloudCommandsAck     = "$JS.ACK." + CommandsStream + ".*.>"
@@ -88,12 +94,23 @@ func EdgeImports(edge, cloudAccount string) jwt.Imports {
 // the account imports only its own consumer's), _INBOX.> (replies of edge
 // services to callers inside the edge's own account). Sub: svc.>
 // (requests to edge services), _TETHER_INBOX.> (PubAcks and commands for
-// the forwarder and downlink). Raw cmd.> does not cross: commands come
+// the forwarder and downlink), $TETHER.CTL.> (control requests such as key
+// rotation, answered on _INBOX.>). Raw cmd.> does not cross: commands come
 // through the queue.
 func LeafPermissions() jwt.Permissions {
 	var p jwt.Permissions
 	p.Pub.Allow.Add(uplinkTelemetry, DownlinkNext, commandsAckPrefix+">", "_INBOX.>")
-	p.Sub.Allow.Add(LocalServices, UplinkInbox+".>")
+	p.Sub.Allow.Add(LocalServices, UplinkInbox+".>", ControlPrefix+".>")
+	return p
+}
+
+// ControlPermissions are those of the operator's short-lived control user
+// in an edge account: it may send control requests to the edge and receive
+// the answers, nothing else.
+func ControlPermissions() jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Allow.Add(ControlPrefix + ".>")
+	p.Sub.Allow.Add("_INBOX.>")
 	return p
 }
 
