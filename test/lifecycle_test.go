@@ -151,7 +151,6 @@ func readBundle(t *testing.T, path string) *accounts.Bundle {
 	return b
 }
 
-
 // TestRemoveEdge: 'edge rm' on a 3-hub cluster closes the edge's link and
 // refuses it from then on, deletes its cloud data, command consumer and
 // account on every hub's resolver, and removes it from the store; the name
