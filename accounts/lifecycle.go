@@ -66,8 +66,8 @@ var ErrUserExists = errors.New("user already exists")
 // users/<name>.creds (0600) and returns that path. A zero expires means it
 // does not expire. Nothing is written on error.
 func (s *Store) AddCloudUser(name, role string, edges []string, expires time.Time) (string, error) {
-	if err := ValidateEdgeName(name); err != nil {
-		return "", fmt.Errorf("user name: %w", err)
+	if err := ValidateUserName(name); err != nil {
+		return "", err
 	}
 	if name == "sys" || name == "cloud" {
 		return "", fmt.Errorf("user %s: %w (reserved name)", name, ErrUserExists)
