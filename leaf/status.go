@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
-
 )
 
 // StatusSubject is the local subject on which an edge answers with its
