@@ -96,6 +96,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bundle %s: ca: %w", s.cfg.Bundle, err)
 	}
+	if _, err := buildOptions(s.cfg, b, sign, nil); err != nil { // nothing on disk for a bad bundle
+		return fmt.Errorf("bundle %s: %w", s.cfg.Bundle, err)
+	}
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
