@@ -15,6 +15,34 @@ import (
 // telemetry as edges.<edge>.telemetry.>.
 const TelemetryStream = "TELEMETRY"
 
+// EdgeStatusStream is the CLOUD account's stream holding the last status
+// report of every edge as edges.<edge>.status.
+const EdgeStatusStream = "EDGE_STATUS"
+
+// edgeStatusMaxAge is how long an edge's last report is kept once it stops
+// reporting: long enough to show an edge that has been offline for days
+// with its last known backlog.
+const edgeStatusMaxAge = 7 * 24 * time.Hour
+
+// edgeStatusConfig keeps only the last report per edge (one message per
+// subject), so its size grows with the fleet, not with time: about 600 B
+// per edge.
+func edgeStatusConfig(c Config) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              EdgeStatusStream,
+		Description:       "Tether: the last status report of every edge (backlog, last error, stalled)",
+		Subjects:          []string{"edges.*.status"},
+		Storage:           jetstream.FileStorage,
+		Replicas:          telemetryConfig(c).Replicas,
+		MaxMsgsPerSubject: 1,
+		MaxAge:            edgeStatusMaxAge,
+		// Reports are small; a bigger message is not a report.
+		MaxMsgSize:  16 << 10,
+		Discard:     jetstream.DiscardOld,
+		AllowDirect: true,
+	}
+}
+
 // telemetryConfig is the CLOUD telemetry stream's configuration.
 func telemetryConfig(c Config) jetstream.StreamConfig {
 	replicas := c.TelemetryReplicas
@@ -92,7 +120,7 @@ func (s *Server) ensureStreams(ctx context.Context, credsFile string, edges []st
 	if err != nil {
 		return err
 	}
-	for _, cfg := range []jetstream.StreamConfig{telemetryConfig(s.cfg), commandsConfig(s.cfg)} {
+	for _, cfg := range []jetstream.StreamConfig{telemetryConfig(s.cfg), commandsConfig(s.cfg), edgeStatusConfig(s.cfg)} {
 		if err := s.ensureStream(ctx, js, cfg); err != nil {
 			return err
 		}
