@@ -44,6 +44,7 @@ func (s *Server) reportLoop(ctx context.Context) {
 	defer t.Stop()
 	var (
 		linked   bool
+		full     bool
 		sent     time.Time // last report sent
 		resendAt time.Time // zero: no resend pending
 		lastKey  string
@@ -54,14 +55,18 @@ func (s *Server) reportLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if !s.Link().Connected {
-			linked = false
-			continue
-		}
 		now := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		r := s.Report(rctx)
 		cancel()
+		if r.Buffer.Full != full {
+			full = r.Buffer.Full
+			s.logFull(r.Buffer)
+		}
+		if !s.Link().Connected {
+			linked = false
+			continue
+		}
 		key := changeKey(r)
 		due := !linked || key != lastKey || now.Sub(sent) >= s.cfg.StatusInterval ||
 			(!resendAt.IsZero() && !now.Before(resendAt))
@@ -80,6 +85,17 @@ func (s *Server) reportLoop(ctx context.Context) {
 		}
 		sent = now
 	}
+}
+
+// logFull logs a change of the buffer's full state: a full buffer is
+// where a publisher notices trouble first.
+func (s *Server) logFull(b UplinkStatus) {
+	if b.Full {
+		s.log.Warn("telemetry buffer full", "backlog_msgs", b.BacklogMsgs, "backlog_bytes", b.BacklogBytes,
+			"budget_bytes", b.MaxBytes, "disk_free_bytes", b.DiskFree, "when_full", s.cfg.BufferFull)
+		return
+	}
+	s.log.Info("telemetry buffer has room again", "backlog_bytes", b.BacklogBytes, "budget_bytes", b.MaxBytes)
 }
 
 // changeKey is what, when it changes, makes the edge report at once.
