@@ -3,6 +3,7 @@
 package test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/internal/diskspace"
 	"github.com/tether-fabric/tether/internal/netproxy"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
@@ -28,6 +31,9 @@ const (
 	envDiskMount = "TETHER_TEST_TMPFS_MOUNT" // where to mount it
 	envDiskSize  = "TETHER_TEST_TMPFS_SIZE"  // tmpfs size option, e.g. 8m
 	envDiskExec  = "TETHER_TEST_TMPFS_EXEC"  // JSON: program and arguments
+	// envDiskPlain makes the helper run plain nats-server in process on
+	// the tmpfs instead (TestDiskFullPlainNATS).
+	envDiskPlain = "TETHER_TEST_TMPFS_PLAIN"
 )
 
 // TestDiskFullChild is not a test on its own: run by TestDiskFull as
@@ -38,6 +44,14 @@ func TestDiskFullChild(t *testing.T) {
 	dir := os.Getenv(envDiskMount)
 	if dir == "" {
 		t.Skip("helper process of TestDiskFull")
+	}
+	if os.Getenv(envDiskPlain) != "" {
+		if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+os.Getenv(envDiskSize)); err != nil {
+			t.Fatalf("mount tmpfs on %s: %v", dir, err)
+		}
+		out, _ := json.Marshal(plainNATSOnFullDisk(t, dir))
+		fmt.Printf("RESULT %s\n", out)
+		return
 	}
 	var argv []string
 	if err := json.Unmarshal([]byte(os.Getenv(envDiskExec)), &argv); err != nil || len(argv) == 0 {
@@ -217,4 +231,111 @@ func TestDiskFull(t *testing.T) {
 			t.Errorf("the edge logged %q: JetStream hit the full disk", bad)
 		}
 	}
+}
+
+// plainResult is what plain nats-server did on a full disk.
+type plainResult struct {
+	Stored          int    `json:"stored"`
+	Refusal         string `json:"refusal"`
+	JetStreamOn     bool   `json:"jetstream_enabled_after"`
+	PublishAfter    string `json:"publish_after_freeing_space"`
+	DiskFreeAtError uint64 `json:"disk_free_at_refusal"`
+	PurgeErr        string `json:"purge_error,omitempty"`
+	// DiskFreeAfterPurge shows whether purging freed the space.
+	DiskFreeAfterPurge uint64 `json:"disk_free_after_purge"`
+}
+
+// plainNATSOnFullDisk runs nats-server with JetStream on dir, its store
+// limit and the stream's MaxBytes set above the filesystem's size (as a
+// budget that ignores the disk would), publishes 1 KiB messages until one
+// is refused, frees space by purging the stream and publishes once more.
+func plainNATSOnFullDisk(t *testing.T, dir string) plainResult {
+	var res plainResult
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: filepath.Join(dir, "js"), JetStreamMaxStore: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	defer ns.Shutdown()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	op := func() context.Context { // each operation gets 3s
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	st, err := js.CreateStream(op(), jetstream.StreamConfig{Name: "BUF", Subjects: []string{"telemetry.>"},
+		Storage: jetstream.FileStorage, MaxBytes: 1 << 29})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 1024)
+	for i := 0; i < 64<<10; i++ {
+		if _, err := js.Publish(op(), "telemetry.x", payload); err != nil {
+			res.Refusal = err.Error()
+			break
+		}
+		res.Stored++
+	}
+	res.DiskFreeAtError, _ = diskspace.Free(dir)
+	if err := st.Purge(op()); err != nil {
+		res.PurgeErr = err.Error()
+	}
+	res.DiskFreeAfterPurge, _ = diskspace.Free(dir)
+	res.JetStreamOn = ns.JetStreamEnabled()
+	if _, err := js.Publish(op(), "telemetry.x", payload); err != nil {
+		res.PublishAfter = err.Error()
+	} else {
+		res.PublishAfter = "ok"
+	}
+	return res
+}
+
+// TestDiskFullPlainNATS measures what TestDiskFull guards against: plain
+// nats-server whose JetStream limits exceed an 8 MiB filesystem, filled
+// until a publish is refused. It reports, it does not judge: the figures
+// go to the test log and docs/ARCHITECTURE.md.
+func TestDiskFullPlainNATS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a helper process")
+	}
+	if out, err := exec.Command("unshare", "-rm", "true").CombinedOutput(); err != nil {
+		t.Skipf("unshare -rm: %v %s (user namespaces disabled?)", err, out)
+	}
+	mount := filepath.Join(t.TempDir(), "small-fs")
+	if err := os.Mkdir(mount, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("unshare", "-rm", os.Args[0], "-test.run=^TestDiskFullChild$", "-test.v")
+	cmd.Env = append(os.Environ(), envDiskMount+"="+mount, envDiskSize+"=8m", envDiskPlain+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	_, line, ok := strings.Cut(string(out), "RESULT ")
+	if !ok {
+		t.Fatalf("helper printed no result:\n%s", out)
+	}
+	line, _, _ = strings.Cut(line, "\n")
+	var res plainResult
+	if err := json.Unmarshal([]byte(line), &res); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("plain nats-server, 8 MiB tmpfs, limits above the disk: %d x 1 KiB stored, then %q (disk free %d); purge: %q, disk free after it %d; JetStream enabled afterwards: %v; publish after purging: %s",
+		res.Stored, res.Refusal, res.DiskFreeAtError, orNone(res.PurgeErr), res.DiskFreeAfterPurge, res.JetStreamOn, res.PublishAfter)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "ok"
+	}
+	return s
 }
