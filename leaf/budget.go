@@ -36,7 +36,8 @@ func fitBudgets(want int64, room uint64) (budgets, error) {
 		b.buffer = limit
 	}
 	if b.buffer < minBufferBytes {
-		return b, fmt.Errorf("the filesystem has room for %d bytes; the telemetry buffer needs at least %d (with 1/4 headroom): free space on it or use a bigger one", room, minBufferBytes*4/3+1)
+		// 5/8 of room is what the buffer gets on a small filesystem.
+		return b, fmt.Errorf("the filesystem has room for %d bytes; the telemetry buffer needs a filesystem with at least %d (its budget, the commands stream and headroom): free space on it or use a bigger one", room, minBufferBytes*8/5)
 	}
 	return b, nil
 }
