@@ -37,7 +37,8 @@ func (s *Server) Report(ctx context.Context) edgereport.Report {
 
 // reportLoop publishes a report while the link is up: at once on link-up
 // (and again reportResend later), every StatusInterval, and whenever the
-// buffer turns stalled, full or empty or a last error changes.
+// buffer turns stalled, full or empty or a last error changes. Linked or
+// not, it logs when the buffer turns full and when it has room again.
 func (s *Server) reportLoop(ctx context.Context) {
 	poll := min(250*time.Millisecond, s.cfg.StatusInterval/2)
 	t := time.NewTicker(poll)
