@@ -16,6 +16,34 @@ import (
 // telemetry as edges.<edge>.telemetry.>.
 const TelemetryStream = "TELEMETRY"
 
+// EdgeStatusStream is the CLOUD account's stream holding the last status
+// report of every edge as edges.<edge>.status.
+const EdgeStatusStream = "EDGE_STATUS"
+
+// edgeStatusMaxAge is how long an edge's last report is kept once it stops
+// reporting: long enough to show an edge that has been offline for days
+// with its last known backlog.
+const edgeStatusMaxAge = 7 * 24 * time.Hour
+
+// edgeStatusConfig keeps only the last report per edge (one message per
+// subject), so its size grows with the fleet, not with time: about 600 B
+// per edge.
+func edgeStatusConfig(c Config) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              EdgeStatusStream,
+		Description:       "Tether: the last status report of every edge (backlog, last error, stalled)",
+		Subjects:          []string{"edges.*.status"},
+		Storage:           jetstream.FileStorage,
+		Replicas:          telemetryConfig(c).Replicas,
+		MaxMsgsPerSubject: 1,
+		MaxAge:            edgeStatusMaxAge,
+		// Reports are small; a bigger message is not a report.
+		MaxMsgSize:  16 << 10,
+		Discard:     jetstream.DiscardOld,
+		AllowDirect: true,
+	}
+}
+
 // telemetryConfig is the CLOUD telemetry stream's configuration.
 func telemetryConfig(c Config) jetstream.StreamConfig {
 	replicas := c.TelemetryReplicas
@@ -93,7 +121,7 @@ func (s *Server) ensureStreams(ctx context.Context, credsFile string, edges []st
 	if err != nil {
 		return err
 	}
-	for _, cfg := range []jetstream.StreamConfig{telemetryConfig(s.cfg), commandsConfig(s.cfg)} {
+	for _, cfg := range []jetstream.StreamConfig{telemetryConfig(s.cfg), commandsConfig(s.cfg), edgeStatusConfig(s.cfg)} {
 		if err := s.ensureStream(ctx, js, cfg); err != nil {
 			return err
 		}
@@ -167,7 +195,8 @@ type EdgeDataRemoved struct {
 
 // ForgetEdge deletes the cloud side of an edge, as the cloud user: its
 // command consumer and every message of edges.<edge>.> in the CLOUD
-// streams. It is idempotent.
+// streams (telemetry, queued commands, its last status report). It is
+// idempotent.
 func ForgetEdge(ctx context.Context, cloud *nats.Conn, edge string) (EdgeDataRemoved, error) {
 	var out EdgeDataRemoved
 	js, err := jetstream.NewWithDomain(cloud, JetStreamDomain)
@@ -185,7 +214,7 @@ func ForgetEdge(ctx context.Context, cloud *nats.Conn, edge string) (EdgeDataRem
 	for _, p := range []struct {
 		stream string
 		n      *uint64
-	}{{TelemetryStream, &out.TelemetryMsgs}, {policy.CommandsStream, &out.CommandMsgs}} {
+	}{{TelemetryStream, &out.TelemetryMsgs}, {policy.CommandsStream, &out.CommandMsgs}, {EdgeStatusStream, new(uint64)}} {
 		st, err := js.Stream(ctx, p.stream)
 		if err != nil {
 			return out, fmt.Errorf("forget edge %s: stream %s: %w", edge, p.stream, err)

@@ -16,6 +16,10 @@ const (
 	// that crosses the link, so nothing bypasses the edge's disk buffer.
 	UplinkPrefix    = "tether.up."
 	uplinkTelemetry = UplinkPrefix + LocalTelemetry
+	// UplinkStatus is the local subject on which the edge's forwarder
+	// publishes its periodic status report (a core publish, not buffered);
+	// it reaches CLOUD as edges.<edge>.status.
+	UplinkStatus = UplinkPrefix + "status"
 	// UplinkInbox is the inbox prefix of the edge's forwarder and
 	// downlink: the cloud's PubAcks and queued commands come back on it.
 	UplinkInbox = "_TETHER_INBOX"
@@ -33,6 +37,7 @@ const (
 	ControlPrefix = "$TETHER.CTL"
 
 	cloudTelemetryExport = "edges.*.telemetry.>"
+	cloudStatusExport    = "edges.*.status"
 	cloudCommandsNext    = "$JS.API.CONSUMER.MSG.NEXT." + CommandsStream + ".*"
 	cloudCommandsAck     = "$JS.ACK." + CommandsStream + ".*.>"
 	// commandsAckPrefix starts the ack subjects of every edge's command
@@ -47,6 +52,10 @@ func CloudTelemetrySubject(edge string) string { return "edges." + edge + ".tele
 // CloudCommandSubject returns the cloud subject whose messages reach an
 // edge's local cmd.>: edges.<edge>.cmd.>.
 func CloudCommandSubject(edge string) string { return "edges." + edge + ".cmd.>" }
+
+// CloudStatusSubject returns the cloud subject that receives an edge's
+// status reports: edges.<edge>.status.
+func CloudStatusSubject(edge string) string { return "edges." + edge + ".status" }
 
 // CommandConsumer is the name of an edge's durable consumer on the CLOUD
 // COMMANDS stream.
@@ -64,6 +73,9 @@ func CloudExports() jwt.Exports {
 		// and acks what it delivered locally.
 		{Name: "edge-commands-next", Subject: cloudCommandsNext, Type: jwt.Service, ResponseType: jwt.ResponseTypeStream},
 		{Name: "edge-commands-ack", Subject: cloudCommandsAck, Type: jwt.Service},
+		// Each edge's last status report is kept in the CLOUD stream
+		// EDGE_STATUS (edges.*.status) for the fleet view.
+		{Name: "edge-status", Subject: cloudStatusExport, Type: jwt.Service},
 	}
 }
 
@@ -71,7 +83,8 @@ func CloudExports() jwt.Exports {
 // tether.up.telemetry.> reaches CLOUD as edges.<edge>.telemetry.> (the
 // CLOUD stream's PubAck comes back as the reply); the downlink's
 // tether.down.next pulls from the edge's own command consumer, and acks go
-// to that consumer's ack subjects only.
+// to that consumer's ack subjects only; the forwarder's status reports on
+// tether.up.status reach CLOUD as edges.<edge>.status.
 func EdgeImports(edge, cloudAccount string) jwt.Imports {
 	return jwt.Imports{
 		{Name: "telemetry", Type: jwt.Service, Account: cloudAccount,
@@ -81,6 +94,8 @@ func EdgeImports(edge, cloudAccount string) jwt.Imports {
 			LocalSubject: jwt.RenamingSubject(DownlinkNext)},
 		{Name: "commands-ack", Type: jwt.Service, Account: cloudAccount,
 			Subject: jwt.Subject(commandsAckPrefix + CommandConsumer(edge) + ".>")},
+		{Name: "status", Type: jwt.Service, Account: cloudAccount,
+			Subject: jwt.Subject(CloudStatusSubject(edge)), LocalSubject: jwt.RenamingSubject(UplinkStatus)},
 	}
 }
 
@@ -89,7 +104,8 @@ func EdgeImports(edge, cloudAccount string) jwt.Imports {
 // the hub may deliver to the edge.
 //
 // Pub: tether.up.telemetry.> (the forwarder's data path; raw telemetry.>
-// never crosses, it is buffered first), tether.down.next and
+// never crosses, it is buffered first), tether.up.status (the edge's
+// periodic status report for the fleet view), tether.down.next and
 // $JS.ACK.COMMANDS.> (the downlink pulling and acking its queued commands;
 // the account imports only its own consumer's), _INBOX.> (replies of edge
 // services to callers inside the edge's own account). Sub: svc.>
@@ -99,7 +115,7 @@ func EdgeImports(edge, cloudAccount string) jwt.Imports {
 // through the queue.
 func LeafPermissions() jwt.Permissions {
 	var p jwt.Permissions
-	p.Pub.Allow.Add(uplinkTelemetry, DownlinkNext, commandsAckPrefix+">", "_INBOX.>")
+	p.Pub.Allow.Add(uplinkTelemetry, UplinkStatus, DownlinkNext, commandsAckPrefix+">", "_INBOX.>")
 	p.Sub.Allow.Add(LocalServices, UplinkInbox+".>", ControlPrefix+".>")
 	return p
 }
