@@ -60,6 +60,10 @@ type EdgeView struct {
 	ReportedAt  time.Time `json:"reported_at,omitzero"`
 	ReportAge   string    `json:"report_age,omitempty"`
 	EdgeVersion string    `json:"edge_version,omitempty"`
+	// Since is, while online, when the current link came up (as the edge
+	// reported it); while offline, when the edge was last heard of (its
+	// last report).
+	Since time.Time `json:"since,omitzero"`
 
 	Error string `json:"error,omitempty"`
 }
@@ -176,6 +180,10 @@ func assess(v *EdgeView, r *edgereport.Report, reportAge, cloudLast time.Duratio
 		v.LastError, v.LastErrorAt = b.LastError, b.LastErrorAt
 		v.Stalled, v.Full = b.Stalled, b.Full
 		v.ReportedAt, v.ReportAge, v.EdgeVersion = r.ReportedAt, reportAge.Round(time.Millisecond).String(), r.Version
+		v.Since = r.ReportedAt
+		if v.Online && !r.LinkedSince.IsZero() {
+			v.Since = r.LinkedSince
+		}
 	}
 	switch {
 	case !v.Online:

@@ -24,14 +24,19 @@ const reportResend = time.Second
 
 // Report returns the status report the edge would send now.
 func (s *Server) Report(ctx context.Context) edgereport.Report {
+	var since time.Time
+	if l := s.Link(); l.Connected {
+		since = l.Since.UTC()
+	}
 	return edgereport.Report{
-		Edge:       s.bundle.Edge,
-		Version:    buildinfo.Version,
-		ReportedAt: time.Now().UTC(),
-		Interval:   s.cfg.StatusInterval.String(),
-		StallAfter: s.cfg.StallAfter.String(),
-		Buffer:     s.up.status(ctx, s.cfg.BufferMaxBytes),
-		Commands:   s.down.status(),
+		LinkedSince: since,
+		Edge:        s.bundle.Edge,
+		Version:     buildinfo.Version,
+		ReportedAt:  time.Now().UTC(),
+		Interval:    s.cfg.StatusInterval.String(),
+		StallAfter:  s.cfg.StallAfter.String(),
+		Buffer:      s.up.status(ctx, s.cfg.BufferMaxBytes),
+		Commands:    s.down.status(),
 	}
 }
 

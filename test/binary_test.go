@@ -131,6 +131,26 @@ func TestBinaryDev(t *testing.T) {
 		}
 		t.Logf("tether status:\n%s", table)
 	})
+	t.Run("edge ls as the hubs see it", func(t *testing.T) {
+		var rows []map[string]any
+		out := runBinary(t, "edge", "ls", "--dev", "--dev-dir", dir, "--json")
+		if err := json.Unmarshal(out, &rows); err != nil {
+			t.Fatalf("edge ls --json: %v\n%s", err, out)
+		}
+		if len(rows) != 2 {
+			t.Fatalf("edge ls: %d edges, want dev-a and dev-b:\n%s", len(rows), out)
+		}
+		for _, r := range rows {
+			since, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(r["since"]))
+			if r["online"] != true || r["hub"] == nil || r["rtt"] == nil || r["version"] == nil || since.IsZero() || time.Since(since) > time.Hour {
+				t.Errorf("edge %v: want online with hub, rtt, version and a recent since:\n%s", r["name"], out)
+			}
+		}
+		table := string(runBinary(t, "edge", "ls", "--dev", "--dev-dir", dir))
+		if f := strings.Fields(table); len(f) < 2 || f[0] != "NAME" || f[1] != "LINK" || !strings.Contains(table, "online") {
+			t.Errorf("edge ls --dev table:\n%s", table)
+		}
+	})
 
 	cloud.Close()
 	devA.Close()

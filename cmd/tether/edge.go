@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"text/tabwriter"
@@ -114,14 +113,23 @@ func prepareEdge(ctx context.Context, s *accounts.Store, url, edge string) error
 }
 
 func newEdgeLsCmd(d *deps) *cobra.Command {
-	var dir string
+	var ff fabricFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "ls",
-		Short: "List edges known to the store",
-		Args:  exactArgs(0, "no arguments"),
-		RunE: func(*cobra.Command, []string) error {
-			s, err := accounts.Open(dir)
+		Short: "List edges: from the store, and online state as the hubs see it",
+		Long: `List the store's edges (name, account, domain, revoked). With --hub URL or
+--dev, also each edge's state as the hubs see it now: online or offline (from
+the hubs' own leafnode tables, not from a report), the hub and RTT, since
+when (link up time while online, last report while offline) and the edge's
+version (from its last report). Without --hub or --dev nothing is dialled.`,
+		Example: `  tether edge ls --dir ./fabric
+  tether edge ls --dir ./fabric --hub tls://hub-1:4222 --json
+  tether edge ls --dev`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			live := ff.dev || cmd.Flags().Changed("hub")
+			s, url, err := ff.open()
 			if err != nil {
 				return err
 			}
@@ -130,10 +138,25 @@ func newEdgeLsCmd(d *deps) *cobra.Command {
 				return err
 			}
 			type row struct {
-				Name    string `json:"name"`
-				Account string `json:"account"`
-				Domain  string `json:"domain"`
-				Revoked string `json:"revoked,omitempty"`
+				Name    string    `json:"name"`
+				Account string    `json:"account"`
+				Domain  string    `json:"domain"`
+				Revoked string    `json:"revoked,omitempty"`
+				Online  *bool     `json:"online,omitempty"`
+				Hub     string    `json:"hub,omitempty"`
+				RTT     string    `json:"rtt,omitempty"`
+				Since   time.Time `json:"since,omitzero"`
+				Version string    `json:"version,omitempty"`
+			}
+			views := map[string]hub.EdgeView{}
+			if live {
+				vs, err := fleetView(cmd.Context(), s, url)
+				if err != nil {
+					return err
+				}
+				for _, v := range vs {
+					views[v.Edge] = v
+				}
 			}
 			rows := []row{}
 			for _, n := range names {
@@ -145,22 +168,40 @@ func newEdgeLsCmd(d *deps) *cobra.Command {
 				if at, ok := s.Revoked(n); ok {
 					r.Revoked = at.Format(time.RFC3339)
 				}
+				if v, ok := views[n]; ok {
+					online := v.Online
+					r.Online, r.Hub, r.RTT, r.Since, r.Version = &online, v.Hub, v.RTT, v.Since, v.EdgeVersion
+				}
 				rows = append(rows, r)
 			}
 			if asJSON {
-				enc := json.NewEncoder(d.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return printJSON(d, rows)
 			}
 			tw := tabwriter.NewWriter(d.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tACCOUNT\tDOMAIN\tREVOKED")
+			if !live {
+				fmt.Fprintln(tw, "NAME\tACCOUNT\tDOMAIN\tREVOKED")
+				for _, r := range rows {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Account, r.Domain, orDash(r.Revoked))
+				}
+				return tw.Flush()
+			}
+			fmt.Fprintln(tw, "NAME\tLINK\tSINCE\tHUB\tRTT\tVERSION\tREVOKED\tACCOUNT")
 			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Account, r.Domain, orDash(r.Revoked))
+				link, since := "offline", "-"
+				if r.Online != nil && *r.Online {
+					link = "online"
+				}
+				if !r.Since.IsZero() {
+					since = r.Since.Local().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, link, since, orDash(r.Hub), orDash(r.RTT),
+					orDash(r.Version), orDash(r.Revoked), r.Account)
 			}
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
+	ff.register(cmd)
+	cmd.Flags().Lookup("hub").DefValue = ""
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

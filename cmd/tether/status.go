@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/accounts"
@@ -48,31 +47,7 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 			if err != nil {
 				return err
 			}
-			names, err := s.Edges()
-			if err != nil {
-				return err
-			}
-			pubs := map[string]string{}
-			for _, n := range names {
-				e, err := s.Edge(n)
-				if err != nil {
-					return err
-				}
-				pubs[n] = e.Account.Pub
-			}
-			sys, err := s.ConnectSystem(url)
-			if err != nil {
-				return err
-			}
-			defer sys.Close()
-			cloud, err := nats.Connect(url, nats.UserCredentials(s.CloudCredsFile()), nats.RootCAs(s.CAFile()), nats.Timeout(5*time.Second))
-			if err != nil {
-				return fmt.Errorf("connect to hub %s as cloud user: %w", url, err)
-			}
-			defer cloud.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), time.Duration(len(names)+5)*time.Second)
-			defer cancel()
-			views, err := hub.Fleet(ctx, sys, cloud, pubs, names)
+			views, err := fleetView(cmd.Context(), s, url)
 			if err != nil {
 				return err
 			}
@@ -114,4 +89,33 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 	f.StringVar(&devDir, "dev-dir", defaultDir("dev"), "with --dev: the dev fabric's directory")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// fleetView gathers every edge of the store as the hubs at url see it.
+func fleetView(ctx context.Context, s *accounts.Store, url string) ([]hub.EdgeView, error) {
+	names, err := s.Edges()
+	if err != nil {
+		return nil, err
+	}
+	pubs := map[string]string{}
+	for _, n := range names {
+		e, err := s.Edge(n)
+		if err != nil {
+			return nil, err
+		}
+		pubs[n] = e.Account.Pub
+	}
+	sys, err := s.ConnectSystem(url)
+	if err != nil {
+		return nil, err
+	}
+	defer sys.Close()
+	cloud, err := connectCloud(s, url)
+	if err != nil {
+		return nil, err
+	}
+	defer cloud.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(len(names)+5)*time.Second)
+	defer cancel()
+	return hub.Fleet(ctx, sys, cloud, pubs, names)
 }

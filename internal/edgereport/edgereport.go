@@ -64,9 +64,11 @@ type Report struct {
 	Interval string `json:"interval"`
 	// StallAfter is how long the edge lets a backlog go without progress
 	// before it calls the transfer stalled (a Go duration).
-	StallAfter string   `json:"stall_after"`
-	Buffer     Buffer   `json:"buffer"`
-	Commands   Commands `json:"commands"`
+	StallAfter string `json:"stall_after"`
+	// LinkedSince is when the edge's current link came up (edge clock).
+	LinkedSince time.Time `json:"linked_since,omitzero"`
+	Buffer      Buffer    `json:"buffer"`
+	Commands    Commands  `json:"commands"`
 }
 
 // Durations returns Interval and StallAfter, with def for a missing or bad
