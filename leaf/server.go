@@ -110,6 +110,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", s.cfg.Bundle, err)
 	}
+	pass, err := newInternalPassword()
+	if err != nil {
+		return err
+	}
+	applyLocalAuth(opts, b.Edge, pass)
 	if err := netaddr.CheckFree(opts.Host, opts.Port); err != nil {
 		return fmt.Errorf("edge %s: listen: %w", b.Edge, err)
 	}
@@ -129,6 +134,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("edge %s: local listener not ready after %s", b.Edge, wait)
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-leaf"), nats.MaxReconnects(-1),
+		nats.UserInfo(internalUser, pass),
 		nats.CustomInboxPrefix(uplinkInbox))
 	if err != nil {
 		ns.Shutdown()

@@ -95,3 +95,62 @@ func TestEdgeIsolation(t *testing.T) {
 func writeSecret(path, data string) error {
 	return securefile.Write(path, []byte(data), 0o600)
 }
+
+// TestLocalClientsKeptOffPlumbing: a client at the site (no credentials,
+// loopback) cannot bypass the disk buffer by publishing the forwarder's
+// subjects, cannot fake the edge's status report, and cannot listen to the
+// forwarder's inbox or the operator's control requests; each attempt is
+// the server's permissions violation, and nothing reaches the cloud.
+func TestLocalClientsKeptOffPlumbing(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	l := tethertest.RunLeaf(t, tethertest.LeafConfig(t, tethertest.WriteBundle(t, store, "a", h)), nil)
+	tethertest.WaitLinked(t, l, 10*time.Second)
+	cloud := tethertest.ConnectCloud(t, store, h)
+	seen, _ := cloud.SubscribeSync("edges.a.>")
+	cloud.Flush()
+
+	violations := make(chan string, 16)
+	local := tethertest.Connect(t, l.ClientURL(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		violations <- err.Error()
+	}))
+	expect := func(what string) {
+		t.Helper()
+		select {
+		case v := <-violations:
+			if !strings.Contains(v, "Permissions Violation") || !strings.Contains(v, what) {
+				t.Errorf("got %q, want a permissions violation for %s", v, what)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("no permissions violation for %s", what)
+		}
+	}
+	for _, subj := range []string{"tether.up.telemetry.bypass", "tether.up.status", "tether.down.next", "$JS.ACK.COMMANDS.cmd_a.1.1.1.1.1.1"} {
+		if err := local.Publish(subj, []byte("spoof")); err != nil {
+			t.Fatal(err)
+		}
+		expect(`Publish to "` + subj + `"`)
+	}
+	for _, subj := range []string{"$TETHER.CTL.>", "_TETHER_INBOX.>"} {
+		if _, err := local.SubscribeSync(subj); err != nil {
+			t.Fatal(err)
+		}
+		expect(`Subscription to "` + subj + `"`)
+	}
+	// What the site may do still works: telemetry goes through the buffer.
+	if err := local.Publish("telemetry.ok", []byte("fine")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := seen.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("telemetry.ok never reached the cloud: %v", err)
+		}
+		if string(m.Data) == "spoof" {
+			t.Errorf("cloud got a spoofed message on %s", m.Subject)
+		}
+		if m.Subject == "edges.a.telemetry.ok" {
+			break
+		}
+	}
+}
