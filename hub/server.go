@@ -142,6 +142,13 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("cloud streams not set up", "err", s.readyErr)
 		}
 	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.serveHighWater(sctx, store.CloudCredsFile()); err != nil && sctx.Err() == nil {
+			s.log.Error("high-water service not running: edges fall back to the duplicate window", "err", err)
+		}
+	}()
 	s.log.Info("hub listening", "client", s.ClientURL(), "leaf", s.LeafURL(), "websocket", s.WebsocketURL(),
 		"cluster", s.cfg.Cluster.Listen != "")
 	return nil

@@ -154,6 +154,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
 	s.up = up
+	up.log = s.log
 	// The origin names this incarnation of the buffer: a new one after the
 	// edge's store was wiped (the cloud sees Tether-Origin change).
 	s.log.Info("telemetry buffer ready", "origin", up.origin, "budget_bytes", s.cfg.BufferMaxBytes, "when_full", s.cfg.BufferFull)

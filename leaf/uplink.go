@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -33,8 +34,8 @@ const (
 
 	// Headers on every forwarded message.
 	HeaderEdge   = "Tether-Edge"
-	HeaderSeq    = "Tether-Seq"
-	HeaderOrigin = "Tether-Origin"
+	HeaderSeq    = policy.HeaderSeq
+	HeaderOrigin = policy.HeaderOrigin
 
 	// uplinkWindow is how many messages may await the cloud's PubAck.
 	uplinkWindow = 2048
@@ -54,6 +55,7 @@ type uplink struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	origin string // identifies this incarnation of the buffer stream
+	log    *slog.Logger
 	linked func() bool
 	// stallAfter is how long a backlog may go without progress, while
 	// linked, before the uplink reports itself stalled.
@@ -183,7 +185,10 @@ func (u *uplink) session(ctx context.Context) (int, error) {
 	if info.State.Msgs == 0 {
 		return 0, u.waitForData(ctx)
 	}
-	start := info.State.FirstSeq
+	start := u.skipHeld(ctx, info.State.FirstSeq, info.State.LastSeq)
+	if start > info.State.LastSeq {
+		return 0, nil // all of it was in the cloud already
+	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cons, err := u.js.OrderedConsumer(sctx, BufferStream, jetstream.OrderedConsumerConfig{

@@ -36,7 +36,16 @@ const (
 	// issued by the operator's store, may publish on them at the hub.
 	ControlPrefix = "$TETHER.CTL"
 
+	// UplinkHighWater is the edge-local subject on which the forwarder asks
+	// the cloud how far its telemetry got (edges.<edge>.hwm in CLOUD).
+	UplinkHighWater = UplinkPrefix + "hwm"
+	// Headers the forwarder puts on every message: the buffer incarnation
+	// (origin) and the buffer sequence.
+	HeaderOrigin = "Tether-Origin"
+	HeaderSeq    = "Tether-Seq"
+
 	cloudTelemetryExport = "edges.*.telemetry.>"
+	cloudHighWaterExport = "edges.*.hwm"
 	cloudStatusExport    = "edges.*.status"
 	cloudCommandsNext    = "$JS.API.CONSUMER.MSG.NEXT." + CommandsStream + ".*"
 	cloudCommandsAck     = "$JS.ACK." + CommandsStream + ".*.>"
@@ -57,6 +66,10 @@ func CloudCommandSubject(edge string) string { return "edges." + edge + ".cmd.>"
 // status reports: edges.<edge>.status.
 func CloudStatusSubject(edge string) string { return "edges." + edge + ".status" }
 
+// CloudHighWaterSubject is the CLOUD subject on which the hubs tell an edge
+// how far its telemetry got: edges.<edge>.hwm.
+func CloudHighWaterSubject(edge string) string { return "edges." + edge + ".hwm" }
+
 // CommandConsumer is the name of an edge's durable consumer on the CLOUD
 // COMMANDS stream.
 func CommandConsumer(edge string) string { return "cmd_" + edge }
@@ -68,6 +81,9 @@ func CommandConsumer(edge string) string { return "cmd_" + edge }
 func CloudExports() jwt.Exports {
 	return jwt.Exports{
 		{Name: "edge-telemetry", Subject: cloudTelemetryExport, Type: jwt.Service, ResponseType: jwt.ResponseTypeSingleton},
+		// The hubs answer an edge with the last (origin, seq) of its
+		// telemetry that the cloud stores: its high-water mark.
+		{Name: "edge-high-water", Subject: cloudHighWaterExport, Type: jwt.Service, ResponseType: jwt.ResponseTypeSingleton},
 		// Commands are queued in the CLOUD COMMANDS stream
 		// (edges.*.cmd.>); each edge pulls from its own durable consumer
 		// and acks what it delivered locally.
@@ -89,6 +105,8 @@ func EdgeImports(edge, cloudAccount string) jwt.Imports {
 	return jwt.Imports{
 		{Name: "telemetry", Type: jwt.Service, Account: cloudAccount,
 			Subject: jwt.Subject(CloudTelemetrySubject(edge)), LocalSubject: jwt.RenamingSubject(uplinkTelemetry)},
+		{Name: "high-water", Type: jwt.Service, Account: cloudAccount,
+			Subject: jwt.Subject(CloudHighWaterSubject(edge)), LocalSubject: jwt.RenamingSubject(UplinkHighWater)},
 		{Name: "commands-next", Type: jwt.Service, Account: cloudAccount,
 			Subject:      jwt.Subject("$JS.API.CONSUMER.MSG.NEXT." + CommandsStream + "." + CommandConsumer(edge)),
 			LocalSubject: jwt.RenamingSubject(DownlinkNext)},
@@ -115,7 +133,7 @@ func EdgeImports(edge, cloudAccount string) jwt.Imports {
 // through the queue.
 func LeafPermissions() jwt.Permissions {
 	var p jwt.Permissions
-	p.Pub.Allow.Add(uplinkTelemetry, UplinkStatus, DownlinkNext, commandsAckPrefix+">", "_INBOX.>")
+	p.Pub.Allow.Add(uplinkTelemetry, UplinkStatus, UplinkHighWater, DownlinkNext, commandsAckPrefix+">", "_INBOX.>")
 	p.Sub.Allow.Add(LocalServices, UplinkInbox+".>", ControlPrefix+".>")
 	return p
 }

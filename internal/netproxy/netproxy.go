@@ -19,6 +19,9 @@ const (
 	Pass      Mode = iota // forward everything
 	Blackhole             // keep connections open, drop all bytes
 	Cut                   // close connections, refuse new ones
+	// DropReplies forwards what clients send but swallows what the target
+	// sends back: the far side acts on everything, its answers are lost.
+	DropReplies
 )
 
 // Proxy forwards TCP connections from a loopback listener to a target.
@@ -109,20 +112,21 @@ func (p *Proxy) accept() {
 			continue
 		}
 		p.wg.Add(2)
-		go p.pipe(in, out)
-		go p.pipe(out, in)
+		go p.pipe(in, out, false)
+		go p.pipe(out, in, true)
 	}
 }
 
-// pipe copies src to dst, discarding bytes while black-holed.
-func (p *Proxy) pipe(src, dst net.Conn) {
+// pipe copies src to dst, discarding bytes while black-holed (and, for
+// the direction back to the client, while dropping replies).
+func (p *Proxy) pipe(src, dst net.Conn, back bool) {
 	defer p.wg.Done()
 	defer p.untrack(src)
 	defer p.untrack(dst)
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && p.current() == Pass {
+		if m := p.current(); n > 0 && (m == Pass || m == DropReplies && !back) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}

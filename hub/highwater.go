@@ -1,0 +1,80 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tether-fabric/tether/policy"
+)
+
+// HighWater is how far an edge's telemetry got into the cloud: the origin
+// and buffer sequence of the last message of the edge that the CLOUD
+// TELEMETRY stream holds. Empty when it holds none.
+type HighWater struct {
+	Origin string `json:"origin,omitempty"`
+	Seq    uint64 `json:"seq,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// highWaterQueue makes one hub of a cluster answer each question.
+const highWaterQueue = "tether-high-water"
+
+// serveHighWater answers edges' high-water questions (edges.<edge>.hwm,
+// reached through each edge's own import, so the subject names the asking
+// edge) until ctx ends. The forwarder asks at the start of each session
+// and skips what the cloud already holds: exactly once even when a lost
+// PubAck is resent after the stream's duplicate window.
+func (s *Server) serveHighWater(ctx context.Context, credsFile string) error {
+	if err := s.WaitJetStream(ctx); err != nil {
+		return err
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(s.ns), nats.UserCredentials(credsFile), nats.Name("tether-hub-high-water"))
+	if err != nil {
+		return fmt.Errorf("connect as cloud user: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.NewWithDomain(nc, JetStreamDomain)
+	if err != nil {
+		return err
+	}
+	sub, err := nc.QueueSubscribe(policy.CloudHighWaterSubject("*"), highWaterQueue, func(m *nats.Msg) {
+		hw := lookupHighWater(ctx, js, strings.Split(m.Subject, ".")[1])
+		data, _ := json.Marshal(hw)
+		_ = m.Respond(data)
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	<-ctx.Done()
+	return nil
+}
+
+func lookupHighWater(ctx context.Context, js jetstream.JetStream, edge string) HighWater {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, TelemetryStream)
+	if err != nil {
+		return HighWater{Error: "telemetry stream: " + err.Error()}
+	}
+	m, err := st.GetLastMsgForSubject(ctx, policy.CloudTelemetrySubject(edge))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return HighWater{}
+	}
+	if err != nil {
+		return HighWater{Error: "last message of " + edge + ": " + err.Error()}
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(policy.HeaderSeq), 10, 64)
+	if err != nil {
+		return HighWater{Error: fmt.Sprintf("last message of %s has no %s header", edge, policy.HeaderSeq)}
+	}
+	return HighWater{Origin: m.Header.Get(policy.HeaderOrigin), Seq: seq}
+}

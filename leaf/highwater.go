@@ -1,0 +1,65 @@
+package leaf
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/tether-fabric/tether/policy"
+)
+
+// highWaterWait bounds the question to the cloud at the start of a
+// session; an unanswered question only costs the skip, not correctness
+// within the duplicate window.
+const highWaterWait = 2 * time.Second
+
+// highWater is the hubs' answer on policy.UplinkHighWater (hub.HighWater).
+type highWater struct {
+	Origin string `json:"origin"`
+	Seq    uint64 `json:"seq"`
+	Error  string `json:"error"`
+}
+
+// skipHeld asks the cloud how far this edge's telemetry got and purges
+// from the buffer what the cloud already holds of this buffer's
+// incarnation (origin). That covers a batch the cloud stored whose
+// PubAcks were lost and that is resent after the stream's duplicate
+// window, when dedup by message id no longer catches it. The cloud holds a
+// prefix of the buffer's sequence: the forwarder never lets a message
+// overtake an unconfirmed one. It returns the first sequence still to send.
+func (u *uplink) skipHeld(ctx context.Context, first, last uint64) uint64 {
+	ctx, cancel := context.WithTimeout(ctx, highWaterWait)
+	defer cancel()
+	m, err := u.nc.RequestWithContext(ctx, policy.UplinkHighWater, nil)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			u.logger().Debug("cloud high-water mark not available; relying on the duplicate window", "err", err)
+		}
+		return first
+	}
+	var hw highWater
+	if err := json.Unmarshal(m.Data, &hw); err != nil || hw.Error != "" {
+		u.logger().Warn("cloud high-water mark unreadable; relying on the duplicate window", "err", err, "cloud_error", hw.Error)
+		return first
+	}
+	if hw.Origin != u.origin || hw.Seq < first {
+		return first
+	}
+	upTo := min(hw.Seq, last)
+	if err := u.confirm(ctx, upTo, int(upTo-first+1)); err != nil {
+		u.logger().Warn("could not drop what the cloud already holds", "err", err)
+		return first
+	}
+	u.logger().Info("cloud already holds part of the backlog; not sending it again",
+		"from_seq", first, "to_seq", upTo, "messages", upTo-first+1)
+	return upTo + 1
+}
+
+func (u *uplink) logger() *slog.Logger {
+	if u.log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return u.log
+}
