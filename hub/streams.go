@@ -92,9 +92,11 @@ func EnsureCommandConsumer(ctx context.Context, js jetstream.JetStream, edge str
 		Description:   "Tether: commands for edge " + edge,
 		FilterSubject: policy.CloudCommandSubject(edge),
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		// Short: a delivery lost with a dying link blocks this edge's
-		// queue (one in flight) until it is redelivered.
-		AckWait: 5 * time.Second,
+		// Short: a delivery lost with a dying link (typically to a pull
+		// the edge made just before the link died) blocks this edge's
+		// queue (one in flight) until it is redelivered. A redelivery of
+		// a command that did arrive is recognised and only acked again.
+		AckWait: 2 * time.Second,
 		// One command in flight per edge keeps them in order.
 		MaxAckPending: 1,
 		MaxDeliver:    -1,

@@ -31,7 +31,10 @@ const (
 	// HeaderCloudSeq carries the command's sequence in the cloud stream.
 	HeaderCloudSeq = "Tether-Cloud-Seq"
 
-	downlinkWait = 2 * time.Second
+	// downlinkWait is how long one pull waits at the hub: a pull made
+	// just before the link dies stays there this long and can take a
+	// command with it (redelivered after the consumer's ack wait).
+	downlinkWait = time.Second
 )
 
 type downlink struct {
@@ -90,7 +93,17 @@ func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int
 
 func (d *downlink) run(ctx context.Context) {
 	whileLinked(ctx, d.linked, func(ctx context.Context) error {
-		err := d.next(ctx)
+		// A pull made just before the link died gets no answer: stop
+		// waiting for it as soon as the link is down, so the first pull
+		// after a reconnect is not held up by it.
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stop := cancelOnLinkLoss(sctx, d.linked, cancel)
+		err := d.next(sctx)
+		stop()
+		if sctx.Err() != nil && ctx.Err() == nil {
+			return nil // the link went down; whileLinked waits for it
+		}
 		if err != nil && ctx.Err() == nil {
 			d.mu.Lock()
 			d.lastErr = err.Error()

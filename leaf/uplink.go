@@ -369,6 +369,12 @@ func (u *uplink) confirm(ctx context.Context, seq uint64, n int) error {
 // cancelOnLinkLoss cancels ctx (through cancel) when the link goes down;
 // the returned function stops watching.
 func (u *uplink) cancelOnLinkLoss(ctx context.Context, cancel context.CancelFunc) func() {
+	return cancelOnLinkLoss(ctx, u.linked, cancel)
+}
+
+// cancelOnLinkLoss calls cancel when linked turns false; the returned
+// function stops watching.
+func cancelOnLinkLoss(ctx context.Context, linked func() bool, cancel context.CancelFunc) func() {
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(100 * time.Millisecond)
@@ -380,7 +386,7 @@ func (u *uplink) cancelOnLinkLoss(ctx context.Context, cancel context.CancelFunc
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if !u.linked() {
+				if !linked() {
 					cancel()
 					return
 				}

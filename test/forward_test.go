@@ -360,8 +360,18 @@ func TestCommandsQueuedWhileOffline(t *testing.T) {
 	}
 	f.proxy.SetMode(netproxy.Pass)
 	healed := time.Now()
-	expect(5, 105)
-	t.Logf("100 queued commands delivered %s after the link healed", time.Since(healed))
+	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
+	t.Logf("relinked after %s", time.Since(healed))
+	expect(5, 6)
+	first := time.Since(healed)
+	expect(6, 105)
+	took := time.Since(healed)
+	t.Logf("100 queued commands delivered %s after the link healed (first after %s)", took, first)
+	// Bound: reconnect, plus at worst one delivery lost to a pull made
+	// just before the cut (redelivered after the 2 s ack wait).
+	if took > 5*time.Second {
+		t.Errorf("queued commands took %s after heal, want < 5s", took)
+	}
 	send(105, 110)
 	expect(105, 110)
 	if m, err := got.NextMsg(500 * time.Millisecond); err == nil {
