@@ -36,9 +36,9 @@ func (s *Server) serveHighWater(ctx context.Context, credsFile string) error {
 	if err := s.WaitJetStream(ctx); err != nil {
 		return err
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(s.ns), nats.UserCredentials(credsFile), nats.Name("tether-hub-high-water"))
+	nc, err := s.connectCloud(ctx, credsFile, "tether-hub-high-water")
 	if err != nil {
-		return fmt.Errorf("connect as cloud user: %w", err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.NewWithDomain(nc, JetStreamDomain)

@@ -114,9 +114,9 @@ func (s *Server) ensureStreams(ctx context.Context, credsFile string, edges []st
 	if err := s.WaitJetStream(ctx); err != nil {
 		return err
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(s.ns), nats.UserCredentials(credsFile), nats.Name("tether-hub-setup"))
+	nc, err := s.connectCloud(ctx, credsFile, "tether-hub-setup")
 	if err != nil {
-		return fmt.Errorf("connect as cloud user: %w", err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.NewWithDomain(nc, JetStreamDomain)
@@ -234,4 +234,19 @@ func ForgetEdge(ctx context.Context, cloud *nats.Conn, edge string) (EdgeDataRem
 		}
 	}
 	return out, nil
+}
+
+// connectCloud connects in process as the cloud user, retrying until ctx
+// ends: under load the in-process pipe can fail while the server settles.
+func (s *Server) connectCloud(ctx context.Context, credsFile, name string) (*nats.Conn, error) {
+	var nc *nats.Conn
+	err := retry(ctx, func(context.Context) error {
+		var err error
+		nc, err = nats.Connect("", nats.InProcessServer(s.ns), nats.UserCredentials(credsFile), nats.Name(name))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect as cloud user: %w", err)
+	}
+	return nc, nil
 }
