@@ -26,6 +26,16 @@ const (
 	// asks its own command consumer in the cloud for the next commands.
 	DownlinkNext = "tether.down.next"
 
+	// EnrollSubject is the edge-local subject on which a device holding an
+	// enrollment token asks for its leaf user; the edge account imports it
+	// from CLOUD as $TETHER.ENROLL.<edge>.
+	EnrollSubject = "$TETHER.ENROLL"
+	// EnrollInbox is the inbox prefix of an enrolling device: the only
+	// subjects its enroll user may receive, so a token holder never sees
+	// replies meant for the edge's running leaf (_TETHER_INBOX.<nuid>...).
+	EnrollInbox = UplinkInbox + ".enroll"
+
+	cloudEnrollExport    = EnrollSubject + ".*"
 	cloudTelemetryExport = "edges.*.telemetry.>"
 	cloudCommandsNext    = "$JS.API.CONSUMER.MSG.NEXT." + CommandsStream + ".*"
 	cloudCommandsAck     = "$JS.ACK." + CommandsStream + ".*.>"
@@ -41,6 +51,15 @@ func CloudTelemetrySubject(edge string) string { return "edges." + edge + ".tele
 // CloudCommandSubject returns the cloud subject whose messages reach an
 // edge's local cmd.>: edges.<edge>.cmd.>.
 func CloudCommandSubject(edge string) string { return "edges." + edge + ".cmd.>" }
+
+// CloudEnrollSubject returns the CLOUD subject on which the registrar
+// receives an edge's enrollment requests: $TETHER.ENROLL.<edge>. The edge
+// name in it is trustworthy: the mapping is in the operator-signed edge
+// account JWT.
+func CloudEnrollSubject(edge string) string { return EnrollSubject + "." + edge }
+
+// CloudEnrollQueue is the registrar's subscription: every edge's requests.
+const CloudEnrollQueue = cloudEnrollExport
 
 // CommandConsumer is the name of an edge's durable consumer on the CLOUD
 // COMMANDS stream.
@@ -58,6 +77,8 @@ func CloudExports() jwt.Exports {
 		// and acks what it delivered locally.
 		{Name: "edge-commands-next", Subject: cloudCommandsNext, Type: jwt.Service, ResponseType: jwt.ResponseTypeStream},
 		{Name: "edge-commands-ack", Subject: cloudCommandsAck, Type: jwt.Service},
+		// Enrollment: the hubs' registrar answers every edge's requests.
+		{Name: "edge-enroll", Subject: cloudEnrollExport, Type: jwt.Service, ResponseType: jwt.ResponseTypeSingleton},
 	}
 }
 
@@ -65,7 +86,10 @@ func CloudExports() jwt.Exports {
 // tether.up.telemetry.> reaches CLOUD as edges.<edge>.telemetry.> (the
 // CLOUD stream's PubAck comes back as the reply); the downlink's
 // tether.down.next pulls from the edge's own command consumer, and acks go
-// to that consumer's ack subjects only.
+// to that consumer's ack subjects only; $TETHER.ENROLL reaches the
+// registrar as $TETHER.ENROLL.<edge>, with the requestor's identity shared
+// (the hub adds it in the Nats-Request-Info header). Only an enroll user
+// may publish it: it is not in LeafPermissions.
 func EdgeImports(edge, cloudAccount string) jwt.Imports {
 	return jwt.Imports{
 		{Name: "telemetry", Type: jwt.Service, Account: cloudAccount,
@@ -75,6 +99,8 @@ func EdgeImports(edge, cloudAccount string) jwt.Imports {
 			LocalSubject: jwt.RenamingSubject(DownlinkNext)},
 		{Name: "commands-ack", Type: jwt.Service, Account: cloudAccount,
 			Subject: jwt.Subject(commandsAckPrefix + CommandConsumer(edge) + ".>")},
+		{Name: "enroll", Type: jwt.Service, Account: cloudAccount,
+			Subject: jwt.Subject(CloudEnrollSubject(edge)), LocalSubject: jwt.RenamingSubject(EnrollSubject), Share: true},
 	}
 }
 
@@ -101,4 +127,14 @@ func LeafPermissions() jwt.Permissions {
 // use: a TLS leafnode connection or a WebSocket (TLS) one.
 func LeafConnectionTypes() jwt.StringList {
 	return jwt.StringList{jwt.ConnectionTypeLeafnode, jwt.ConnectionTypeLeafnodeWS}
+}
+
+// EnrollPermissions returns the permissions of an edge's enroll user (the
+// identity inside an enrollment token), from the edge's point of view: it
+// may send only $TETHER.ENROLL and receive only replies on EnrollInbox.
+func EnrollPermissions() jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Allow.Add(EnrollSubject)
+	p.Sub.Allow.Add(EnrollInbox + ".>")
+	return p
 }
