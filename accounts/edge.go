@@ -62,7 +62,14 @@ func leafScope(key string) *jwt.UserScope {
 
 // AddEdge creates the account EDGE_<name> with its imports and limits and a
 // leaf user for it. Nothing is written when name is invalid or taken.
-func (s *Store) AddEdge(name string) (*Edge, error) {
+func (s *Store) AddEdge(name string) (*Edge, error) { return s.addEdge(name, true) }
+
+// AddEdgeForEnrollment creates the account EDGE_<name> like AddEdge but no
+// leaf user: the edge's key will be born on the device, which enrolls with
+// a token (NewEnrollToken). The store never holds the device's seed.
+func (s *Store) AddEdgeForEnrollment(name string) (*Edge, error) { return s.addEdge(name, false) }
+
+func (s *Store) addEdge(name string, withCreds bool) (*Edge, error) {
 	if err := ValidateEdgeName(name); err != nil {
 		return nil, err
 	}
@@ -103,6 +110,9 @@ func (s *Store) AddEdge(name string) (*Edge, error) {
 	if err := os.MkdirAll(s.path("edges", name), dirMode); err != nil {
 		os.RemoveAll(s.path("accounts", accName))
 		return nil, fmt.Errorf("add edge %s: %w", name, err)
+	}
+	if !withCreds {
+		return s.Edge(name)
 	}
 	creds, err := s.NewLeafCreds(name)
 	if err == nil {
@@ -156,7 +166,7 @@ func (s *Store) Bundle(name string) (*Bundle, error) {
 	if at, revoked := s.Revoked(name); revoked {
 		return nil, fmt.Errorf("bundle %s: %w (since %s)", name, ErrEdgeRevoked, at.Format(time.RFC3339))
 	}
-	creds, err := securefile.Read(s.edgeCredsFile(name))
+	creds, err := s.storedLeafCreds(name)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", name, err)
 	}
@@ -182,6 +192,27 @@ func (s *Store) Bundle(name string) (*Bundle, error) {
 // records it as the edge's current leaf user and returns it. A zero
 // expires means it does not expire.
 func (s *Store) IssueLeafUser(edge, userPub string, expires time.Time) (string, error) {
+	ujwt, err := s.SignLeafUser(edge, userPub, expires)
+	if err != nil {
+		return "", err
+	}
+	if err := s.RecordLeafUser(edge, ujwt); err != nil {
+		return "", err
+	}
+	return ujwt, nil
+}
+
+// RecordLeafUser records ujwt as the edge's current leaf user
+// (edges/<e>/leaf.jwt, public).
+func (s *Store) RecordLeafUser(edge, ujwt string) error {
+	if err := ValidateEdgeName(edge); err != nil {
+		return err
+	}
+	return securefile.Write(s.edgeUserFile(edge), []byte(ujwt), publicMode)
+}
+
+// SignLeafUser is IssueLeafUser without recording the user in the store.
+func (s *Store) SignLeafUser(edge, userPub string, expires time.Time) (string, error) {
 	e, err := s.Edge(edge)
 	if err != nil {
 		return "", err
@@ -205,9 +236,6 @@ func (s *Store) IssueLeafUser(edge, userPub string, expires time.Time) (string, 
 	ujwt, err := uc.Encode(signer)
 	if err != nil {
 		return "", fmt.Errorf("issue leaf user for %s: %w", edge, err)
-	}
-	if err := securefile.Write(s.edgeUserFile(edge), []byte(ujwt), publicMode); err != nil {
-		return "", err
 	}
 	return ujwt, nil
 }
