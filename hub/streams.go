@@ -137,7 +137,8 @@ func retry(ctx context.Context, op func(context.Context) error) error {
 	}
 }
 
-// WaitReady waits until the hub's JetStream and CLOUD streams are ready.
+// WaitReady waits until the hub's JetStream, CLOUD streams and enrollment
+// registrar are ready.
 func (s *Server) WaitReady(ctx context.Context) error {
 	select {
 	case <-s.ready:
