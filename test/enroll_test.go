@@ -11,13 +11,19 @@ import (
 	"testing"
 	"time"
 
+	"encoding/json"
+
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
+	"github.com/tether-fabric/tether/policy"
 )
 
 // enrollConfig is a leaf config for a device that has no bundle yet: the
@@ -115,4 +121,205 @@ func assertStoreLacks(t *testing.T, store *accounts.Store, edge, secret string) 
 		}
 		return nil
 	})
+}
+
+// edgeState is what an enrollment may change in the store: the edge's
+// account JWT and its recorded leaf user.
+func edgeState(t *testing.T, store *accounts.Store, edge string) string {
+	t.Helper()
+	a, err := store.Account(accounts.EdgeAccountName(edge))
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, _ := os.ReadFile(filepath.Join(store.Dir(), "edges", edge, "leaf.jwt"))
+	return a.JWT + "\n" + string(user)
+}
+
+// TestEnrollRefused: every refused enrollment fails with a clear error on
+// the device, writes no bundle and changes nothing in the store.
+func TestEnrollRefused(t *testing.T) {
+	store := tethertest.NewStore(t)
+	var hubLog tethertest.LogBuffer
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), hubLog.Logger())
+
+	// A token that already enrolled a device.
+	used := tethertest.EnrollToken(t, store, "used", 0, h)
+	var firstLog tethertest.LogBuffer
+	if _, err := enroll(t, enrollConfig(t), used, &firstLog); err != nil {
+		t.Fatalf("first enrollment: %v\n%s", err, firstLog.String())
+	}
+
+	expired := tethertest.EnrollToken(t, store, "old", 0, h)
+	expired.Expires = time.Now().Add(-time.Second)
+
+	// The token says it is valid (the device's clock is behind) but its
+	// user JWT has expired: the hub refuses the connection.
+	stale := tethertest.EnrollToken(t, store, "stale", time.Second, h)
+	uc, _ := jwt.DecodeUserClaims(stale.JWT)
+	stale.Expires = time.Now().Add(time.Hour)
+	tethertest.WaitFor(t, 3*time.Second, func() error {
+		if now := time.Now().Unix(); now <= uc.Expires {
+			return fmt.Errorf("now %d, enroll user expires %d", now, uc.Expires)
+		}
+		return nil
+	})
+
+	forged := tethertest.EnrollToken(t, store, "forged", 0, h)
+	forgedCreds := forgeUser(t, store, accounts.EdgeAccountName("forged"))
+	forged.JWT, _ = jwt.ParseDecoratedJWT([]byte(forgedCreds))
+	fkp, _ := jwt.ParseDecoratedUserNKey([]byte(forgedCreds))
+	fseed, _ := fkp.Seed()
+	forged.Seed = string(fseed)
+
+	// Edge a's token relabelled for edge b: it still links into a's
+	// account, whose import names a, and the registrar sees the mismatch.
+	tethertest.EnrollToken(t, store, "b", 0, h)
+	aForB := tethertest.EnrollToken(t, store, "a", 0, h)
+	aForB.Edge, aForB.Domain = "b", accounts.EdgeDomain("b")
+
+	for _, tc := range []struct {
+		name, edge string
+		tok        *accounts.EnrollToken
+		is         error
+		want       string
+		hubLog     string
+	}{
+		{"reused", "used", used, leaf.ErrEnrollRefused, "enrollment token already used", "reason=\"enrollment token already used\""},
+		{"expired", "old", expired, accounts.ErrTokenExpired, "ask the operator for a new one", ""},
+		{"expired at the hub", "stale", stale, accounts.ErrTokenExpired, "refused by the hub (Authorization Violation): enrollment token expired at", ""},
+		{"forged", "forged", forged, leaf.ErrEnrollRefused, "authorization failed", ""},
+		{"edge a's token for edge b", "b", aForB, leaf.ErrEnrollRefused, `the token is for edge "b" but was used on edge a`, "enrollment refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := edgeState(t, store, tc.edge) + edgeState(t, store, "a")
+			var edgeLog tethertest.LogBuffer
+			c := enrollConfig(t)
+			_, err := enroll(t, c, tc.tok, &edgeLog)
+			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %v saying %q", err, tc.is, tc.want)
+			}
+			t.Logf("device: %v", err)
+			if _, err := os.Stat(c.Bundle); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("bundle written after a refusal (%v)", err)
+			}
+			if after := edgeState(t, store, tc.edge) + edgeState(t, store, "a"); after != before {
+				t.Errorf("store changed by a refused enrollment")
+			}
+			if tc.hubLog != "" && !hubLog.Contains(tc.hubLog) {
+				t.Errorf("hub log lacks %q:\n%s", tc.hubLog, hubLog.String())
+			}
+		})
+	}
+	if n := strings.Count(hubLog.String(), "enrollment accepted"); n != 1 {
+		t.Errorf("hub accepted %d enrollments, want 1", n)
+	}
+}
+
+// TestEnrollForgedRequestInfo: a cloud client that publishes straight to
+// the registrar with a made-up Nats-Request-Info claiming edge b's account
+// cannot turn edge a's token into a user for b, nor enroll without the
+// token's seed.
+func TestEnrollForgedRequestInfo(t *testing.T) {
+	store := tethertest.NewStore(t)
+	var hubLog tethertest.LogBuffer
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), hubLog.Logger())
+	tokA := tethertest.EnrollToken(t, store, "a", 0, h)
+	tethertest.AddEnrollEdge(t, store, "b", h)
+	eb, _ := store.Edge("b")
+	enrollA, _ := tokA.EnrollUser()
+	cloud := tethertest.ConnectCloud(t, store, h)
+
+	ukp, _ := nkeys.CreateUser()
+	good, err := accounts.NewEnrollRequest(tokA, ukp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forB := *good
+	forB.Edge = "b"
+	noSeed := *good
+	noSeed.TokenSig = good.UserSig
+	for _, tc := range []struct {
+		name, edge, account string
+		req                 *accounts.EnrollRequest
+		want                string
+	}{
+		{"no request info", "a", "", good, "no requestor identity"},
+		{"a's token for b", "b", eb.Account.Pub, &forB, "enroll user JWT not issued by edge b's account"},
+		{"without the token's seed", "a", tokA.Account, &noSeed, "proof of holding the token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := edgeState(t, store, "a") + edgeState(t, store, "b")
+			m := nats.NewMsg(policy.CloudEnrollSubject(tc.edge))
+			m.Data, _ = json.Marshal(tc.req)
+			if tc.account != "" {
+				m.Header.Set(server.ClientInfoHdr, fmt.Sprintf(`{"acc":%q,"user":%q}`, tc.account, enrollA))
+			}
+			resp, err := cloud.RequestMsg(m, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rep accounts.EnrollReply
+			json.Unmarshal(resp.Data, &rep)
+			if rep.JWT != "" || !strings.Contains(rep.Error, tc.want) {
+				t.Errorf("reply %+v, want an error saying %q", rep, tc.want)
+			}
+			if after := edgeState(t, store, "a") + edgeState(t, store, "b"); after != before {
+				t.Errorf("store changed by a refused enrollment")
+			}
+		})
+	}
+}
+
+// TestEnrollTwiceOnOneDevice: a device with a bundle is not enrolled again
+// and its bundle is left alone; its normal leaf user cannot enroll.
+func TestEnrollTwiceOnOneDevice(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	var log tethertest.LogBuffer
+	c := enrollConfig(t)
+	if _, err := enroll(t, c, tethertest.EnrollToken(t, store, "plant-7", 0, h), &log); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(c.Bundle)
+	tok2, err := store.NewEnrollToken("plant-7", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enroll(t, c, tok2, &log); !errors.Is(err, leaf.ErrAlreadyEnrolled) || !strings.Contains(err.Error(), c.Bundle) {
+		t.Errorf("second enrollment: %v, want %v naming %s", err, leaf.ErrAlreadyEnrolled, c.Bundle)
+	}
+	if after, _ := os.ReadFile(c.Bundle); string(after) != string(before) {
+		t.Error("bundle changed")
+	}
+	l := tethertest.RunLeaf(t, c, nil)
+	tethertest.WaitLinked(t, l, 10*time.Second)
+	local := tethertest.Connect(t, l.ClientURL())
+	if _, err := local.Request(policy.EnrollSubject, []byte("{}"), 500*time.Millisecond); err == nil {
+		t.Error("the edge's leaf user reached the registrar")
+	}
+}
+
+// TestEnrollStoreNotWritable: a hub whose store cannot take the leaf.jwt
+// record still enrolls the device and logs that the record is missing.
+func TestEnrollStoreNotWritable(t *testing.T) {
+	store := tethertest.NewStore(t)
+	var hubLog tethertest.LogBuffer
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), hubLog.Logger())
+	tok := tethertest.EnrollToken(t, store, "plant-7", 0, h)
+	// A non-empty directory where leaf.jwt goes: the rename fails even for
+	// root, like a read-only mount would.
+	blocker := filepath.Join(store.Dir(), "edges", "plant-7", "leaf.jwt")
+	if err := os.MkdirAll(filepath.Join(blocker, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var log tethertest.LogBuffer
+	c := enrollConfig(t)
+	if _, err := enroll(t, c, tok, &log); err != nil {
+		t.Fatalf("enroll with an unwritable store: %v", err)
+	}
+	if !hubLog.Contains("enrolled leaf user not recorded in the store") {
+		t.Errorf("hub did not log the missing record:\n%s", hubLog.String())
+	}
+	l := tethertest.RunLeaf(t, c, nil)
+	tethertest.WaitLinked(t, l, 10*time.Second)
 }
