@@ -240,6 +240,9 @@ func (s *Store) NewEnrollToken(edge string, ttl time.Duration) (*EnrollToken, er
 	if at, revoked := s.Revoked(edge); revoked {
 		return nil, fmt.Errorf("enrollment token for %s: %w (since %s)", edge, ErrEdgeRevoked, at.Format(time.RFC3339))
 	}
+	if err := canEnroll(e); err != nil {
+		return nil, fmt.Errorf("enrollment token for %s: %w", edge, err)
+	}
 	ca, err := os.ReadFile(s.CAFile())
 	if err != nil {
 		return nil, fmt.Errorf("enrollment token for %s: %w", edge, err)
@@ -271,6 +274,21 @@ func (s *Store) NewEnrollToken(edge string, ttl time.Duration) (*EnrollToken, er
 		Expires:       expires,
 	}
 	return t, t.Validate()
+}
+
+// canEnroll checks that the edge's account imports its enrollment subject
+// (accounts made before enrollment existed do not).
+func canEnroll(e *Edge) error {
+	ac, err := jwt.DecodeAccountClaims(e.Account.JWT)
+	if err != nil {
+		return err
+	}
+	for _, im := range ac.Imports {
+		if string(im.Subject) == policy.CloudEnrollSubject(e.Name) {
+			return nil
+		}
+	}
+	return fmt.Errorf("account %s has no %s import (it predates enrollment); a token for it could never be answered", e.Account.Name, policy.EnrollSubject)
 }
 
 // storedLeafCreds returns the edge's leaf creds held by the store; an edge

@@ -204,3 +204,35 @@ func TestEnrollRequestVerify(t *testing.T) {
 		})
 	}
 }
+
+// TestNoTokenForAccountWithoutEnrollImport: an edge account made before
+// enrollment existed gets no token that could never be answered.
+func TestNoTokenForAccountWithoutEnrollImport(t *testing.T) {
+	s := newStore(t)
+	e, err := s.AddEdgeForEnrollment("plant-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, _ := jwt.DecodeAccountClaims(e.Account.JWT)
+	var kept jwt.Imports
+	for _, im := range ac.Imports {
+		if im.Name != "enroll" {
+			kept = append(kept, im)
+		}
+	}
+	ac.Imports = kept
+	signer, err := s.readKey("operator", "signing.nk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := ac.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := securefile.Write(filepath.Join(s.Dir(), "accounts", "EDGE_plant-7", "account.jwt"), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.NewEnrollToken("plant-7", time.Hour); err == nil || !strings.Contains(err.Error(), "predates enrollment") {
+		t.Errorf("token for an account without the enroll import: %v, want an error saying it predates enrollment", err)
+	}
+}

@@ -36,6 +36,9 @@ var (
 // after the link came up).
 const enrollRetry = 250 * time.Millisecond
 
+// enrollWarnAfter is how often a device that is still not enrolled says so.
+const enrollWarnAfter = 10 * time.Second
+
 // Enroll turns an enrollment token into this device's bundle: it generates
 // the edge's user key pair here, links to the hubs as the token's enroll
 // user over the same leafnode (or WebSocket) connection normal operation
@@ -143,10 +146,19 @@ func requestLeafUser(ctx context.Context, cfg Config, tok *accounts.EnrollToken,
 	if err != nil {
 		return "", err
 	}
-	t := time.NewTicker(linkPoll / 2)
-	defer t.Stop()
+	warnAt := time.Now().Add(enrollWarnAfter)
 	for {
-		if ns.NumLeafNodes() > 0 {
+		wait := linkPoll / 2
+		linked := ns.NumLeafNodes() > 0
+		if time.Now().After(warnAt) {
+			warnAt = time.Now().Add(enrollWarnAfter)
+			hint := "no link to the hubs yet: check the hub URLs, the network and the CA"
+			if linked {
+				hint = "linked, but no registrar answers: do the hubs run this version, and do they know the edge's account (edge add --push)?"
+			}
+			log.Warn("still enrolling", "linked", linked, "hint", hint)
+		}
+		if linked {
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			m, err := nc.RequestWithContext(rctx, policy.EnrollSubject, data)
 			cancel()
@@ -160,17 +172,15 @@ func requestLeafUser(ctx context.Context, cfg Config, tok *accounts.EnrollToken,
 				}
 				return rep.JWT, nil
 			}
-			if ctx.Err() != nil {
-				return "", fmt.Errorf("no answer from the registrar: %w", ctx.Err())
-			}
 			log.Debug("registrar not answering yet", "err", err)
+			wait = enrollRetry
 		}
 		select {
 		case why := <-refusals.refused:
 			return "", hubRefusal(tok, why)
 		case <-ctx.Done():
-			return "", fmt.Errorf("link to hubs %v not up: %w", b.HubURLs, ctx.Err())
-		case <-t.C:
+			return "", fmt.Errorf("not enrolled (linked to a hub: %v): %w", linked, ctx.Err())
+		case <-time.After(wait):
 		}
 	}
 }
