@@ -41,69 +41,100 @@ func enroll(t *testing.T, c leaf.Config, tok *accounts.EnrollToken, log *tethert
 	return leaf.Enroll(ctx, c, tok, log.Logger())
 }
 
-// TestEnroll: a device enrolls with a token, then runs as a normal edge
-// with its own key: its telemetry reaches the CLOUD stream, and the store
-// holds only the public JWT whose subject is the device's key.
+// TestEnroll: a device enrolls with a token over TLS or WebSocket (the
+// port it uses later), then runs as a normal edge with its own key: its
+// telemetry reaches the CLOUD stream, and the store holds only the public
+// JWT whose subject is the device's key.
 func TestEnroll(t *testing.T) {
 	store := tethertest.NewStore(t)
-	var hubLog, edgeLog tethertest.LogBuffer
+	var hubLog tethertest.LogBuffer
 	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), hubLog.Logger())
-	tok := tethertest.EnrollToken(t, store, "plant-7", 0, h)
-	text, _ := tok.Encode()
-	c := enrollConfig(t)
-
-	start := time.Now()
-	b, err := enroll(t, c, tok, &edgeLog)
-	if err != nil {
-		t.Fatalf("enroll: %v\nedge log:\n%s", err, edgeLog.String())
-	}
-	enrolled := time.Since(start)
-	l := tethertest.RunLeaf(t, c, edgeLog.Logger())
-	tethertest.WaitLinked(t, l, 10*time.Second)
-	t.Logf("enrollment: token to linked with the new creds in %s (registrar answered after %s); token %d bytes",
-		time.Since(start).Round(time.Millisecond), enrolled.Round(time.Millisecond), len(text)+1)
-
-	fi, err := os.Stat(c.Bundle)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("bundle %s: %v mode %v, want 0600", c.Bundle, err, fi.Mode().Perm())
-	}
-	ujwt, _ := jwt.ParseDecoratedJWT([]byte(b.Creds))
-	ukp, _ := jwt.ParseDecoratedUserNKey([]byte(b.Creds))
-	devicePub, _ := ukp.PublicKey()
-	seed, _ := ukp.Seed()
-	if current, err := store.LeafUser("plant-7"); err != nil || current != devicePub {
-		t.Errorf("store's current leaf user = %s (%v), want the device's key %s", current, err, devicePub)
-	}
-	if uc, _ := jwt.DecodeUserClaims(ujwt); uc.Subject != devicePub {
-		t.Errorf("leaf JWT subject %s, want %s", uc.Subject, devicePub)
-	}
-	assertStoreLacks(t, store, "plant-7", string(seed))
-	if !hubLog.Contains("enrollment accepted") {
-		t.Errorf("hub logged no 'enrollment accepted':\n%s", hubLog.String())
-	}
-
-	edge := tethertest.Connect(t, l.ClientURL())
-	if err := edge.Publish("telemetry.temp", []byte("21.5")); err != nil {
-		t.Fatal(err)
-	}
 	cloud := tethertest.ConnectCloud(t, store, h)
 	js, _ := jetstream.NewWithDomain(cloud, hub.JetStreamDomain)
-	tethertest.WaitFor(t, 10*time.Second, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, hub.TelemetryStream)
-		if err != nil {
-			return err
-		}
-		m, err := s.GetLastMsgForSubject(ctx, "edges.plant-7.telemetry.temp")
-		if err != nil {
-			return fmt.Errorf("cloud stream: %w", err)
-		}
-		if string(m.Data) != "21.5" {
-			return fmt.Errorf("cloud got %q, want 21.5", m.Data)
-		}
-		return nil
-	})
+	for _, transport := range []string{leaf.TransportTLS, leaf.TransportWebsocket} {
+		t.Run(transport, func(t *testing.T) {
+			edgeName := "plant-" + transport
+			var edgeLog tethertest.LogBuffer
+			tok := tethertest.EnrollToken(t, store, edgeName, 0, h)
+			text, _ := tok.Encode()
+			c := enrollConfig(t)
+			c.Transport = transport
+
+			start := time.Now()
+			b, err := enroll(t, c, tok, &edgeLog)
+			if err != nil {
+				t.Fatalf("enroll: %v\nedge log:\n%s", err, edgeLog.String())
+			}
+			enrolled := time.Since(start)
+			l := tethertest.RunLeaf(t, c, edgeLog.Logger())
+			tethertest.WaitLinked(t, l, 10*time.Second)
+			t.Logf("enrollment over %s: token to linked with the new creds in %s (bundle written after %s); token file %d bytes",
+				transport, time.Since(start).Round(time.Millisecond), enrolled.Round(time.Millisecond), len(text)+1)
+
+			fi, err := os.Stat(c.Bundle)
+			if err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("bundle %s: %v mode %v, want 0600", c.Bundle, err, fi.Mode().Perm())
+			}
+			ujwt, _ := jwt.ParseDecoratedJWT([]byte(b.Creds))
+			ukp, _ := jwt.ParseDecoratedUserNKey([]byte(b.Creds))
+			devicePub, _ := ukp.PublicKey()
+			seed, _ := ukp.Seed()
+			if current, err := store.LeafUser(edgeName); err != nil || current != devicePub {
+				t.Errorf("store's current leaf user = %s (%v), want the device's key %s", current, err, devicePub)
+			}
+			if uc, _ := jwt.DecodeUserClaims(ujwt); uc.Subject != devicePub {
+				t.Errorf("leaf JWT subject %s, want %s", uc.Subject, devicePub)
+			}
+			assertStoreLacks(t, store, edgeName, string(seed))
+			if !hubLog.Contains("enrollment accepted") || !hubLog.Contains("user="+devicePub) {
+				t.Errorf("hub logged no 'enrollment accepted' for %s:\n%s", devicePub, hubLog.String())
+			}
+
+			edge := tethertest.Connect(t, l.ClientURL())
+			if err := edge.Publish("telemetry.temp", []byte("21.5")); err != nil {
+				t.Fatal(err)
+			}
+			subject := "edges." + edgeName + ".telemetry.temp"
+			tethertest.WaitFor(t, 10*time.Second, func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				s, err := js.Stream(ctx, hub.TelemetryStream)
+				if err != nil {
+					return err
+				}
+				m, err := s.GetLastMsgForSubject(ctx, subject)
+				if err != nil {
+					return fmt.Errorf("cloud stream, %s: %w", subject, err)
+				}
+				if string(m.Data) != "21.5" {
+					return fmt.Errorf("cloud got %q, want 21.5", m.Data)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestEnrollCluster: in a 3-hub cluster a token used through one hub is
+// refused through another (the single-use record is replicated).
+func TestEnrollCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("3-hub cluster: skipped in -short")
+	}
+	store := tethertest.NewStore(t)
+	hubs := tethertest.RunCluster(t, store, 3)
+	tok := tethertest.EnrollToken(t, store, "plant-7", 0, hubs...)
+	var log tethertest.LogBuffer
+	first := *tok
+	first.HubURLs = []string{hubs[0].LeafURL()}
+	if _, err := enroll(t, enrollConfig(t), &first, &log); err != nil {
+		t.Fatalf("enroll through hub-1: %v", err)
+	}
+	again := *tok
+	again.HubURLs = []string{hubs[2].LeafURL()}
+	if _, err := enroll(t, enrollConfig(t), &again, &log); !errors.Is(err, leaf.ErrEnrollRefused) || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("reuse through hub-3: %v, want %v saying already used", err, leaf.ErrEnrollRefused)
+	}
 }
 
 // assertStoreLacks checks that no file of the store holds secret and that
