@@ -122,6 +122,7 @@ func requestLeafUser(ctx context.Context, cfg Config, tok *accounts.EnrollToken,
 	}
 	opts.ServerName = tok.Domain + "-enroll"
 	opts.JetStream = false
+	opts.JetStreamDomain = ""
 	opts.DontListen = true
 	ns, err := server.NewServer(opts)
 	if err != nil {
