@@ -179,8 +179,8 @@ func (t *EnrollToken) Validate() error {
 	if t.Domain != EdgeDomain(t.Edge) {
 		errs = append(errs, fmt.Errorf("domain: got %q, want %q", t.Domain, EdgeDomain(t.Edge)))
 	}
-	if len(t.HubURLs) == 0 && len(t.WebsocketURLs) == 0 {
-		errs = append(errs, errors.New("hub_urls: at least one tls:// or wss:// URL is required"))
+	if len(t.HubURLs) == 0 { // the bundle made from the token needs one
+		errs = append(errs, errors.New("hub_urls: at least one tls:// URL is required"))
 	}
 	for i, u := range t.HubURLs {
 		if err := checkURL(u, "tls"); err != nil {

@@ -115,7 +115,7 @@ func TestEnrollTokenErrors(t *testing.T) {
 	}{
 		{"version", func(k *EnrollToken) { k.Version = 2 }, "version: got 2, want 1"},
 		{"edge", func(k *EnrollToken) { k.Edge = "Bad" }, "edge: invalid edge name"},
-		{"no hubs", func(k *EnrollToken) { k.HubURLs, k.WebsocketURLs = nil, nil }, "hub_urls: at least one"},
+		{"no hubs", func(k *EnrollToken) { k.HubURLs = nil }, "hub_urls: at least one tls:// URL"},
 		{"bad url", func(k *EnrollToken) { k.HubURLs = []string{"http://h:1"} }, `hub_urls[0]: "http://h:1": want tls://host:port`},
 		{"ca", func(k *EnrollToken) { k.CA = "x" }, "ca: "},
 		{"jwt", func(k *EnrollToken) { k.JWT = "x" }, "jwt: "},

@@ -54,6 +54,9 @@ func Enroll(ctx context.Context, cfg Config, tok *accounts.EnrollToken, log *slo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := tok.Validate(); err != nil {
+		return nil, fmt.Errorf("enroll edge %s: %w", tok.Edge, err)
+	}
 	log = log.With("edge", tok.Edge)
 	if _, err := os.Lstat(cfg.Bundle); err == nil {
 		return nil, fmt.Errorf("enroll edge %s: %w: bundle %s exists (remove it to enroll this device again)", tok.Edge, ErrAlreadyEnrolled, cfg.Bundle)
@@ -61,6 +64,11 @@ func Enroll(ctx context.Context, cfg Config, tok *accounts.EnrollToken, log *slo
 	if tok.Expired(time.Now()) {
 		return nil, fmt.Errorf("enroll edge %s: %w at %s (ask the operator for a new one: tether edge token %s)",
 			tok.Edge, accounts.ErrTokenExpired, tok.Expires.Format(time.RFC3339), tok.Edge)
+	}
+	// A token is used up once the registrar answers: make sure the bundle
+	// can be written before asking.
+	if err := checkWritable(filepath.Dir(cfg.Bundle)); err != nil {
+		return nil, fmt.Errorf("enroll edge %s: bundle %s: %w", tok.Edge, cfg.Bundle, err)
 	}
 	ukp, err := nkeys.CreateUser()
 	if err != nil {
@@ -90,14 +98,25 @@ func Enroll(ctx context.Context, cfg Config, tok *accounts.EnrollToken, log *slo
 	if err != nil {
 		return nil, fmt.Errorf("enroll edge %s: %w", tok.Edge, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.Bundle), 0o700); err != nil {
-		return nil, fmt.Errorf("enroll edge %s: %w", tok.Edge, err)
-	}
 	if err := accounts.WriteBundle(cfg.Bundle, b); err != nil {
 		return nil, fmt.Errorf("enroll edge %s: %w", tok.Edge, err)
 	}
 	log.Info("enrolled", "user", upub, "bundle", cfg.Bundle)
 	return b, nil
+}
+
+// checkWritable creates dir (0700) if needed and checks a file can be
+// created in it.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".enroll-probe-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // requestLeafUser runs a listener-less leaf server with the token's enroll
