@@ -229,6 +229,11 @@ func TestEnrollRefused(t *testing.T) {
 			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want %v saying %q", err, tc.is, tc.want)
 			}
+			// Only the hub says ErrEnrollRefused: an expired token is
+			// refused on the device, before dialling.
+			if dialled := errors.Is(err, leaf.ErrEnrollRefused); dialled != (tc.name != "expired") {
+				t.Errorf("refused by the hub: %v, want %v", dialled, tc.name != "expired")
+			}
 			t.Logf("device: %v", err)
 			if _, err := os.Stat(c.Bundle); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("bundle written after a refusal (%v)", err)
