@@ -88,13 +88,13 @@ func (s *Server) startRegistrar(ctx context.Context, store *accounts.Store) erro
 		return fmt.Errorf("registrar: bucket %s: %w", EnrollBucket, err)
 	}
 	msgs := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanQueueSubscribe(policy.CloudEnrollQueue, enrollQueue, msgs)
+	sub, err := nc.ChanQueueSubscribe(policy.CloudEnrollAll, enrollQueue, msgs)
 	if err == nil {
 		err = nc.Flush()
 	}
 	if err != nil {
 		nc.Close()
-		return fmt.Errorf("registrar: subscribe %s: %w", policy.CloudEnrollQueue, err)
+		return fmt.Errorf("registrar: subscribe %s: %w", policy.CloudEnrollAll, err)
 	}
 	r := &registrar{store: store, kv: kv, log: s.log.With("component", "registrar")}
 	s.wg.Add(1)
@@ -111,7 +111,7 @@ func (s *Server) startRegistrar(ctx context.Context, store *accounts.Store) erro
 			}
 		}
 	}()
-	s.log.Info("registrar ready", "subject", policy.CloudEnrollQueue, "bucket", EnrollBucket)
+	s.log.Info("registrar ready", "subject", policy.CloudEnrollAll, "bucket", EnrollBucket)
 	return nil
 }
 

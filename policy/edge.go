@@ -58,8 +58,8 @@ func CloudCommandSubject(edge string) string { return "edges." + edge + ".cmd.>"
 // account JWT.
 func CloudEnrollSubject(edge string) string { return EnrollSubject + "." + edge }
 
-// CloudEnrollQueue is the registrar's subscription: every edge's requests.
-const CloudEnrollQueue = cloudEnrollExport
+// CloudEnrollAll is what the registrar subscribes to: every edge's requests.
+const CloudEnrollAll = cloudEnrollExport
 
 // CommandConsumer is the name of an edge's durable consumer on the CLOUD
 // COMMANDS stream.
