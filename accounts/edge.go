@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -196,22 +197,15 @@ func (s *Store) IssueLeafUser(edge, userPub string, expires time.Time) (string, 
 	if err != nil {
 		return "", err
 	}
-	if err := s.RecordLeafUser(edge, ujwt); err != nil {
-		return "", err
-	}
-	return ujwt, nil
+	return ujwt, s.RecordLeafUser(edge, ujwt)
 }
 
-// RecordLeafUser records ujwt as the edge's current leaf user
-// (edges/<e>/leaf.jwt, public).
+// RecordLeafUser records ujwt as the edge's current leaf user.
 func (s *Store) RecordLeafUser(edge, ujwt string) error {
-	if err := ValidateEdgeName(edge); err != nil {
-		return err
-	}
 	return securefile.Write(s.edgeUserFile(edge), []byte(ujwt), publicMode)
 }
 
-// SignLeafUser is IssueLeafUser without recording the user in the store.
+// SignLeafUser is IssueLeafUser without recording the user as current.
 func (s *Store) SignLeafUser(edge, userPub string, expires time.Time) (string, error) {
 	e, err := s.Edge(edge)
 	if err != nil {
@@ -260,12 +254,26 @@ func (s *Store) NewLeafCreds(edge string) ([]byte, error) {
 // LeafUser returns the public key of the edge's current leaf user.
 func (s *Store) LeafUser(edge string) (string, error) {
 	data, err := os.ReadFile(s.edgeUserFile(edge))
+	if errors.Is(err, fs.ErrNotExist) {
+		// Stores made before leaf.jwt was recorded: the creds hold it.
+		if creds, cerr := securefile.Read(s.edgeCredsFile(edge)); cerr == nil {
+			var ujwt string
+			ujwt, err = jwt.ParseDecoratedJWT(creds)
+			data = []byte(ujwt)
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("leaf user of %s: %w", edge, err)
 	}
-	uc, err := jwt.DecodeUserClaims(string(data))
+	uc, err := jwt.DecodeUserClaims(strings.TrimSpace(string(data)))
 	if err != nil {
 		return "", fmt.Errorf("leaf user of %s: %s: %w", edge, s.edgeUserFile(edge), err)
 	}
 	return uc.Subject, nil
+}
+
+// ForgetLeafCreds removes the store's copy of the edge's leaf creds (after
+// a rotation the key lives on the device only).
+func (s *Store) ForgetLeafCreds(edge string) error {
+	return os.Remove(s.edgeCredsFile(edge))
 }

@@ -39,7 +39,7 @@ const (
 var (
 	// ErrKeyOnDevice reports an edge whose leaf user's seed lives only on
 	// the device (it enrolled with a token), so no bundle can be made.
-	ErrKeyOnDevice = errors.New("keys live on the device (the edge enrolled with a token); make a new token with 'tether edge token' to replace the device")
+	ErrKeyOnDevice = errors.New("keys live on the device (the edge enrolled with a token or its key was rotated); to replace the device, make a token with 'tether edge token'")
 	// ErrTokenExpired reports an enrollment token past its expiry.
 	ErrTokenExpired = errors.New("enrollment token expired")
 	// ErrBadToken reports a token that does not parse or validate.

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,6 +15,34 @@ import (
 // TelemetryStream is the CLOUD account's stream holding every edge's
 // telemetry as edges.<edge>.telemetry.>.
 const TelemetryStream = "TELEMETRY"
+
+// EdgeStatusStream is the CLOUD account's stream holding the last status
+// report of every edge as edges.<edge>.status.
+const EdgeStatusStream = "EDGE_STATUS"
+
+// edgeStatusMaxAge is how long an edge's last report is kept once it stops
+// reporting: long enough to show an edge that has been offline for days
+// with its last known backlog.
+const edgeStatusMaxAge = 7 * 24 * time.Hour
+
+// edgeStatusConfig keeps only the last report per edge (one message per
+// subject), so its size grows with the fleet, not with time: about 600 B
+// per edge.
+func edgeStatusConfig(c Config) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              EdgeStatusStream,
+		Description:       "Tether: the last status report of every edge (backlog, last error, stalled)",
+		Subjects:          []string{"edges.*.status"},
+		Storage:           jetstream.FileStorage,
+		Replicas:          telemetryConfig(c).Replicas,
+		MaxMsgsPerSubject: 1,
+		MaxAge:            edgeStatusMaxAge,
+		// Reports are small; a bigger message is not a report.
+		MaxMsgSize:  16 << 10,
+		Discard:     jetstream.DiscardOld,
+		AllowDirect: true,
+	}
+}
 
 // telemetryConfig is the CLOUD telemetry stream's configuration.
 func telemetryConfig(c Config) jetstream.StreamConfig {
@@ -92,7 +121,7 @@ func (s *Server) ensureStreams(ctx context.Context, credsFile string, edges []st
 	if err != nil {
 		return err
 	}
-	for _, cfg := range []jetstream.StreamConfig{telemetryConfig(s.cfg), commandsConfig(s.cfg)} {
+	for _, cfg := range []jetstream.StreamConfig{telemetryConfig(s.cfg), commandsConfig(s.cfg), edgeStatusConfig(s.cfg)} {
 		if err := s.ensureStream(ctx, js, cfg); err != nil {
 			return err
 		}
@@ -156,4 +185,52 @@ func PrepareEdge(ctx context.Context, cloud *nats.Conn, edge string) error {
 		return err
 	}
 	return retry(ctx, func(ctx context.Context) error { return EnsureCommandConsumer(ctx, js, edge) })
+}
+
+// EdgeDataRemoved counts what ForgetEdge deleted.
+type EdgeDataRemoved struct {
+	TelemetryMsgs uint64 `json:"telemetry_msgs"`
+	CommandMsgs   uint64 `json:"command_msgs"`
+	Consumer      bool   `json:"consumer"`
+}
+
+// ForgetEdge deletes the cloud side of an edge, as the cloud user: its
+// command consumer and every message of edges.<edge>.> in the CLOUD
+// streams (telemetry, queued commands, its last status report). It is
+// idempotent.
+func ForgetEdge(ctx context.Context, cloud *nats.Conn, edge string) (EdgeDataRemoved, error) {
+	var out EdgeDataRemoved
+	js, err := jetstream.NewWithDomain(cloud, JetStreamDomain)
+	if err != nil {
+		return out, err
+	}
+	err = js.DeleteConsumer(ctx, policy.CommandsStream, policy.CommandConsumer(edge))
+	switch {
+	case err == nil:
+		out.Consumer = true
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+	default:
+		return out, fmt.Errorf("forget edge %s: delete consumer %s: %w", edge, policy.CommandConsumer(edge), err)
+	}
+	for _, p := range []struct {
+		stream string
+		n      *uint64
+	}{{TelemetryStream, &out.TelemetryMsgs}, {policy.CommandsStream, &out.CommandMsgs}, {EdgeStatusStream, new(uint64)}} {
+		st, err := js.Stream(ctx, p.stream)
+		if err != nil {
+			return out, fmt.Errorf("forget edge %s: stream %s: %w", edge, p.stream, err)
+		}
+		subj := "edges." + edge + ".>"
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
+		if err != nil {
+			return out, fmt.Errorf("forget edge %s: stream %s: %w", edge, p.stream, err)
+		}
+		for _, n := range info.State.Subjects {
+			*p.n += n
+		}
+		if err := st.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+			return out, fmt.Errorf("forget edge %s: purge %s in %s: %w", edge, subj, p.stream, err)
+		}
+	}
+	return out, nil
 }

@@ -51,12 +51,26 @@ type Config struct {
 	Compression string `mapstructure:"compression"`
 	// BufferMaxBytes is the disk budget of the telemetry buffer. Default
 	// 1 GiB. JetStream's own store limit is set just above it, so a full
-	// buffer never disables JetStream.
+	// buffer never disables JetStream. At start the budget in effect is
+	// reduced to 3/4 of the space the filesystem has for the store (free
+	// space plus what the store already holds), so the buffer fills up
+	// (a clean "maximum bytes exceeded" for the publisher) before the disk
+	// does (which would make JetStream stop writing).
 	BufferMaxBytes int64 `mapstructure:"buffer_max_bytes"`
 	// BufferFull is what happens when the buffer is full: "reject"
 	// (default: the local publisher gets an error, nothing stored is
 	// dropped) or "drop_oldest" (the oldest buffered messages make room).
 	BufferFull string `mapstructure:"buffer_full"`
+	// StatusInterval is how often the edge reports its status (link,
+	// backlog, last error) to the cloud while linked; it also reports at
+	// once on link-up and when stalled, full, drained or the last error
+	// change. Default 5s. The fleet view calls an edge stalled when its
+	// last report is older than 3 intervals while its link is up.
+	StatusInterval time.Duration `mapstructure:"status_interval"`
+	// StallAfter is how long a backlog may go without anything reaching
+	// the cloud, while linked, before the transfer is called stalled.
+	// Default 15s.
+	StallAfter time.Duration `mapstructure:"stall_after"`
 }
 
 // Buffer-full behaviours.
@@ -77,6 +91,8 @@ func Defaults() Config {
 		Compression:       "s2_fast",
 		BufferMaxBytes:    1 << 30,
 		BufferFull:        BufferReject,
+		StatusInterval:    5 * time.Second,
+		StallAfter:        15 * time.Second,
 	}
 }
 
@@ -121,6 +137,12 @@ func (c Config) Validate() error {
 	}
 	if c.BufferFull != BufferReject && c.BufferFull != BufferDropOldest {
 		add("buffer_full", "%q: want %q or %q", c.BufferFull, BufferReject, BufferDropOldest)
+	}
+	if c.StatusInterval <= 0 {
+		add("status_interval", "must be > 0, got %s", c.StatusInterval)
+	}
+	if c.StallAfter <= 0 {
+		add("stall_after", "must be > 0, got %s", c.StallAfter)
 	}
 	if !compressionModes[c.Compression] {
 		add("compression", "%q: want one of off, s2_fast, s2_better, s2_best, s2_auto", c.Compression)

@@ -10,5 +10,8 @@
 // reachable; the link state is observable through Link at all times;
 // Shutdown is idempotent. No listener binds a non-loopback address unless
 // the configuration explicitly allows it. The creds never reach disk outside
-// the bundle and never reach a log.
+// the bundle and never reach a log. While linked the edge reports its
+// status (backlog, last error, stalled) to the cloud on tether.up.status.
+// Its streams' budgets never exceed 3/4 of the room on the data dir's
+// filesystem, so a full buffer refuses publishes before the disk fills.
 package leaf

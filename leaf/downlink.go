@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/internal/edgereport"
 	"github.com/tether-fabric/tether/policy"
 )
 
@@ -49,13 +50,9 @@ type downlink struct {
 }
 
 // DownlinkStatus is the command path's state.
-type DownlinkStatus struct {
-	Delivered uint64 `json:"delivered"`
-	LastSeq   uint64 `json:"last_cloud_seq"`
-	LastError string `json:"last_error,omitempty"`
-}
+type DownlinkStatus = edgereport.Commands
 
-func startDownlink(ctx context.Context, edge string, nc *nats.Conn, linked func() bool) (*downlink, error) {
+func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int64, linked func() bool) (*downlink, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -66,7 +63,7 @@ func startDownlink(ctx context.Context, edge string, nc *nats.Conn, linked func(
 		Subjects:    []string{policy.LocalCommands},
 		Storage:     jetstream.FileStorage,
 		MaxAge:      7 * 24 * time.Hour,
-		MaxBytes:    64 << 20,
+		MaxBytes:    maxBytes,
 		Discard:     jetstream.DiscardOld,
 	})
 	if err != nil {

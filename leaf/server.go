@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -36,6 +35,11 @@ type Server struct {
 	nc     *nats.Conn
 	up     *uplink
 	down   *downlink
+	id     *identity
+	// commandsMaxBytes is the edge COMMANDS stream's budget, fitted to the
+	// filesystem like the buffer's (cfg.BufferMaxBytes holds the buffer
+	// budget in effect).
+	commandsMaxBytes int64
 
 	mu   sync.Mutex
 	link Link
@@ -84,20 +88,27 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.bundle = b
 	s.log = s.log.With("edge", b.Edge)
-	sign, err := signer(b.Creds)
+	id, err := newIdentity(b.Creds)
 	if err != nil {
 		return fmt.Errorf("bundle %s: creds: %w", s.cfg.Bundle, err)
 	}
+	s.id = id
 	pool, err := pki.Pool([]byte(b.CA))
 	if err != nil {
 		return fmt.Errorf("bundle %s: ca: %w", s.cfg.Bundle, err)
 	}
-	opts, err := buildOptions(s.cfg, b, sign, pki.ClientTLS(pool))
-	if err != nil {
+	if _, err := buildOptions(s.cfg, b, id.sign, nil); err != nil { // nothing on disk for a bad bundle
 		return fmt.Errorf("bundle %s: %w", s.cfg.Bundle, err)
 	}
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := s.fitBudgets(); err != nil {
+		return fmt.Errorf("edge %s: data dir %s: %w", b.Edge, s.cfg.DataDir, err)
+	}
+	opts, err := buildOptions(s.cfg, b, id.sign, pki.ClientTLS(pool))
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", s.cfg.Bundle, err)
 	}
 	if err := netaddr.CheckFree(opts.Host, opts.Port); err != nil {
 		return fmt.Errorf("edge %s: listen: %w", b.Edge, err)
@@ -125,7 +136,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.nc = nc
 	s.link = Link{Since: time.Now(), Transport: s.cfg.Transport}
-	if err := s.startStatusService(); err != nil {
+	if err := errors.Join(s.startStatusService(), s.startControl()); err != nil {
 		nc.Close()
 		ns.Shutdown()
 		return err
@@ -140,7 +151,7 @@ func (s *Server) Start(ctx context.Context) error {
 	// The origin names this incarnation of the buffer: a new one after the
 	// edge's store was wiped (the cloud sees Tether-Origin change).
 	s.log.Info("telemetry buffer ready", "origin", up.origin, "budget_bytes", s.cfg.BufferMaxBytes, "when_full", s.cfg.BufferFull)
-	down, err := startDownlink(ctx, b.Edge, nc, func() bool { return s.Link().Connected })
+	down, err := startDownlink(ctx, b.Edge, nc, s.commandsMaxBytes, func() bool { return s.Link().Connected })
 	if err != nil {
 		nc.Close()
 		ns.Shutdown()
@@ -149,7 +160,11 @@ func (s *Server) Start(ctx context.Context) error {
 	s.down = down
 	mctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(3)
+	s.wg.Add(4)
+	go func() {
+		defer s.wg.Done()
+		s.reportLoop(mctx)
+	}()
 	go func() {
 		defer s.wg.Done()
 		down.run(mctx)
@@ -173,21 +188,25 @@ func (s *Server) hubURLs() []string {
 	return s.bundle.HubURLs
 }
 
-// signer returns a nonce-signing callback for the creds; the seed stays in
-// memory and is never written anywhere else.
-func signer(creds string) (server.SignatureHandler, error) {
-	ujwt, err := jwt.ParseDecoratedJWT([]byte(creds))
+// fitBudgets fits the stream budgets to the filesystem of the data dir
+// and logs when the buffer gets less than configured.
+func (s *Server) fitBudgets() error {
+	free, room, err := storeRoom(s.cfg.DataDir)
 	if err != nil {
-		return nil, err
+		s.log.Warn("cannot measure the data dir's filesystem; keeping the configured buffer budget", "err", err)
+		s.commandsMaxBytes = commandStreamMaxBytes
+		return nil
 	}
-	kp, err := jwt.ParseDecoratedUserNKey([]byte(creds))
+	b, err := fitBudgets(s.cfg.BufferMaxBytes, room)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return func(nonce []byte) (string, []byte, error) {
-		sig, err := kp.Sign(nonce)
-		return ujwt, sig, err
-	}, nil
+	if b.buffer < s.cfg.BufferMaxBytes {
+		s.log.Warn("buffer budget reduced to fit the filesystem", "configured_bytes", s.cfg.BufferMaxBytes,
+			"budget_bytes", b.buffer, "disk_free_bytes", free, "data_dir", s.cfg.DataDir)
+	}
+	s.cfg.BufferMaxBytes, s.commandsMaxBytes = b.buffer, b.commands
+	return nil
 }
 
 // watchLink samples the leaf connection and logs every change.

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
-
-	"github.com/tether-fabric/tether/internal/buildinfo"
 )
 
 // StatusSubject is the local subject on which an edge answers with its
@@ -32,15 +30,16 @@ type Status struct {
 func (s *Server) Status() Status {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	r := s.Report(ctx)
 	return Status{
 		Edge:     s.bundle.Edge,
 		Account:  s.bundle.Account,
 		Domain:   s.bundle.Domain,
-		Version:  buildinfo.Version,
+		Version:  r.Version,
 		Client:   s.ClientURL(),
 		Link:     s.Link(),
-		Buffer:   s.up.status(ctx, s.cfg.BufferMaxBytes),
-		Commands: s.down.status(),
+		Buffer:   r.Buffer,
+		Commands: r.Commands,
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/internal/diskspace"
+	"github.com/tether-fabric/tether/internal/edgereport"
 	"github.com/tether-fabric/tether/policy"
 )
 
@@ -53,6 +55,10 @@ type uplink struct {
 	stream jetstream.Stream
 	origin string // identifies this incarnation of the buffer stream
 	linked func() bool
+	// stallAfter is how long a backlog may go without progress, while
+	// linked, before the uplink reports itself stalled.
+	stallAfter time.Duration
+	dataDir    string
 
 	mu        sync.Mutex
 	forwarded uint64
@@ -61,26 +67,9 @@ type uplink struct {
 	lastOK    time.Time
 }
 
-// UplinkStatus is the buffer's state as 'tether leaf status' shows it.
-type UplinkStatus struct {
-	// Backlog is what waits on the edge's disk for the cloud.
-	BacklogMsgs  uint64    `json:"backlog_msgs"`
-	BacklogBytes uint64    `json:"backlog_bytes"`
-	OldestAge    string    `json:"oldest_age,omitempty"`
-	Forwarded    uint64    `json:"forwarded"`
-	LastForward  time.Time `json:"last_forward,omitempty"`
-	LastError    string    `json:"last_error,omitempty"`
-	LastErrorAt  time.Time `json:"last_error_at,omitempty"`
-	// Stalled is true when there is a backlog and the link is up, but
-	// nothing reached the cloud for stallAfter.
-	Stalled bool `json:"stalled"`
-	// Full is true when the buffer is at its byte budget.
-	Full     bool   `json:"full"`
-	MaxBytes int64  `json:"max_bytes"`
-	Origin   string `json:"origin"`
-}
-
-const stallAfter = 15 * time.Second
+// UplinkStatus is the buffer's state as 'tether leaf status' shows it and
+// as the edge reports it to the cloud.
+type UplinkStatus = edgereport.Buffer
 
 // bufferConfig is the edge stream's configuration.
 func bufferConfig(c Config) jetstream.StreamConfig {
@@ -106,12 +95,20 @@ func startUplink(ctx context.Context, edge string, nc *nats.Conn, c Config, link
 	if err != nil {
 		return nil, err
 	}
-	st, err := js.CreateOrUpdateStream(ctx, bufferConfig(c))
+	cfg := bufferConfig(c)
+	if st, err := js.Stream(ctx, BufferStream); err == nil {
+		// Lowering a stream's MaxBytes below what it holds would drop the
+		// oldest messages: never shrink the budget under the backlog.
+		if held := int64(st.CachedInfo().State.Bytes); held > cfg.MaxBytes {
+			cfg.MaxBytes = held
+		}
+	}
+	st, err := js.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("buffer stream %s: %w", BufferStream, err)
 	}
 	return &uplink{
-		edge: edge, nc: nc, js: js, stream: st, linked: linked,
+		edge: edge, nc: nc, js: js, stream: st, linked: linked, stallAfter: c.StallAfter, dataDir: c.DataDir,
 		origin: strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 36),
 	}, nil
 }
@@ -454,9 +451,10 @@ func (u *uplink) status(ctx context.Context, maxBytes int64) UplinkStatus {
 		if since.IsZero() || info.State.FirstTime.After(since) {
 			since = info.State.FirstTime
 		}
-		st.Stalled = u.linked() && time.Since(since) > stallAfter
+		st.Stalled = u.linked() && time.Since(since) > u.stallAfter
 	}
 	st.Full = maxBytes > 0 && int64(info.State.Bytes) >= maxBytes*95/100
+	st.DiskFree, _ = diskspace.Free(u.dataDir)
 	return st
 }
 

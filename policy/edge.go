@@ -16,6 +16,10 @@ const (
 	// that crosses the link, so nothing bypasses the edge's disk buffer.
 	UplinkPrefix    = "tether.up."
 	uplinkTelemetry = UplinkPrefix + LocalTelemetry
+	// UplinkStatus is the local subject on which the edge's forwarder
+	// publishes its periodic status report (a core publish, not buffered);
+	// it reaches CLOUD as edges.<edge>.status.
+	UplinkStatus = UplinkPrefix + "status"
 	// UplinkInbox is the inbox prefix of the edge's forwarder and
 	// downlink: the cloud's PubAcks and queued commands come back on it.
 	UplinkInbox = "_TETHER_INBOX"
@@ -35,8 +39,15 @@ const (
 	// replies meant for the edge's running leaf (_TETHER_INBOX.<nuid>...).
 	EnrollInbox = UplinkInbox + ".enroll"
 
+	// ControlPrefix starts the edge-local control subjects ($TETHER.CTL.>)
+	// that an edge serves over its link to the operator's tools (key
+	// rotation). Only a short-lived control user of the edge's own account,
+	// issued by the operator's store, may publish on them at the hub.
+	ControlPrefix = "$TETHER.CTL"
+
 	cloudEnrollExport    = EnrollSubject + ".*"
 	cloudTelemetryExport = "edges.*.telemetry.>"
+	cloudStatusExport    = "edges.*.status"
 	cloudCommandsNext    = "$JS.API.CONSUMER.MSG.NEXT." + CommandsStream + ".*"
 	cloudCommandsAck     = "$JS.ACK." + CommandsStream + ".*.>"
 	// commandsAckPrefix starts the ack subjects of every edge's command
@@ -61,6 +72,10 @@ func CloudEnrollSubject(edge string) string { return EnrollSubject + "." + edge 
 // CloudEnrollAll is what the registrar subscribes to: every edge's requests.
 const CloudEnrollAll = cloudEnrollExport
 
+// CloudStatusSubject returns the cloud subject that receives an edge's
+// status reports: edges.<edge>.status.
+func CloudStatusSubject(edge string) string { return "edges." + edge + ".status" }
+
 // CommandConsumer is the name of an edge's durable consumer on the CLOUD
 // COMMANDS stream.
 func CommandConsumer(edge string) string { return "cmd_" + edge }
@@ -77,6 +92,9 @@ func CloudExports() jwt.Exports {
 		// and acks what it delivered locally.
 		{Name: "edge-commands-next", Subject: cloudCommandsNext, Type: jwt.Service, ResponseType: jwt.ResponseTypeStream},
 		{Name: "edge-commands-ack", Subject: cloudCommandsAck, Type: jwt.Service},
+		// Each edge's last status report is kept in the CLOUD stream
+		// EDGE_STATUS (edges.*.status) for the fleet view.
+		{Name: "edge-status", Subject: cloudStatusExport, Type: jwt.Service},
 		// Enrollment: the hubs' registrar answers every edge's requests.
 		{Name: "edge-enroll", Subject: cloudEnrollExport, Type: jwt.Service, ResponseType: jwt.ResponseTypeSingleton},
 	}
@@ -86,10 +104,11 @@ func CloudExports() jwt.Exports {
 // tether.up.telemetry.> reaches CLOUD as edges.<edge>.telemetry.> (the
 // CLOUD stream's PubAck comes back as the reply); the downlink's
 // tether.down.next pulls from the edge's own command consumer, and acks go
-// to that consumer's ack subjects only; $TETHER.ENROLL reaches the
-// registrar as $TETHER.ENROLL.<edge>, with the requestor's identity shared
-// (the hub adds it in the Nats-Request-Info header). Only an enroll user
-// may publish it: it is not in LeafPermissions.
+// to that consumer's ack subjects only; the forwarder's status reports on
+// tether.up.status reach CLOUD as edges.<edge>.status; $TETHER.ENROLL
+// reaches the registrar as $TETHER.ENROLL.<edge>, with the requestor's
+// identity shared (the hub adds it in the Nats-Request-Info header). Only
+// an enroll user may publish it: it is not in LeafPermissions.
 func EdgeImports(edge, cloudAccount string) jwt.Imports {
 	return jwt.Imports{
 		{Name: "telemetry", Type: jwt.Service, Account: cloudAccount,
@@ -99,6 +118,8 @@ func EdgeImports(edge, cloudAccount string) jwt.Imports {
 			LocalSubject: jwt.RenamingSubject(DownlinkNext)},
 		{Name: "commands-ack", Type: jwt.Service, Account: cloudAccount,
 			Subject: jwt.Subject(commandsAckPrefix + CommandConsumer(edge) + ".>")},
+		{Name: "status", Type: jwt.Service, Account: cloudAccount,
+			Subject: jwt.Subject(CloudStatusSubject(edge)), LocalSubject: jwt.RenamingSubject(UplinkStatus)},
 		{Name: "enroll", Type: jwt.Service, Account: cloudAccount,
 			Subject: jwt.Subject(CloudEnrollSubject(edge)), LocalSubject: jwt.RenamingSubject(EnrollSubject), Share: true},
 	}
@@ -109,17 +130,29 @@ func EdgeImports(edge, cloudAccount string) jwt.Imports {
 // the hub may deliver to the edge.
 //
 // Pub: tether.up.telemetry.> (the forwarder's data path; raw telemetry.>
-// never crosses, it is buffered first), tether.down.next and
+// never crosses, it is buffered first), tether.up.status (the edge's
+// periodic status report for the fleet view), tether.down.next and
 // $JS.ACK.COMMANDS.> (the downlink pulling and acking its queued commands;
 // the account imports only its own consumer's), _INBOX.> (replies of edge
 // services to callers inside the edge's own account). Sub: svc.>
 // (requests to edge services), _TETHER_INBOX.> (PubAcks and commands for
-// the forwarder and downlink). Raw cmd.> does not cross: commands come
+// the forwarder and downlink), $TETHER.CTL.> (control requests such as key
+// rotation, answered on _INBOX.>). Raw cmd.> does not cross: commands come
 // through the queue.
 func LeafPermissions() jwt.Permissions {
 	var p jwt.Permissions
-	p.Pub.Allow.Add(uplinkTelemetry, DownlinkNext, commandsAckPrefix+">", "_INBOX.>")
-	p.Sub.Allow.Add(LocalServices, UplinkInbox+".>")
+	p.Pub.Allow.Add(uplinkTelemetry, UplinkStatus, DownlinkNext, commandsAckPrefix+">", "_INBOX.>")
+	p.Sub.Allow.Add(LocalServices, UplinkInbox+".>", ControlPrefix+".>")
+	return p
+}
+
+// ControlPermissions are those of the operator's short-lived control user
+// in an edge account: it may send control requests to the edge and receive
+// the answers, nothing else.
+func ControlPermissions() jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Allow.Add(ControlPrefix + ".>")
+	p.Sub.Allow.Add("_INBOX.>")
 	return p
 }
 

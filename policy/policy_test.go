@@ -22,11 +22,13 @@ func TestGolden(t *testing.T) {
 		"leaf-conn-types.json":    LeafConnectionTypes(),
 		"edge-imports.json":       EdgeImports("plant-7", "ACLOUDPUBKEY"),
 		"cloud-exports.json":      CloudExports(),
+		"control-perms.json":      ControlPermissions(),
+		"cloud-roles.json":        cloudRoles(t),
 		"enroll-permissions.json": EnrollPermissions(),
 	}
 	path := filepath.Join("testdata", "contract.txtar")
 	ar := &txtar.Archive{Comment: []byte("Golden data-path contract. Regenerate: go test ./policy -update\n")}
-	for _, name := range []string{"leaf-permissions.json", "leaf-conn-types.json", "edge-imports.json", "cloud-exports.json", "enroll-permissions.json"} {
+	for _, name := range []string{"leaf-permissions.json", "leaf-conn-types.json", "edge-imports.json", "cloud-exports.json", "control-perms.json", "cloud-roles.json", "enroll-permissions.json"} {
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
 		enc.SetEscapeHTML(false)
@@ -95,5 +97,38 @@ func TestLeafUserCannotEnroll(t *testing.T) {
 	}
 	if got := []string(ep.Sub.Allow); len(got) != 1 || got[0] != EnrollInbox+".>" {
 		t.Errorf("enroll user sub allow = %v, want [%s.>]", got, EnrollInbox)
+	}
+}
+
+func cloudRoles(t *testing.T) map[string]any {
+	out := map[string]any{}
+	for _, r := range Roles() {
+		p, err := CloudRolePermissions(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[r] = p
+	}
+	p, err := CloudRolePermissions(RoleCommander, []string{"plant-7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["commander --edge plant-7"] = p
+	return out
+}
+
+func TestCloudRoleErrors(t *testing.T) {
+	for _, tc := range []struct {
+		role  string
+		edges []string
+		want  string
+	}{
+		{"root", nil, `role "root": want one of admin, commander, reader`},
+		{RoleReader, []string{"plant-7"}, `role "reader": edges can only narrow the "commander" role`},
+	} {
+		_, err := CloudRolePermissions(tc.role, tc.edges)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("CloudRolePermissions(%q, %v) = %v, want %q", tc.role, tc.edges, err, tc.want)
+		}
 	}
 }

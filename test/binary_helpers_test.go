@@ -99,8 +99,14 @@ type binaryProcess struct {
 // startBinary starts tether with args in the background.
 func startBinary(t *testing.T, name string, args ...string) *binaryProcess {
 	t.Helper()
-	p := &binaryProcess{name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(tetherBinary(t), args...)
+	return startProcess(t, name, exec.Command(tetherBinary(t), args...))
+}
+
+// startProcess starts cmd in the background, with the same cleanup and
+// output capture as startBinary.
+func startProcess(t *testing.T, name string, cmd *exec.Cmd) *binaryProcess {
+	t.Helper()
+	p := &binaryProcess{name: name, done: make(chan struct{}), cmd: cmd}
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)

@@ -2,6 +2,7 @@ package test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -101,6 +102,34 @@ func TestBinaryDev(t *testing.T) {
 		if st.Edge != "dev-a" || !st.Link.Connected || st.Link.Transport != "tls" {
 			t.Errorf("leaf status = %+v, want edge dev-a connected over tls\n%s", st, out)
 		}
+	})
+	t.Run("fleet status", func(t *testing.T) {
+		// The JSON fields a script reads: every edge linked, its own
+		// backlog reported (0), state ok.
+		var fleet []map[string]any
+		binaryWaitFor(t, 20*time.Second, "both edges ok in 'tether status --json'", func() error {
+			out := runBinary(t, "status", "--dev", "--dev-dir", dir, "--json")
+			if err := json.Unmarshal(out, &fleet); err != nil {
+				t.Fatalf("status --json: %v\n%s", err, out)
+			}
+			if len(fleet) != 2 {
+				return fmt.Errorf("%d edges in %s, want dev-a and dev-b", len(fleet), out)
+			}
+			for _, e := range fleet {
+				if e["state"] != "ok" || e["online"] != true || e["backlog_msgs"] != 0.0 ||
+					e["backlog_bytes"] != 0.0 || e["report_age"] == nil || e["reported_at"] == nil {
+					return fmt.Errorf("edge %v: want state ok, online, backlog_msgs 0, backlog_bytes 0, report_age and reported_at set:\n%s", e["edge"], out)
+				}
+			}
+			return nil
+		})
+		table := string(runBinary(t, "status", "--dev", "--dev-dir", dir))
+		for _, col := range []string{"STATE", "LINK", "BACKLOG", "BYTES", "OLDEST", "REPORTED", "LAST ERROR"} {
+			if !strings.Contains(table, col) {
+				t.Errorf("status table has no %s column:\n%s", col, table)
+			}
+		}
+		t.Logf("tether status:\n%s", table)
 	})
 
 	cloud.Close()

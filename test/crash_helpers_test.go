@@ -33,8 +33,15 @@ type crashLeaf struct {
 // client port, read from its "edge ready" log line.
 func startCrashLeaf(t *testing.T, name, bundle, data string) *crashLeaf {
 	t.Helper()
-	p := startBinary(t, name, "--log-json", "leaf",
-		"--bundle", bundle, "--data", data, "--listen", "127.0.0.1:0")
+	return attachCrashLeaf(t, startBinary(t, name, "--log-json", "leaf",
+		"--bundle", bundle, "--data", data, "--listen", "127.0.0.1:0"))
+}
+
+// attachCrashLeaf waits for a started 'tether --log-json leaf' process to
+// be ready and connects to its local client port.
+func attachCrashLeaf(t *testing.T, p *binaryProcess) *crashLeaf {
+	t.Helper()
+	name := p.name
 	ready := p.waitLogJSON(t, "edge ready", 30*time.Second)
 	url, _ := ready["client"].(string)
 	if !strings.HasPrefix(url, "nats://") {

@@ -169,8 +169,9 @@ type fabric struct {
 	edge  jetstream.JetStream
 }
 
-// newFabric runs a hub and an edge whose link goes through a proxy.
-func newFabric(t *testing.T) *fabric {
+// newFabric runs a hub and an edge whose link goes through a proxy; edits
+// change the edge's config before it starts.
+func newFabric(t *testing.T, edits ...func(*leaf.Config)) *fabric {
 	t.Helper()
 	f := &fabric{store: tethertest.NewStore(t)}
 	f.hub = tethertest.RunHub(t, tethertest.HubConfig(t, f.store, "hub-1"), nil)
@@ -183,6 +184,9 @@ func newFabric(t *testing.T) *fabric {
 	f.proxy = p
 	f.cfg = tethertest.LeafConfig(t, tethertest.BundleFile(t, f.store, "plant-7", []string{"tls://" + p.Addr()}, nil))
 	f.cfg.PingInterval = 500 * time.Millisecond
+	for _, edit := range edits {
+		edit(&f.cfg)
+	}
 	f.startLeaf(t)
 	f.cloud = tethertest.ConnectCloud(t, f.store, f.hub)
 	return f

@@ -13,7 +13,7 @@ import (
 
 // TestEdgeIsolation: an edge reaches nothing beyond its grant. Whatever a
 // local client at edge A publishes, the cloud sees only
-// edges.a.telemetry.>, edge B sees nothing, and the hub's system and
+// edges.a.telemetry.> and edges.a.status, edge B sees nothing, and the hub's system and
 // JetStream APIs do not answer; A's leaf credentials are useless to a
 // plain client.
 func TestEdgeIsolation(t *testing.T) {
@@ -35,6 +35,7 @@ func TestEdgeIsolation(t *testing.T) {
 	attempts := []string{
 		"edges.b.telemetry.x", "edges.b.cmd.x", "edges.a.cmd.x", "edges.a.telemetry.direct",
 		"tether.up.telemetry.spoof", // the forwarder's subject: maps to A's own slice only
+		"tether.up.status",          // the status report's subject: likewise (edges.a.status)
 		"$SYS.REQ.SERVER.PING", "$SYS.REQ.ACCOUNT.PING.CONNZ", "$JS.hub.API.STREAM.LIST",
 		"$JS.API.STREAM.LIST", "$JS.ACK.COMMANDS.cmd_b.1.1.1.1.1.1", "tether.down.next",
 		"cmd.x", "svc.x", "_INBOX.x", "foo",
@@ -53,7 +54,11 @@ func TestEdgeIsolation(t *testing.T) {
 		if err != nil {
 			t.Fatalf("control message never reached the cloud: %v", err)
 		}
-		if !strings.HasPrefix(m.Subject, "edges.a.telemetry.") && !strings.HasPrefix(m.Subject, "$JS.") && !strings.HasPrefix(m.Subject, "_INBOX.") {
+		if strings.HasSuffix(m.Subject, ".status") && string(m.Data) != "from-a" {
+			continue // the edges' own periodic status reports
+		}
+		if !strings.HasPrefix(m.Subject, "edges.a.telemetry.") && m.Subject != "edges.a.status" &&
+			!strings.HasPrefix(m.Subject, "$JS.") && !strings.HasPrefix(m.Subject, "_INBOX.") {
 			t.Errorf("cloud saw %s %q from edge a", m.Subject, m.Data)
 		}
 		if m.Subject == "edges.a.telemetry.control" {

@@ -2,9 +2,13 @@ package test
 
 import (
 	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +18,7 @@ import (
 
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/internal/tethertest"
+	"github.com/tether-fabric/tether/leaf"
 	"github.com/tether-fabric/tether/policy"
 )
 
@@ -198,4 +203,72 @@ func forgeUser(t *testing.T, store *accounts.Store, account string) string {
 		t.Fatal(err)
 	}
 	return string(creds)
+}
+
+// TestTamperedCredsRefused: a bundle whose user JWT was edited (wider
+// permissions, original signature) is refused by the edge before it dials,
+// naming the bundle, the field and the broken signature.
+func TestTamperedCredsRefused(t *testing.T) {
+	store := tethertest.NewStore(t)
+	if _, err := store.AddEdge("plant-7"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.Bundle("plant-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Creds = tamperUser(t, store, "plant-7")
+	data, _ := json.Marshal(b)
+	path := filepath.Join(t.TempDir(), "tampered.bundle")
+	if err := writeSecret(path, string(data)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := leaf.New(tethertest.LeafConfig(t, path), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.Start(context.Background())
+	if err == nil {
+		_ = l.Shutdown(context.Background())
+		t.Fatal("edge started with a tampered user JWT")
+	}
+	for _, want := range []string{path, "creds", "signature verification"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+}
+
+// tamperUser returns the edge's creds with the user JWT's payload edited
+// (it claims publish rights on everything) and the signature kept.
+func tamperUser(t *testing.T, store *accounts.Store, edge string) string {
+	t.Helper()
+	b, err := store.Bundle(edge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ujwt, err := jwt.ParseDecoratedJWT([]byte(b.Creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(ujwt, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	claims["nats"].(map[string]any)["pub"] = map[string]any{"allow": []string{">"}}
+	edited, _ := json.Marshal(claims)
+	parts[1] = base64.RawURLEncoding.EncodeToString(edited)
+	seed, err := jwt.ParseDecoratedNKey([]byte(b.Creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := seed.Seed()
+	// jwt.FormatUserConfig would refuse the broken signature: write it out.
+	return "-----BEGIN NATS USER JWT-----\n" + strings.Join(parts, ".") + "\n------END NATS USER JWT------\n\n" +
+		"-----BEGIN USER NKEY SEED-----\n" + string(s) + "\n------END USER NKEY SEED------\n"
 }

@@ -24,7 +24,7 @@ func newEdgeCmd(d *deps) *cobra.Command {
 			return usageError{fmt.Errorf("%s needs a subcommand (see '%s --help')", cmd.CommandPath(), cmd.CommandPath())}
 		},
 	}
-	cmd.AddCommand(newEdgeAddCmd(d), newEdgeLsCmd(d), newEdgeRevokeCmd(d), newEdgeTokenCmd(d))
+	cmd.AddCommand(newEdgeAddCmd(d), newEdgeLsCmd(d), newEdgeRevokeCmd(d), newEdgeRotateCmd(d), newEdgeRmCmd(d), newEdgeTokenCmd(d))
 	return cmd
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,12 +22,17 @@ func newStatusCmd(d *deps) *cobra.Command {
 	var dev, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Fleet view: every edge as the hubs see it",
-		Long: `Show every edge of the store as the hubs see it: online or offline (from the
-hubs' own leafnode tables), the hub it is attached to and the RTT, commands
-queued for it in the cloud, and how many of its messages the cloud stream
-holds. An edge's own buffer (backlog, oldest, stalled) is shown by
-'tether leaf status' at the site.`,
+		Short: "Fleet view: every edge's link, backlog and state",
+		Long: `Show every edge of the store as the cloud sees it: its link up or down (from
+the hubs' own leafnode tables), the hub it is attached to and the RTT, and
+what the edge last reported about its buffer: the backlog waiting on the
+edge's disk (messages, bytes, age of the oldest: its lag into the cloud),
+the last error, and how old that report is. Also the commands queued for it
+in the cloud and how many of its messages the cloud stream holds.
+
+STATE is ok, stalled (link up but the edge's reports stopped, or it reports
+a stalled transfer, or its backlog is not reaching the cloud), offline (link
+down; backlog as last reported) or unknown (link up, no report yet).`,
 		Example: `  tether status --dev
   tether status --dir ./fabric --hub tls://127.0.0.1:4222 --json`,
 		Args: exactArgs(0, "no arguments"),
@@ -78,13 +85,24 @@ holds. An edge's own buffer (backlog, oldest, stalled) is shown by
 				return enc.Encode(views)
 			}
 			tw := tabwriter.NewWriter(d.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "EDGE\tLINK\tHUB\tRTT\tVIA\tCMDS WAITING\tCLOUD MSGS\tERROR")
+			fmt.Fprintln(tw, "EDGE\tSTATE\tLINK\tHUB\tRTT\tVIA\tBACKLOG\tBYTES\tOLDEST\tREPORTED\tCMDS WAITING\tCLOUD MSGS\tLAST ERROR")
 			for _, v := range views {
-				link := "offline"
+				link := "down"
 				if v.Online {
-					link = "online"
+					link = "up"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", v.Edge, link, orDash(v.Hub), orDash(v.RTT), orDash(v.Transport), v.CommandsWaiting, v.TelemetryMsgs, v.Error)
+				backlog, bytes, reported := "?", "?", "never"
+				if v.BacklogMsgs != nil {
+					backlog, bytes = strconv.FormatUint(*v.BacklogMsgs, 10), strconv.FormatUint(*v.BacklogBytes, 10)
+					reported = v.ReportAge + " ago"
+				}
+				lastErr := v.LastError
+				if v.Error != "" {
+					lastErr = strings.TrimSpace(lastErr + " " + v.Error)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", v.Edge, v.State, link,
+					orDash(v.Hub), orDash(v.RTT), orDash(v.Transport), backlog, bytes, orDash(v.OldestAge), reported,
+					v.CommandsWaiting, v.TelemetryMsgs, orDash(lastErr))
 			}
 			return tw.Flush()
 		},

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/tether-fabric/tether/accounts"
+)
+
+// fabricFlags say which store to use and which running hub to talk to:
+// --dir and --hub, or --dev for the running 'tether dev' fabric.
+type fabricFlags struct {
+	dir, hub, devDir string
+	dev              bool
+}
+
+func (f *fabricFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.dir, "dir", defaultDir("fabric"), "store directory")
+	fl.StringVar(&f.hub, "hub", "tls://127.0.0.1:4222", "a hub's client URL")
+	fl.BoolVar(&f.dev, "dev", false, "the running 'tether dev' fabric (its store and hub)")
+	fl.StringVar(&f.devDir, "dev-dir", defaultDir("dev"), "with --dev: the dev fabric's directory")
+}
+
+// open opens the store and returns the hub URL to use.
+func (f *fabricFlags) open() (*accounts.Store, string, error) {
+	dir, url := f.dir, f.hub
+	if f.dev {
+		info, err := readDevInfo(f.devDir)
+		if err != nil {
+			return nil, "", err
+		}
+		dir, url = filepath.Join(f.devDir, "store"), info.Hub.ClientURL
+	}
+	s, err := accounts.Open(dir)
+	return s, url, err
+}
+
+// connectCloud connects to url as the store's cloud user.
+func connectCloud(s *accounts.Store, url string) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, nats.Name("tether-admin"), nats.UserCredentials(s.CloudCredsFile()),
+		nats.RootCAs(s.CAFile()), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect to hub %s as cloud user: %w", url, err)
+	}
+	return nc, nil
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/policy"
+)
+
+func newUserCmd(d *deps) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "user",
+		Short: "Manage cloud users (creds for cloud applications)",
+		Args:  exactArgs(0, "a subcommand"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usageError{fmt.Errorf("%s needs a subcommand (see '%s --help')", cmd.CommandPath(), cmd.CommandPath())}
+		},
+	}
+	cmd.AddCommand(newUserAddCmd(d), newUserLsCmd(d))
+	return cmd
+}
+
+func newUserAddCmd(d *deps) *cobra.Command {
+	var dir, role string
+	var edges []string
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "add NAME --role ROLE",
+		Short: "Create a cloud user with a role and write its creds (0600)",
+		Long: `Create a user of the CLOUD account for a cloud application and write its creds
+to users/NAME.creds in the store (mode 0600). Roles:
+  reader     read telemetry: live on edges.*.telemetry.> and from the TELEMETRY
+             stream through its own consumers; no publishing, no stream changes
+  commander  send commands on edges.<edge>.cmd.> (all edges, or only --edge ones)
+  admin      anything inside the CLOUD account (never edges' accounts or $SYS)`,
+		Example: `  tether user add dashboard --role reader
+  tether user add ops --role commander --edge plant-7 --edge plant-8 --ttl 720h`,
+		Args: exactArgs(1, "one user NAME"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if role == "" {
+				return usageError{fmt.Errorf("--role is required: one of %s", strings.Join(policy.Roles(), ", "))}
+			}
+			if _, err := policy.CloudRolePermissions(role, edges); err != nil {
+				return usageError{fmt.Errorf("--role: %w", err)}
+			}
+			if ttl < 0 {
+				return usageError{fmt.Errorf("--ttl %s: want a positive duration, or 0 for no expiry", ttl)}
+			}
+			s, err := accounts.Open(dir)
+			if err != nil {
+				return err
+			}
+			var exp time.Time
+			if ttl > 0 {
+				exp = time.Now().Add(ttl)
+			}
+			path, err := s.AddCloudUser(args[0], role, edges, exp)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(d.stdout, "user %s (%s): creds %s (0600)\n", args[0], role, path)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
+	cmd.Flags().StringVar(&role, "role", "", "role: "+strings.Join(policy.Roles(), ", "))
+	cmd.Flags().StringArrayVar(&edges, "edge", nil, "with --role commander: only this edge (repeatable)")
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "expiry (0: none)")
+	return cmd
+}
+
+func newUserLsCmd(d *deps) *cobra.Command {
+	var dir string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List cloud users",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(*cobra.Command, []string) error {
+			s, err := accounts.Open(dir)
+			if err != nil {
+				return err
+			}
+			users, err := s.CloudUsers()
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if users == nil {
+					users = []accounts.CloudUser{}
+				}
+				return printJSON(d, users)
+			}
+			tw := tabwriter.NewWriter(d.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tUSER\tEXPIRES\tCREDS")
+			for _, u := range users {
+				exp := "-"
+				if !u.Expires.IsZero() {
+					exp = u.Expires.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, u.Pub, exp, u.Creds)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,106 @@
+// Package edgereport is the status report an edge publishes to the cloud
+// while it is linked: its buffer (the backlog waiting on its disk) and its
+// command path. The leaf writes it, the hub's fleet view reads it; the JSON
+// form is the contract between the two and between versions, so fields are
+// only ever added.
+package edgereport
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// MaxErrorLen bounds each error text in a report, so a report stays small
+// (a few hundred bytes) whatever an error says.
+const MaxErrorLen = 256
+
+// Buffer is the edge's store-and-forward buffer: what 'tether leaf status'
+// shows and what the edge reports to the cloud.
+type Buffer struct {
+	// Backlog is what waits on the edge's disk for the cloud.
+	BacklogMsgs  uint64 `json:"backlog_msgs"`
+	BacklogBytes uint64 `json:"backlog_bytes"`
+	// OldestAge is how long the oldest buffered message has waited, as a
+	// Go duration; empty when the backlog is empty.
+	OldestAge   string    `json:"oldest_age,omitempty"`
+	Forwarded   uint64    `json:"forwarded"`
+	LastForward time.Time `json:"last_forward,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Stalled is true when there is a backlog and the link is up, but
+	// nothing reached the cloud for the edge's stall_after.
+	Stalled bool `json:"stalled"`
+	// Full is true when the buffer is at (95% of) its byte budget.
+	Full bool `json:"full"`
+	// MaxBytes is the buffer's byte budget in effect (it may be below the
+	// configured one when the filesystem is smaller).
+	MaxBytes int64 `json:"max_bytes"`
+	// DiskFree is the free space of the filesystem holding the buffer.
+	DiskFree uint64 `json:"disk_free_bytes,omitempty"`
+	Origin   string `json:"origin"`
+}
+
+// Oldest returns OldestAge as a duration (0 when empty or unreadable).
+func (b Buffer) Oldest() time.Duration {
+	d, _ := time.ParseDuration(b.OldestAge)
+	return d
+}
+
+// Commands is the edge's command path.
+type Commands struct {
+	Delivered uint64 `json:"delivered"`
+	LastSeq   uint64 `json:"last_cloud_seq"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Report is one status report of an edge.
+type Report struct {
+	Edge    string `json:"edge"`
+	Version string `json:"version"`
+	// ReportedAt is when the edge made the report, by the edge's clock.
+	ReportedAt time.Time `json:"reported_at"`
+	// Interval is how often the edge reports while linked (a Go duration).
+	Interval string `json:"interval"`
+	// StallAfter is how long the edge lets a backlog go without progress
+	// before it calls the transfer stalled (a Go duration).
+	StallAfter string   `json:"stall_after"`
+	Buffer     Buffer   `json:"buffer"`
+	Commands   Commands `json:"commands"`
+}
+
+// Durations returns Interval and StallAfter, with def for a missing or bad
+// value.
+func (r Report) Durations(defInterval, defStall time.Duration) (interval, stall time.Duration) {
+	interval, stall = defInterval, defStall
+	if d, err := time.ParseDuration(r.Interval); err == nil && d > 0 {
+		interval = d
+	}
+	if d, err := time.ParseDuration(r.StallAfter); err == nil && d > 0 {
+		stall = d
+	}
+	return interval, stall
+}
+
+// Marshal encodes r, with error texts cut to MaxErrorLen.
+func Marshal(r Report) ([]byte, error) {
+	r.Buffer.LastError = clip(r.Buffer.LastError)
+	r.Commands.LastError = clip(r.Commands.LastError)
+	return json.Marshal(r)
+}
+
+// Unmarshal decodes a report.
+func Unmarshal(data []byte) (Report, error) {
+	var r Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, fmt.Errorf("edge status report: %w", err)
+	}
+	return r, nil
+}
+
+func clip(s string) string {
+	if len(s) <= MaxErrorLen {
+		return s
+	}
+	return s[:MaxErrorLen-3] + "..."
+}

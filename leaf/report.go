@@ -1,0 +1,114 @@
+package leaf
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tether-fabric/tether/internal/buildinfo"
+	"github.com/tether-fabric/tether/internal/edgereport"
+	"github.com/tether-fabric/tether/policy"
+)
+
+// The edge reports its status to the cloud so the fleet view can show
+// what only the edge knows: the backlog on its disk and why it is not
+// moving. Reports are core publishes on policy.UplinkStatus (edges.<edge>.status
+// in CLOUD, where the stream EDGE_STATUS keeps the last one per edge): a
+// lost report is replaced by the next one, and reports never queue behind
+// buffered telemetry.
+
+// reportResend is when, after the link comes up, the first report is sent
+// again: the hub's interest in the subject may still be on its way when
+// the first one goes out.
+const reportResend = time.Second
+
+// Report returns the status report the edge would send now.
+func (s *Server) Report(ctx context.Context) edgereport.Report {
+	return edgereport.Report{
+		Edge:       s.bundle.Edge,
+		Version:    buildinfo.Version,
+		ReportedAt: time.Now().UTC(),
+		Interval:   s.cfg.StatusInterval.String(),
+		StallAfter: s.cfg.StallAfter.String(),
+		Buffer:     s.up.status(ctx, s.cfg.BufferMaxBytes),
+		Commands:   s.down.status(),
+	}
+}
+
+// reportLoop publishes a report while the link is up: at once on link-up
+// (and again reportResend later), every StatusInterval, and whenever the
+// buffer turns stalled, full or empty or a last error changes. Linked or
+// not, it logs when the buffer turns full and when it has room again.
+func (s *Server) reportLoop(ctx context.Context) {
+	poll := min(250*time.Millisecond, s.cfg.StatusInterval/2)
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	var (
+		linked   bool
+		full     bool
+		sent     time.Time // last report sent
+		resendAt time.Time // zero: no resend pending
+		lastKey  string
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		r := s.Report(rctx)
+		cancel()
+		if r.Buffer.Full != full {
+			full = r.Buffer.Full
+			s.logFull(r.Buffer)
+		}
+		if !s.Link().Connected {
+			linked = false
+			continue
+		}
+		key := changeKey(r)
+		due := !linked || key != lastKey || now.Sub(sent) >= s.cfg.StatusInterval ||
+			(!resendAt.IsZero() && !now.Before(resendAt))
+		if !linked {
+			resendAt = now.Add(reportResend)
+		} else if !resendAt.IsZero() && !now.Before(resendAt) {
+			resendAt = time.Time{}
+		}
+		linked, lastKey = true, key
+		if !due {
+			continue
+		}
+		if err := s.publishReport(r); err != nil {
+			s.log.Debug("status report not sent", "err", err)
+			continue
+		}
+		sent = now
+	}
+}
+
+// logFull logs a change of the buffer's full state: a full buffer is
+// where a publisher notices trouble first.
+func (s *Server) logFull(b UplinkStatus) {
+	if b.Full {
+		s.log.Warn("telemetry buffer full", "backlog_msgs", b.BacklogMsgs, "backlog_bytes", b.BacklogBytes,
+			"budget_bytes", b.MaxBytes, "disk_free_bytes", b.DiskFree, "when_full", s.cfg.BufferFull)
+		return
+	}
+	s.log.Info("telemetry buffer has room again", "backlog_bytes", b.BacklogBytes, "budget_bytes", b.MaxBytes)
+}
+
+// changeKey is what, when it changes, makes the edge report at once.
+func changeKey(r edgereport.Report) string {
+	b := r.Buffer
+	return fmt.Sprint(b.Stalled, b.Full, b.BacklogMsgs == 0, b.LastError, b.LastErrorAt.UnixNano(), r.Commands.LastError)
+}
+
+func (s *Server) publishReport(r edgereport.Report) error {
+	data, err := edgereport.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return s.nc.Publish(policy.UplinkStatus, data)
+}
