@@ -21,6 +21,7 @@ import (
 
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/hub"
+	"github.com/tether-fabric/tether/internal/edgectl"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
 	"github.com/tether-fabric/tether/policy"
@@ -358,4 +359,36 @@ func TestEnrollStoreNotWritable(t *testing.T) {
 	}
 	l := tethertest.RunLeaf(t, c, nil)
 	tethertest.WaitLinked(t, l, 10*time.Second)
+}
+
+// TestEnrollThenRotate: an enrolled edge is an ordinary edge: 'edge
+// rotate' replaces its device-born key with another device-born key.
+func TestEnrollThenRotate(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	var log tethertest.LogBuffer
+	c := enrollConfig(t)
+	if _, err := enroll(t, c, tethertest.EnrollToken(t, store, "plant-7", 0, h), &log); err != nil {
+		t.Fatal(err)
+	}
+	enrolled, _ := store.LeafUser("plant-7")
+	l := tethertest.RunLeaf(t, c, nil)
+	tethertest.WaitLinked(t, l, 10*time.Second)
+	sys, err := store.ConnectSystem(h.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := edgectl.Rotate(ctx, store, h.ClientURL(), sys, "plant-7")
+	if err != nil {
+		t.Fatalf("rotate an enrolled edge: %v", err)
+	}
+	if res.Previous != enrolled || res.User == enrolled {
+		t.Errorf("rotated %s -> %s, want from the enrolled key %s to a new one", res.Previous, res.User, enrolled)
+	}
+	if _, err := store.Bundle("plant-7"); !errors.Is(err, accounts.ErrKeyOnDevice) {
+		t.Errorf("Bundle after rotation: %v, want %v", err, accounts.ErrKeyOnDevice)
+	}
 }
