@@ -172,15 +172,24 @@ func (r *registrar) enroll(ctx context.Context, edge string, m *nats.Msg, req *a
 		return "", uc.Subject, err
 	}
 	rec, _ := json.Marshal(enrollRecord{Edge: edge, User: req.User, At: time.Now().UTC(), Hub: ci.Server})
-	if _, err := r.kv.Create(ctx, uc.Subject, rec); errors.Is(err, jetstream.ErrKeyExists) {
-		return "", uc.Subject, ErrTokenUsed
+	_, err = r.kv.Create(ctx, uc.Subject, rec)
+	created := err == nil
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		// The same device asking again with the same key (its first
+		// answer was lost with the link) gets its user again; any other
+		// key is refused.
+		if prev, gerr := r.kv.Get(ctx, uc.Subject); gerr != nil || !sameUser(prev.Value(), req.User) {
+			return "", uc.Subject, ErrTokenUsed
+		}
+		r.log.Info("enrollment repeated for the same key", "edge", edge, "enroll_user", uc.Subject, "user", req.User)
 	} else if err != nil {
 		return "", uc.Subject, fmt.Errorf("registrar cannot record the token's use, try again: %w", err)
 	}
 	ujwt, err := r.store.SignLeafUser(edge, req.User, time.Time{})
 	if err != nil {
-		// Give the token back: nothing was issued.
-		_ = r.kv.Delete(context.WithoutCancel(ctx), uc.Subject)
+		if created { // give the token back: nothing was issued
+			_ = r.kv.Delete(context.WithoutCancel(ctx), uc.Subject)
+		}
 		return "", uc.Subject, fmt.Errorf("registrar cannot sign a leaf user, try again: %w", err)
 	}
 	if err := r.store.RecordLeafUser(edge, ujwt); err != nil {
@@ -189,6 +198,12 @@ func (r *registrar) enroll(ctx context.Context, edge string, m *nats.Msg, req *a
 		r.log.Warn("enrolled leaf user not recorded in the store", "edge", edge, "user", req.User, "err", err)
 	}
 	return ujwt, uc.Subject, nil
+}
+
+// sameUser reports whether a bucket record was made for user.
+func sameUser(record []byte, user string) bool {
+	var rec enrollRecord
+	return json.Unmarshal(record, &rec) == nil && rec.User == user
 }
 
 // checkEnrollUser checks the token's enroll user JWT against the edge's

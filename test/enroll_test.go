@@ -392,3 +392,50 @@ func TestEnrollThenRotate(t *testing.T) {
 		t.Errorf("Bundle after rotation: %v, want %v", err, accounts.ErrKeyOnDevice)
 	}
 }
+
+// TestEnrollRepeatedRequest: a device whose answer was lost asks again
+// with the same key and gets its user again; another key with the same
+// token is refused. (The request goes straight to the registrar with the
+// identity header the hub would set.)
+func TestEnrollRepeatedRequest(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	tok := tethertest.EnrollToken(t, store, "plant-7", 0, h)
+	enrollPub, _ := tok.EnrollUser()
+	cloud := tethertest.ConnectCloud(t, store, h)
+	ask := func(kp nkeys.KeyPair) accounts.EnrollReply {
+		t.Helper()
+		req, err := accounts.NewEnrollRequest(tok, kp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg(policy.CloudEnrollSubject("plant-7"))
+		m.Data, _ = json.Marshal(req)
+		m.Header.Set(server.ClientInfoHdr, fmt.Sprintf(`{"acc":%q,"user":%q}`, tok.Account, enrollPub))
+		resp, err := cloud.RequestMsg(m, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep accounts.EnrollReply
+		if err := json.Unmarshal(resp.Data, &rep); err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	device, _ := nkeys.CreateUser()
+	devicePub, _ := device.PublicKey()
+	for i := 1; i <= 2; i++ {
+		rep := ask(device)
+		uc, err := jwt.DecodeUserClaims(rep.JWT)
+		if err != nil || uc.Subject != devicePub {
+			t.Fatalf("request %d: %+v (%v), want a user JWT for %s", i, rep, err, devicePub)
+		}
+	}
+	other, _ := nkeys.CreateUser()
+	if rep := ask(other); rep.JWT != "" || rep.Error != "enrollment token already used" {
+		t.Errorf("another key with a used token: %+v, want 'enrollment token already used'", rep)
+	}
+	if current, _ := store.LeafUser("plant-7"); current != devicePub {
+		t.Errorf("current leaf user %s, want the device's %s", current, devicePub)
+	}
+}
