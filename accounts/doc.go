@@ -9,7 +9,8 @@
 //	operator/signing.nk              operator signing seed (signs accounts)
 //	operator/operator.jwt
 //	accounts/<NAME>/account.nk       account identity seed
-//	accounts/<NAME>/signing.nk       account signing seed (signs users)
+//	accounts/<NAME>/signing.nk       account signing seed (signs users; for an
+//	                                 edge also the enroll users of its tokens)
 //	accounts/<NAME>/account.jwt
 //	accounts/EDGE_<e>/leaf-signing.nk scoped signing seed (role leaf): signs
 //	                                 leaf users, whose permissions come from
@@ -17,9 +18,17 @@
 //	users/sys.creds, users/cloud.creds
 //	edges/<name>/leaf.creds          the edge's leaf user (absent when its
 //	                                 key was born on the device)
-//	edges/<name>/leaf.jwt            the edge's current leaf user JWT
+//	edges/<name>/leaf.jwt            the edge's current leaf user JWT (for an
+//	                                 enrolled edge written by the registrar;
+//	                                 its subject is the device's key)
 //	pki/ca.pem, pki/ca-key.pem       fabric CA
 //	pki/hub.pem, pki/hub-key.pem     hub certificate (server and client auth)
+//
+// Enrollment tokens (NewEnrollToken) are not kept in the store: a token is
+// a short-lived enroll user of the edge's account (pub $TETHER.ENROLL only)
+// written to a 0600 file for the site. The store never holds the seed of a
+// key born on a device, and makes no bundle for such an edge
+// (ErrKeyOnDevice).
 //
 // Invariants: the operator has StrictSigningKeyUsage, so accounts are only
 // valid when signed by the operator signing key; edge names are lowercase

@@ -63,7 +63,14 @@ func leafScope(key string) *jwt.UserScope {
 
 // AddEdge creates the account EDGE_<name> with its imports and limits and a
 // leaf user for it. Nothing is written when name is invalid or taken.
-func (s *Store) AddEdge(name string) (*Edge, error) {
+func (s *Store) AddEdge(name string) (*Edge, error) { return s.addEdge(name, true) }
+
+// AddEdgeForEnrollment creates the account EDGE_<name> like AddEdge but no
+// leaf user: the edge's key will be born on the device, which enrolls with
+// a token (NewEnrollToken). The store never holds the device's seed.
+func (s *Store) AddEdgeForEnrollment(name string) (*Edge, error) { return s.addEdge(name, false) }
+
+func (s *Store) addEdge(name string, withCreds bool) (*Edge, error) {
 	if err := ValidateEdgeName(name); err != nil {
 		return nil, err
 	}
@@ -104,6 +111,9 @@ func (s *Store) AddEdge(name string) (*Edge, error) {
 	if err := os.MkdirAll(s.path("edges", name), dirMode); err != nil {
 		os.RemoveAll(s.path("accounts", accName))
 		return nil, fmt.Errorf("add edge %s: %w", name, err)
+	}
+	if !withCreds {
+		return s.Edge(name)
 	}
 	creds, err := s.NewLeafCreds(name)
 	if err == nil {
@@ -157,7 +167,7 @@ func (s *Store) Bundle(name string) (*Bundle, error) {
 	if at, revoked := s.Revoked(name); revoked {
 		return nil, fmt.Errorf("bundle %s: %w (since %s)", name, ErrEdgeRevoked, at.Format(time.RFC3339))
 	}
-	creds, err := securefile.Read(s.edgeCredsFile(name))
+	creds, err := s.storedLeafCreds(name)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", name, err)
 	}

@@ -2,7 +2,9 @@
 // (JWT) mode with a full directory account resolver, a system account,
 // JetStream in domain "hub", optional cluster routes, a TLS leafnode listener
 // and a WebSocket-TLS listener for edges, and a monitoring endpoint bound to
-// loopback by default.
+// loopback by default. Every hub also runs the enrollment registrar, which
+// turns a one-time token's request into a leaf user for a key born on the
+// device (registrar.go).
 //
 // Invariants: New validates and does no I/O; Start returns once the
 // listeners accept connections; Shutdown is idempotent. Every listener that

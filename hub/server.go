@@ -138,6 +138,9 @@ func (s *Server) Start(ctx context.Context) error {
 		defer s.wg.Done()
 		defer close(s.ready)
 		s.readyErr = s.ensureStreams(sctx, store.CloudCredsFile(), edges)
+		if s.readyErr == nil {
+			s.readyErr = s.startRegistrar(sctx, store)
+		}
 		if s.readyErr != nil && sctx.Err() == nil {
 			s.log.Error("cloud streams not set up", "err", s.readyErr)
 		}

@@ -168,7 +168,8 @@ func retry(ctx context.Context, op func(context.Context) error) error {
 	}
 }
 
-// WaitReady waits until the hub's JetStream and CLOUD streams are ready.
+// WaitReady waits until the hub's JetStream, CLOUD streams and enrollment
+// registrar are ready.
 func (s *Server) WaitReady(ctx context.Context) error {
 	select {
 	case <-s.ready:
@@ -242,7 +243,8 @@ func (s *Server) connectCloud(ctx context.Context, credsFile, name string) (*nat
 	var nc *nats.Conn
 	err := retry(ctx, func(context.Context) error {
 		var err error
-		nc, err = nats.Connect("", nats.InProcessServer(s.ns), nats.UserCredentials(credsFile), nats.Name(name))
+		nc, err = nats.Connect("", nats.InProcessServer(s.ns), nats.UserCredentials(credsFile), nats.Name(name),
+			nats.MaxReconnects(-1))
 		return err
 	})
 	if err != nil {

@@ -2,7 +2,8 @@
 // listens only on loopback, keeps its own JetStream domain (edge-<name>) on
 // disk, and dials out to the hubs as a NATS leaf node authenticated by the
 // edge's user JWT, over TLS or WebSocket-TLS, verifying the hubs against the
-// fabric CA from its bundle.
+// fabric CA from its bundle. Enroll makes that bundle on the device from a
+// one-time token: the edge's key is generated here and never leaves it.
 //
 // Invariants: New validates and does no I/O; Start returns once local
 // clients can connect and JetStream is up, whether or not the hub is

@@ -30,6 +30,15 @@ const (
 	// asks its own command consumer in the cloud for the next commands.
 	DownlinkNext = "tether.down.next"
 
+	// EnrollSubject is the edge-local subject on which a device holding an
+	// enrollment token asks for its leaf user; the edge account imports it
+	// from CLOUD as $TETHER.ENROLL.<edge>.
+	EnrollSubject = "$TETHER.ENROLL"
+	// EnrollInbox is the inbox prefix of an enrolling device: the only
+	// subjects its enroll user may receive, so a token holder never sees
+	// replies meant for the edge's running leaf (_TETHER_INBOX.<nuid>...).
+	EnrollInbox = UplinkInbox + ".enroll"
+
 	// ControlPrefix starts the edge-local control subjects ($TETHER.CTL.>)
 	// that an edge serves over its link to the operator's tools (key
 	// rotation). Only a short-lived control user of the edge's own account,
@@ -44,6 +53,7 @@ const (
 	HeaderOrigin = "Tether-Origin"
 	HeaderSeq    = "Tether-Seq"
 
+	cloudEnrollExport    = EnrollSubject + ".*"
 	cloudTelemetryExport = "edges.*.telemetry.>"
 	cloudHighWaterExport = "edges.*.hwm"
 	cloudStatusExport    = "edges.*.status"
@@ -61,6 +71,15 @@ func CloudTelemetrySubject(edge string) string { return "edges." + edge + ".tele
 // CloudCommandSubject returns the cloud subject whose messages reach an
 // edge's local cmd.>: edges.<edge>.cmd.>.
 func CloudCommandSubject(edge string) string { return "edges." + edge + ".cmd.>" }
+
+// CloudEnrollSubject returns the CLOUD subject on which the registrar
+// receives an edge's enrollment requests: $TETHER.ENROLL.<edge>. The edge
+// name in it is trustworthy: the mapping is in the operator-signed edge
+// account JWT.
+func CloudEnrollSubject(edge string) string { return EnrollSubject + "." + edge }
+
+// CloudEnrollAll is what the registrar subscribes to: every edge's requests.
+const CloudEnrollAll = cloudEnrollExport
 
 // CloudStatusSubject returns the cloud subject that receives an edge's
 // status reports: edges.<edge>.status.
@@ -92,6 +111,8 @@ func CloudExports() jwt.Exports {
 		// Each edge's last status report is kept in the CLOUD stream
 		// EDGE_STATUS (edges.*.status) for the fleet view.
 		{Name: "edge-status", Subject: cloudStatusExport, Type: jwt.Service},
+		// Enrollment: the hubs' registrar answers every edge's requests.
+		{Name: "edge-enroll", Subject: cloudEnrollExport, Type: jwt.Service, ResponseType: jwt.ResponseTypeSingleton},
 	}
 }
 
@@ -100,7 +121,10 @@ func CloudExports() jwt.Exports {
 // CLOUD stream's PubAck comes back as the reply); the downlink's
 // tether.down.next pulls from the edge's own command consumer, and acks go
 // to that consumer's ack subjects only; the forwarder's status reports on
-// tether.up.status reach CLOUD as edges.<edge>.status.
+// tether.up.status reach CLOUD as edges.<edge>.status; $TETHER.ENROLL
+// reaches the registrar as $TETHER.ENROLL.<edge>, with the requestor's
+// identity shared (the hub adds it in the Nats-Request-Info header). Only
+// an enroll user may publish it: it is not in LeafPermissions.
 func EdgeImports(edge, cloudAccount string) jwt.Imports {
 	return jwt.Imports{
 		{Name: "telemetry", Type: jwt.Service, Account: cloudAccount,
@@ -114,6 +138,8 @@ func EdgeImports(edge, cloudAccount string) jwt.Imports {
 			Subject: jwt.Subject(commandsAckPrefix + CommandConsumer(edge) + ".>")},
 		{Name: "status", Type: jwt.Service, Account: cloudAccount,
 			Subject: jwt.Subject(CloudStatusSubject(edge)), LocalSubject: jwt.RenamingSubject(UplinkStatus)},
+		{Name: "enroll", Type: jwt.Service, Account: cloudAccount,
+			Subject: jwt.Subject(CloudEnrollSubject(edge)), LocalSubject: jwt.RenamingSubject(EnrollSubject), Share: true},
 	}
 }
 
@@ -152,4 +178,14 @@ func ControlPermissions() jwt.Permissions {
 // use: a TLS leafnode connection or a WebSocket (TLS) one.
 func LeafConnectionTypes() jwt.StringList {
 	return jwt.StringList{jwt.ConnectionTypeLeafnode, jwt.ConnectionTypeLeafnodeWS}
+}
+
+// EnrollPermissions returns the permissions of an edge's enroll user (the
+// identity inside an enrollment token), from the edge's point of view: it
+// may send only $TETHER.ENROLL and receive only replies on EnrollInbox.
+func EnrollPermissions() jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Allow.Add(EnrollSubject)
+	p.Sub.Allow.Add(EnrollInbox + ".>")
+	return p
 }

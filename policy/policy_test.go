@@ -18,16 +18,17 @@ var update = flag.Bool("update", false, "rewrite golden files in testdata")
 // send or receive, or to the CLOUD exports, shows up as a golden diff.
 func TestGolden(t *testing.T) {
 	got := map[string]any{
-		"leaf-permissions.json": LeafPermissions(),
-		"leaf-conn-types.json":  LeafConnectionTypes(),
-		"edge-imports.json":     EdgeImports("plant-7", "ACLOUDPUBKEY"),
-		"cloud-exports.json":    CloudExports(),
-		"control-perms.json":    ControlPermissions(),
-		"cloud-roles.json":      cloudRoles(t),
+		"leaf-permissions.json":   LeafPermissions(),
+		"leaf-conn-types.json":    LeafConnectionTypes(),
+		"edge-imports.json":       EdgeImports("plant-7", "ACLOUDPUBKEY"),
+		"cloud-exports.json":      CloudExports(),
+		"control-perms.json":      ControlPermissions(),
+		"cloud-roles.json":        cloudRoles(t),
+		"enroll-permissions.json": EnrollPermissions(),
 	}
 	path := filepath.Join("testdata", "contract.txtar")
 	ar := &txtar.Archive{Comment: []byte("Golden data-path contract. Regenerate: go test ./policy -update\n")}
-	for _, name := range []string{"leaf-permissions.json", "leaf-conn-types.json", "edge-imports.json", "cloud-exports.json", "control-perms.json", "cloud-roles.json"} {
+	for _, name := range []string{"leaf-permissions.json", "leaf-conn-types.json", "edge-imports.json", "cloud-exports.json", "control-perms.json", "cloud-roles.json", "enroll-permissions.json"} {
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
 		enc.SetEscapeHTML(false)
@@ -69,7 +70,7 @@ func TestCloudExportsIndependentOfEdges(t *testing.T) {
 // TestEdgeImportsStayInTheirSlice: an edge's imports only name its own
 // cloud subjects and its own command consumer, never a wildcard over edges.
 func TestEdgeImportsStayInTheirSlice(t *testing.T) {
-	own := []string{"edges.plant-7.", "$JS.API.CONSUMER.MSG.NEXT.COMMANDS.cmd_plant-7", "$JS.ACK.COMMANDS.cmd_plant-7."}
+	own := []string{"edges.plant-7.", "$JS.API.CONSUMER.MSG.NEXT.COMMANDS.cmd_plant-7", "$JS.ACK.COMMANDS.cmd_plant-7.", "$TETHER.ENROLL.plant-7"}
 	for _, im := range EdgeImports("plant-7", "AC") {
 		ok := false
 		for _, p := range own {
@@ -78,6 +79,24 @@ func TestEdgeImportsStayInTheirSlice(t *testing.T) {
 		if !ok || strings.Contains(string(im.Subject), "*") {
 			t.Errorf("import %q reaches beyond edge plant-7's own subjects", im.Subject)
 		}
+	}
+}
+
+// TestLeafUserCannotEnroll: the edge's running leaf user may not send
+// enrollment requests; only an enroll user may, and it may send nothing
+// else and receive only its own inbox.
+func TestLeafUserCannotEnroll(t *testing.T) {
+	for _, s := range LeafPermissions().Pub.Allow {
+		if strings.HasPrefix(s, "$TETHER") {
+			t.Errorf("leaf user may publish %q", s)
+		}
+	}
+	ep := EnrollPermissions()
+	if got := []string(ep.Pub.Allow); len(got) != 1 || got[0] != EnrollSubject {
+		t.Errorf("enroll user pub allow = %v, want [%s]", got, EnrollSubject)
+	}
+	if got := []string(ep.Sub.Allow); len(got) != 1 || got[0] != EnrollInbox+".>" {
+		t.Errorf("enroll user sub allow = %v, want [%s.>]", got, EnrollInbox)
 	}
 }
 

@@ -23,45 +23,58 @@ func newEdgeCmd(d *deps) *cobra.Command {
 			return usageError{fmt.Errorf("%s needs a subcommand (see '%s --help')", cmd.CommandPath(), cmd.CommandPath())}
 		},
 	}
-	cmd.AddCommand(newEdgeAddCmd(d), newEdgeLsCmd(d), newEdgeRevokeCmd(d), newEdgeRotateCmd(d), newEdgeRmCmd(d))
+	cmd.AddCommand(newEdgeAddCmd(d), newEdgeLsCmd(d), newEdgeRevokeCmd(d), newEdgeRotateCmd(d), newEdgeRmCmd(d), newEdgeTokenCmd(d))
 	return cmd
 }
 
 func newEdgeAddCmd(d *deps) *cobra.Command {
 	var dir, out, pushURL string
+	var token bool
+	var tf tokenFlags
 	cmd := &cobra.Command{
 		Use:   "add NAME",
-		Short: "Create an edge identity and write its bundle",
+		Short: "Create an edge identity and write its bundle or enrollment token",
 		Long: `Create the account EDGE_<NAME> and the edge's leaf user, and write the bundle
 (creds, CA, hub URLs) to --out with mode 0600. Copy the bundle to the site and
 run 'tether leaf --bundle FILE'. With --push, the new account is pushed to
-the running hubs at once; otherwise hubs load it when they (re)start.`,
+the running hubs at once; otherwise hubs load it when they (re)start.
+
+With --token, no leaf user is made here: a one-time enrollment token (mode
+0600, default NAME.token, valid for --token-ttl) is written instead, and at
+the site 'tether leaf --enroll FILE' generates the edge's key on the device.`,
 		Example: `  tether edge add plant-7 --dir ./fabric --out plant-7.bundle
-  tether edge add plant-7 --out plant-7.bundle --push tls://127.0.0.1:4222`,
+  tether edge add plant-7 --out plant-7.bundle --push tls://127.0.0.1:4222
+  tether edge add plant-7 --token --token-ttl 2h --push tls://127.0.0.1:4222`,
 		Args: exactArgs(1, "one edge NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if err := accounts.ValidateEdgeName(name); err != nil {
 				return usageError{err}
 			}
-			if out == "" {
+			if err := tf.validate(); err != nil {
+				return err
+			}
+			if !token && cmd.Flags().Changed("token-ttl") {
+				return usageError{errors.New("--token-ttl needs --token")}
+			}
+			if out == "" && !token {
 				out = name + ".bundle"
 			}
 			s, err := accounts.Open(dir)
 			if err != nil {
 				return err
 			}
-			if _, err := s.AddEdge(name); err != nil {
+			if token {
+				if _, err := s.AddEdgeForEnrollment(name); err != nil {
+					return err
+				}
+				tf.out = out
+				if err := writeToken(d, s, name, tf); err != nil {
+					return err
+				}
+			} else if err := addWithBundle(d, s, name, out); err != nil {
 				return err
 			}
-			b, err := s.Bundle(name)
-			if err != nil {
-				return err
-			}
-			if err := accounts.WriteBundle(out, b); err != nil {
-				return err
-			}
-			fmt.Fprintf(d.stdout, "edge %s: account %s, bundle %s (0600)\n", name, b.Account, out)
 			if pushURL != "" {
 				if err := pushAccount(cmd.Context(), d, s, pushURL, accounts.EdgeAccountName(name)); err != nil {
 					return err
@@ -72,9 +85,26 @@ the running hubs at once; otherwise hubs load it when they (re)start.`,
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
-	cmd.Flags().StringVar(&out, "out", "", "bundle file to write (default NAME.bundle)")
+	cmd.Flags().StringVar(&out, "out", "", "bundle file to write (default NAME.bundle; with --token the token file, default NAME.token)")
 	cmd.Flags().StringVar(&pushURL, "push", "", "hub client URL to push the account to running hubs")
+	cmd.Flags().BoolVar(&token, "token", false, "write a one-time enrollment token instead of a bundle: the key is born on the device")
+	tf.add(cmd.Flags())
 	return cmd
+}
+
+func addWithBundle(d *deps, s *accounts.Store, name, out string) error {
+	if _, err := s.AddEdge(name); err != nil {
+		return err
+	}
+	b, err := s.Bundle(name)
+	if err != nil {
+		return err
+	}
+	if err := accounts.WriteBundle(out, b); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.stdout, "edge %s: account %s, bundle %s (0600)\n", name, b.Account, out)
+	return nil
 }
 
 func pushAccount(ctx context.Context, d *deps, s *accounts.Store, url, account string) error {

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,17 +16,24 @@ import (
 
 func newLeafCmd(d *deps) *cobra.Command {
 	var file string
+	var ef enrollFlags
 	cmd := &cobra.Command{
 		Use:   "leaf",
 		Short: "Run an edge site",
 		Long: `Run an edge: an embedded nats-server listening on loopback with its own
 JetStream domain, dialling out to the hubs named in its bundle.
 
+With --enroll FILE (a token from 'tether edge add --token' or 'tether edge
+token'), the device first generates its own key, enrolls through the hubs
+and writes its bundle (default <data_dir>/edge.bundle, mode 0600), then runs.
+A device that already has its bundle is not enrolled again.
+
 Configuration: defaults < --config file < environment TETHER_<KEY> < flags.
 Keys: bundle, data_dir, listen, allow_remote_clients, transport, ping_interval,
 max_pings_out, reconnect_interval, sync_interval, sync_always, compression.`,
 		Example: `  tether leaf --bundle plant-7.bundle --data /var/lib/tether
-  tether leaf --bundle plant-7.bundle --data ./edge --transport websocket`,
+  tether leaf --bundle plant-7.bundle --data ./edge --transport websocket
+  tether leaf --enroll plant-7.token --data /var/lib/tether`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := leaf.Defaults()
@@ -33,6 +42,20 @@ max_pings_out, reconnect_interval, sync_interval, sync_always, compression.`,
 				"compression": "compression", "allow-remote-clients": "allow_remote_clients",
 			}, &cfg); err != nil {
 				return usageError{err}
+			}
+			if len(ef.hubs) > 0 && !ef.requested() {
+				return usageError{errors.New("--hub needs --enroll")}
+			}
+			if ef.requested() {
+				if cfg.Bundle == "" && cfg.DataDir != "" {
+					cfg.Bundle = filepath.Join(cfg.DataDir, "edge.bundle")
+				}
+				if err := cfg.Validate(); err != nil {
+					return usageError{err}
+				}
+				if err := ef.enroll(cmd.Context(), d, cfg); err != nil || cmd.Context().Err() != nil {
+					return err
+				}
 			}
 			l, err := leaf.New(cfg, d.logger())
 			if err != nil {
@@ -55,6 +78,7 @@ max_pings_out, reconnect_interval, sync_interval, sync_always, compression.`,
 	f.Bool("allow-remote-clients", false, "allow a non-loopback --listen")
 	f.String("transport", "", "tls (default) or websocket")
 	f.String("compression", "", "link compression: off, s2_fast (default), s2_better, s2_best, s2_auto")
+	ef.add(f)
 	cmd.AddCommand(newLeafStatusCmd(d))
 	return cmd
 }

@@ -27,6 +27,7 @@ func (e usageError) Unwrap() error { return e.err }
 
 // deps is what commands need from the outside world.
 type deps struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	logLevel       *slog.LevelVar
 	logJSON        *bool
@@ -42,7 +43,7 @@ func (d *deps) logger() *slog.Logger {
 
 // run executes the CLI and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	d := &deps{stdout: stdout, stderr: stderr, logLevel: new(slog.LevelVar), logJSON: new(bool)}
+	d := &deps{stdin: os.Stdin, stdout: stdout, stderr: stderr, logLevel: new(slog.LevelVar), logJSON: new(bool)}
 	root := newRootCmd(d)
 	root.SetArgs(args)
 	root.SetOut(stdout)
