@@ -36,20 +36,9 @@ type binaryResult struct {
 // measureBinary builds the static binary, runs a hub and a linked edge as
 // real processes and reads the edge's RSS after idleWindow.
 func measureBinary(t *testing.T) binaryResult {
-	root := moduleRoot(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "tether")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/tether")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	fi, err := os.Stat(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := binaryResult{size: fi.Size(), window: idleWindow}
+	bin, size := buildBinary(t, dir)
+	res := binaryResult{size: size, window: idleWindow}
 	t.Logf("static binary: %d bytes (%.1f MB)", res.size, float64(res.size)/1e6)
 
 	store, bundle := filepath.Join(dir, "store"), filepath.Join(dir, "e1.bundle")
@@ -94,6 +83,24 @@ func measureBinary(t *testing.T) binaryResult {
 	return res
 }
 
+// buildBinary builds the static tether binary into dir and returns its
+// path and size.
+func buildBinary(t *testing.T, dir string) (string, int64) {
+	t.Helper()
+	bin := filepath.Join(dir, "tether")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/tether")
+	build.Dir = moduleRoot(t)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin, fi.Size()
+}
+
 // moduleRoot returns the directory holding go.mod.
 func moduleRoot(t *testing.T) string {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
@@ -130,7 +137,14 @@ type process struct {
 // after 10s) at cleanup.
 func startProcess(t *testing.T, name, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{name: name, cmd: exec.Command(bin, args...)}
+	return startCmd(t, name, exec.Command(bin, args...))
+}
+
+// startCmd is startProcess for a prepared command (environment, process
+// attributes); its stderr must carry JSON log lines.
+func startCmd(t *testing.T, name string, cmd *exec.Cmd) *process {
+	t.Helper()
+	p := &process{name: name, cmd: cmd}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
