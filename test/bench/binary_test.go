@@ -125,8 +125,9 @@ func runCmd(t *testing.T, bin string, args ...string) {
 
 // process is a running tether process whose JSON log lines are kept.
 type process struct {
-	name string
-	cmd  *exec.Cmd
+	name   string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has exited and its log is read
 
 	mu    sync.Mutex
 	lines []map[string]any
@@ -144,7 +145,7 @@ func startProcess(t *testing.T, name, bin string, args ...string) *process {
 // attributes); its stderr must carry JSON log lines.
 func startCmd(t *testing.T, name string, cmd *exec.Cmd) *process {
 	t.Helper()
-	p := &process{name: name, cmd: cmd}
+	p := &process{name: name, cmd: cmd, exited: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -152,28 +153,32 @@ func startCmd(t *testing.T, name string, cmd *exec.Cmd) *process {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	logged := make(chan struct{})
 	go func() {
-		defer close(logged)
-		p.collect(stderr)
+		defer close(p.exited)
+		p.collect(stderr) // stderr reaches EOF when the process exits
+		_ = p.cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(os.Interrupt)
-		exited := make(chan struct{})
-		go func() {
-			<-logged // stderr reaches EOF when the process exits
-			_ = p.cmd.Wait()
-			close(exited)
-		}()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
+		if _, ok := p.stop(10 * time.Second); !ok {
 			t.Errorf("%s did not stop within 10s of SIGINT; killing it", name)
 			_ = p.cmd.Process.Kill()
-			<-exited
+			<-p.exited
 		}
 	})
 	return p
+}
+
+// stop sends SIGINT and waits up to d for the process to exit; it returns
+// how long that took and whether it exited. A stopped process stays so.
+func (p *process) stop(d time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+		return time.Since(start), true
+	case <-time.After(d):
+		return time.Since(start), false
+	}
 }
 
 func (p *process) collect(r io.Reader) {
@@ -241,4 +246,17 @@ func readRSS(t *testing.T, pid int) int64 {
 	}
 	t.Fatalf("no VmRSS in /proc/%d/status", pid)
 	return 0
+}
+
+// logLines returns the log lines that match accepts, so far.
+func (p *process) logLines(match func(map[string]any) bool) []map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []map[string]any
+	for _, l := range p.lines {
+		if match(l) {
+			out = append(out, l)
+		}
+	}
+	return out
 }

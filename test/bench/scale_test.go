@@ -221,10 +221,13 @@ func TestBenchScale(t *testing.T) {
 		}
 		specs[i%nProcs].Bundles = append(specs[i%nProcs].Bundles, path)
 	}
-	res := attachLeaves(t, hubs, specs, dir, nLeaves)
+	res := attachLeaves(t, hubs, specs, dir)
 	mark("leaves linked")
-	tab.addf("leaves", fmt.Sprintf("%d leaves: start -> all linked as the hubs see it", nLeaves), "%s (leaf servers started after %s)",
-		fmtSpan(res.linked), fmtSpan(res.started))
+	tab.addf("leaves", fmt.Sprintf("%d leaves: start -> all linked as the hubs see it", nLeaves),
+		"%s (leaf servers all started after %s; every edge saw its link up after %s)",
+		fmtSpan(res.linked), fmtSpan(res.started), fmtSpan(res.edgeLinked))
+	tab.addf("leaves", "leaf connections counted / leaf servers that failed to start / start retries", "%d / %d / %d",
+		res.count, res.failed, res.retries)
 	tab.add("leaves", "leaf connections per hub", fmtList(res.perHub))
 	attached, cpu := settleRSS(t, "leaves attached", hubs)
 	tab.add("leaves", "hub CPU while idle for 3 s (share of a core)", cpu)
@@ -247,6 +250,26 @@ func TestBenchScale(t *testing.T) {
 	tab.addf("leaves", "child process RSS", "%s", strings.Join(perChild, ", "))
 	tab.addf("leaves", "child RSS per leaf (RSS - RSS before the leaves) / leaves", "%s",
 		fmtBytes((childTotal-childBase)/int64(nLeaves)))
+
+	// Shutdown: the children first, then the hubs, all at once.
+	for _, c := range res.children {
+		if _, ok := c.proc.stop(30 * time.Second); !ok {
+			t.Errorf("%s did not stop within 30s of SIGINT", c.proc.name)
+		}
+	}
+	downs := make([]string, len(hubs))
+	var wg sync.WaitGroup
+	for i, h := range hubs {
+		wg.Go(func() {
+			took, ok := h.proc.stop(2 * time.Minute)
+			downs[i] = fmtSpan(took)
+			if !ok {
+				downs[i] = "> " + downs[i] + " (killed)"
+			}
+		})
+	}
+	wg.Wait()
+	tab.add("shutdown", "hub SIGINT -> exit, all three at once", strings.Join(downs, " / "))
 
 	loadAfter := loadAvg()
 	tab.addf("run", "duration, load average (1 min) before/after", "%s, %s/%s", fmtSpan(time.Since(began)), loadBefore, loadAfter)
@@ -362,16 +385,21 @@ type leafChild struct {
 }
 
 type attachResult struct {
-	started  time.Duration // until the slowest child had started all its leaf servers
-	linked   time.Duration // until the hubs counted every leaf connection
-	perHub   []int
-	children []*leafChild
+	started    time.Duration // until the slowest child had started all its leaf servers
+	linked     time.Duration // until the hubs counted every started leaf's connection
+	edgeLinked time.Duration // until the slowest child saw all its leaves linked
+	failed     int           // leaf servers that did not start (after retries)
+	retries    int           // extra start attempts
+	count      int           // leaf connections the hubs counted at the end
+	perHub     []int
+	children   []*leafChild
 }
 
 // attachLeaves starts one child process per spec (the test binary again,
-// running runLeafChild) at once and waits until the hubs count want leaf
-// connections in all.
-func attachLeaves(t *testing.T, hubs []*scaleHub, specs []leafChildSpec, dir string, want int) attachResult {
+// running runLeafChild) at once and waits until the hubs count a leaf
+// connection for every leaf server that started. It reports a shortfall
+// with t.Errorf and returns what it measured.
+func attachLeaves(t *testing.T, hubs []*scaleHub, specs []leafChildSpec, dir string) attachResult {
 	t.Helper()
 	var res attachResult
 	var paths []string
@@ -394,39 +422,90 @@ func attachLeaves(t *testing.T, hubs []*scaleHub, specs []leafChildSpec, dir str
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		res.children = append(res.children, &leafChild{proc: startCmd(t, fmt.Sprintf("leaves-%d", i+1), cmd), n: len(specs[i].Bundles)})
 	}
-	var seen string
-	waitFor(t, fmt.Sprintf("%d leaf connections on the hubs", want), 5*time.Minute, func() (bool, string) {
-		total := 0
-		res.perHub = res.perHub[:0]
-		for _, h := range hubs {
-			v, err := getVarz(h)
-			if err != nil {
-				return false, err.Error()
-			}
-			res.perHub = append(res.perHub, v.Leafnodes)
-			total += v.Leafnodes
-		}
-		seen = fmt.Sprintf("%d of %d (per hub %v)", total, want, res.perHub)
-		return total >= want, seen
-	})
-	res.linked = time.Since(start)
+	want := 0
 	for _, c := range res.children {
-		l := c.proc.waitLog(t, `"leaves started"`, time.Minute, hasMsg("leaves started"))
+		l := c.proc.waitLog(t, `"leaves started"`, 5*time.Minute, hasMsg("leaves started"))
 		base, _ := l["rss_before"].(float64)
 		took, _ := l["took_ms"].(float64)
+		failed, _ := l["failed"].(float64)
+		retries, _ := l["retries"].(float64)
 		c.baseRSS = int64(base)
-		if failed, _ := l["failed"].(float64); failed > 0 {
-			t.Errorf("%s: %v leaf servers failed to start", c.proc.name, failed)
-		}
+		res.failed += int(failed)
+		res.retries += int(retries)
+		want += c.n - int(failed)
 		res.started = max(res.started, time.Duration(took)*time.Millisecond)
+	}
+	if res.failed > 0 {
+		t.Errorf("%d leaf servers did not start", res.failed)
+	}
+	var seen string
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		total, perHub, err := leafCounts(hubs)
+		if err == nil {
+			res.count, res.perHub = total, perHub
+			seen = fmt.Sprintf("%d of %d (per hub %v)", total, want, perHub)
+		} else {
+			seen = err.Error()
+		}
+		if err == nil && total >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("leaf connections on the hubs: not all within 5m (last: %s); children's warnings:\n%s",
+				seen, childWarnings(res.children, 40))
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	res.linked = time.Since(start)
+	for _, c := range res.children {
+		for _, l := range c.proc.logLines(hasMsg("leaves linked")) {
+			took, _ := l["took_ms"].(float64)
+			res.edgeLinked = max(res.edgeLinked, time.Duration(took)*time.Millisecond)
+		}
 	}
 	t.Logf("leaves linked: %s after start, %s", fmtSpan(res.linked), seen)
 	return res
 }
 
+// leafCounts sums the hubs' leaf connections (/varz).
+func leafCounts(hubs []*scaleHub) (int, []int, error) {
+	total, perHub := 0, make([]int, 0, len(hubs))
+	for _, h := range hubs {
+		v, err := getVarz(h)
+		if err != nil {
+			return 0, nil, err
+		}
+		perHub = append(perHub, v.Leafnodes)
+		total += v.Leafnodes
+	}
+	return total, perHub, nil
+}
+
+// childWarnings returns up to n warning and error lines of the children.
+func childWarnings(children []*leafChild, n int) string {
+	var out []string
+	for _, c := range children {
+		for _, l := range c.proc.logLines(func(l map[string]any) bool { return l["level"] == "WARN" || l["level"] == "ERROR" }) {
+			if len(out) < n {
+				b, _ := json.Marshal(l)
+				out = append(out, c.proc.name+": "+string(b))
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// leafStartAttempts bounds how often a child starts a leaf server whose
+// Start failed (on a loaded machine, its JetStream setup can time out),
+// as a supervisor would restart `tether leaf`.
+const leafStartAttempts = 3
+
 // runLeafChild is the child side of attachLeaves: it starts one leaf.Server
-// per bundle in specPath, all at once, logs "leaves started" (JSON on
-// stderr) and runs them until SIGINT.
+// per bundle in specPath, all at once, logs "leaves started" and, once
+// every leaf sees its link up, "leaves linked" (JSON on stderr), and runs
+// them until SIGINT.
 func runLeafChild(t *testing.T, specPath string) {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	leafLog := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -443,7 +522,7 @@ func runLeafChild(t *testing.T, specPath string) {
 	rssBefore := readRSS(t, os.Getpid())
 	root := t.TempDir()
 	servers := make([]*leaf.Server, len(spec.Bundles))
-	var failed atomic.Int32
+	var failed, retries atomic.Int32
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i, b := range spec.Bundles {
@@ -452,23 +531,56 @@ func runLeafChild(t *testing.T, specPath string) {
 			c.Bundle = b
 			c.DataDir = filepath.Join(root, fmt.Sprintf("leaf-%d", i))
 			c.Listen = "127.0.0.1:0"
-			l, err := leaf.New(c, leafLog)
-			if err == nil {
-				sctx, cancel := context.WithTimeout(ctx, time.Minute)
-				err = l.Start(sctx)
-				cancel()
+			for attempt := 1; ctx.Err() == nil; attempt++ {
+				l, err := leaf.New(c, leafLog)
+				if err == nil {
+					sctx, cancel := context.WithTimeout(ctx, time.Minute)
+					err = l.Start(sctx)
+					cancel()
+				}
+				if err == nil {
+					servers[i] = l
+					return
+				}
+				if l != nil {
+					_ = l.Shutdown(context.Background())
+				}
+				log.Warn("leaf did not start", "bundle", b, "attempt", attempt, "err", err)
+				if attempt == leafStartAttempts {
+					failed.Add(1)
+					return
+				}
+				retries.Add(1)
 			}
-			if err != nil {
-				failed.Add(1)
-				log.Error("leaf did not start", "bundle", b, "err", err)
-				return
-			}
-			servers[i] = l
 		})
 	}
 	wg.Wait()
-	log.Info("leaves started", "n", len(spec.Bundles), "failed", failed.Load(),
+	log.Info("leaves started", "n", len(spec.Bundles), "failed", failed.Load(), "retries", retries.Load(),
 		"took_ms", time.Since(start).Milliseconds(), "rss_before", rssBefore, "rss", readRSS(t, os.Getpid()))
+
+	// The edges' own view of their links, until all are up (diagnostics
+	// for a shortfall every 15 s), then idle until SIGINT.
+	lastReport := time.Now()
+	for linked := false; !linked && ctx.Err() == nil; {
+		var down []string
+		for _, l := range servers {
+			if l != nil && !l.Link().Connected {
+				down = append(down, l.Edge())
+			}
+		}
+		switch {
+		case len(down) == 0:
+			linked = true
+			log.Info("leaves linked", "took_ms", time.Since(start).Milliseconds())
+		case time.Since(lastReport) > 15*time.Second:
+			lastReport = time.Now()
+			log.Warn("leaves not linked", "n", len(down), "edges", down[:min(len(down), 10)])
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
