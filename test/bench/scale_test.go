@@ -226,8 +226,8 @@ func TestBenchScale(t *testing.T) {
 	tab.addf("leaves", fmt.Sprintf("%d leaves: start -> all linked as the hubs see it", nLeaves),
 		"%s (leaf servers all started after %s; in %d of %d processes every edge saw its link up, after at most %s)",
 		fmtSpan(res.linked), fmtSpan(res.started), res.childrenLinked, len(res.children), fmtSpan(res.edgeLinked))
-	tab.addf("leaves", "leaf connections counted / leaf servers that failed to start / start retries", "%d / %d / %d",
-		res.count, res.failed, res.retries)
+	tab.addf("leaves", "leaf connections counted (the last one after) / leaf servers that failed to start / start retries",
+		"%d (%s) / %d / %d", res.count, fmtSpan(res.lastGain), res.failed, res.retries)
 	tab.add("leaves", "leaf connections per hub", fmtList(res.perHub))
 	attached, cpu := settleRSS(t, "leaves attached", hubs)
 	tab.add("leaves", "hub CPU while idle for 3 s (share of a core)", cpu)
@@ -390,9 +390,10 @@ type attachResult struct {
 	edgeLinked time.Duration // until the slowest of childrenLinked saw all its leaves linked
 	// childrenLinked counts the children whose leaves all saw their link up.
 	childrenLinked int
-	failed         int // leaf servers that did not start (after retries)
-	retries        int // extra start attempts
-	count          int // leaf connections the hubs counted at the end
+	failed         int           // leaf servers that did not start (after retries)
+	retries        int           // extra start attempts
+	count          int           // leaf connections the hubs counted at the end
+	lastGain       time.Duration // when the hubs' count last rose
 	perHub         []int
 	children       []*leafChild
 }
@@ -445,6 +446,9 @@ func attachLeaves(t *testing.T, hubs []*scaleHub, specs []leafChildSpec, dir str
 	for {
 		total, perHub, err := leafCounts(hubs)
 		if err == nil {
+			if total > res.count {
+				res.lastGain = time.Since(start)
+			}
 			res.count, res.perHub = total, perHub
 			seen = fmt.Sprintf("%d of %d (per hub %v)", total, want, perHub)
 		} else {
