@@ -465,6 +465,17 @@ func attachLeaves(t *testing.T, hubs []*scaleHub, specs []leafChildSpec, dir str
 		time.Sleep(50 * time.Millisecond)
 	}
 	res.linked = time.Since(start)
+	// The edges sample their link every 100ms: give the children a moment
+	// (bounded) to report what the hubs already count.
+	for settle := time.Now(); time.Since(settle) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
+		n := 0
+		for _, c := range res.children {
+			n += len(c.proc.logLines(hasMsg("leaves linked")))
+		}
+		if n == len(res.children) {
+			break
+		}
+	}
 	for _, c := range res.children {
 		for _, l := range c.proc.logLines(hasMsg("leaves linked")) {
 			took, _ := l["took_ms"].(float64)
