@@ -36,20 +36,9 @@ type binaryResult struct {
 // measureBinary builds the static binary, runs a hub and a linked edge as
 // real processes and reads the edge's RSS after idleWindow.
 func measureBinary(t *testing.T) binaryResult {
-	root := moduleRoot(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "tether")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/tether")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	fi, err := os.Stat(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := binaryResult{size: fi.Size(), window: idleWindow}
+	bin, size := buildBinary(t, dir)
+	res := binaryResult{size: size, window: idleWindow}
 	t.Logf("static binary: %d bytes (%.1f MB)", res.size, float64(res.size)/1e6)
 
 	store, bundle := filepath.Join(dir, "store"), filepath.Join(dir, "e1.bundle")
@@ -94,6 +83,24 @@ func measureBinary(t *testing.T) binaryResult {
 	return res
 }
 
+// buildBinary builds the static tether binary into dir and returns its
+// path and size.
+func buildBinary(t *testing.T, dir string) (string, int64) {
+	t.Helper()
+	bin := filepath.Join(dir, "tether")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/tether")
+	build.Dir = moduleRoot(t)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin, fi.Size()
+}
+
 // moduleRoot returns the directory holding go.mod.
 func moduleRoot(t *testing.T) string {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
@@ -118,8 +125,9 @@ func runCmd(t *testing.T, bin string, args ...string) {
 
 // process is a running tether process whose JSON log lines are kept.
 type process struct {
-	name string
-	cmd  *exec.Cmd
+	name   string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has exited and its log is read
 
 	mu    sync.Mutex
 	lines []map[string]any
@@ -130,7 +138,14 @@ type process struct {
 // after 10s) at cleanup.
 func startProcess(t *testing.T, name, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{name: name, cmd: exec.Command(bin, args...)}
+	return startCmd(t, name, exec.Command(bin, args...))
+}
+
+// startCmd is startProcess for a prepared command (environment, process
+// attributes); its stderr must carry JSON log lines.
+func startCmd(t *testing.T, name string, cmd *exec.Cmd) *process {
+	t.Helper()
+	p := &process{name: name, cmd: cmd, exited: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -138,28 +153,32 @@ func startProcess(t *testing.T, name, bin string, args ...string) *process {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	logged := make(chan struct{})
 	go func() {
-		defer close(logged)
-		p.collect(stderr)
+		defer close(p.exited)
+		p.collect(stderr) // stderr reaches EOF when the process exits
+		_ = p.cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(os.Interrupt)
-		exited := make(chan struct{})
-		go func() {
-			<-logged // stderr reaches EOF when the process exits
-			_ = p.cmd.Wait()
-			close(exited)
-		}()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
+		if _, ok := p.stop(10 * time.Second); !ok {
 			t.Errorf("%s did not stop within 10s of SIGINT; killing it", name)
 			_ = p.cmd.Process.Kill()
-			<-exited
+			<-p.exited
 		}
 	})
 	return p
+}
+
+// stop sends SIGINT and waits up to d for the process to exit; it returns
+// how long that took and whether it exited. A stopped process stays so.
+func (p *process) stop(d time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+		return time.Since(start), true
+	case <-time.After(d):
+		return time.Since(start), false
+	}
 }
 
 func (p *process) collect(r io.Reader) {
@@ -227,4 +246,17 @@ func readRSS(t *testing.T, pid int) int64 {
 	}
 	t.Fatalf("no VmRSS in /proc/%d/status", pid)
 	return 0
+}
+
+// logLines returns the log lines that match accepts, so far.
+func (p *process) logLines(match func(map[string]any) bool) []map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []map[string]any
+	for _, l := range p.lines {
+		if match(l) {
+			out = append(out, l)
+		}
+	}
+	return out
 }

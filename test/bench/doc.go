@@ -1,9 +1,10 @@
 // Package bench measures Tether against its plain-NATS twin, in the same
 // run, on the same machine: edge->cloud publish throughput, cloud->edge
 // request-reply latency and throughput, the static binary's size and an
-// idle edge's RSS (TestBench); and store-and-forward: backlog catch-up after
+// idle edge's RSS (TestBench); store-and-forward: backlog catch-up after
 // a cut link, the edge's durability settings, and a mosquitto bridge
-// (TestBenchStoreForward). Results go to docs/BENCHMARKS.md.
+// (TestBenchStoreForward); and scale: many edge accounts and leaf links on
+// a 3-hub cluster (TestBenchScale). Results go to docs/BENCHMARKS.md.
 //
 // The benchmarks are behind the build tag "bench" so that go test ./...
 // stays fast. Run them (about 2.5 and 7 minutes on 2 cores) with:
@@ -11,7 +12,7 @@
 //	go test -tags bench -run '^TestBench$' -count=1 -v -timeout 20m ./test/bench
 //	go test -tags bench -run '^TestBenchStoreForward$' -count=1 -v -timeout 20m ./test/bench
 //
-// (-run TestBench runs both.)
+// (-run TestBench runs all three, with TestBenchScale below.)
 //
 // Each measurement is repeated 3 times (TETHER_BENCH_REPS overrides) with
 // Tether and plain NATS alternating, and the table of medians is printed at
@@ -72,6 +73,21 @@
 //     edge (PUBACK counted from mosquitto_pub -d; JetStream PubAck for
 //     Tether), heal, count distinct arrivals; mosquitto's run ends when a
 //     probe published after the heal arrives behind the queue.
+//
+// TestBenchScale (scale_test.go, issue 3) runs three `tether hub`
+// processes of the static binary in a cluster, creates 1,000 edges in the
+// store (TETHER_SCALE_EDGES) and pushes each account JWT to all hubs with
+// accounts.Push (latency until all three acknowledged), creates each
+// edge's R3 command consumer as 'tether edge add --push' does
+// (TETHER_SCALE_CONSUMERS=all|linked|none), then attaches 200 real leaf
+// connections (TETHER_SCALE_LEAVES) at once: leaf.Server instances in
+// TETHER_SCALE_PROCS (default 4) child processes, each the test binary
+// re-executed with TETHER_SCALE_CHILD naming the bundles it runs. It
+// reads the hubs' RSS, CPU and /varz, /accountz, the resolvers' jwt/
+// directories and the JWT sizes, and checks that the CLOUD account JWT is
+// byte-identical before and after the edges. Route, leafnode and monitor
+// ports were free a moment before (the store and every hub must know them
+// up front); TETHER_SCALE_MD=<file> writes its table as Markdown.
 //
 // Invariants: no fixed ports (port -1 / 127.0.0.1:0; mosquitto gets a port
 // that was free a moment before and is retried if taken), no sleeps used
