@@ -71,6 +71,13 @@ type Config struct {
 	// the cloud, while linked, before the transfer is called stalled.
 	// Default 15s.
 	StallAfter time.Duration `mapstructure:"stall_after"`
+	// LinkWatchdog: when the link is down and the embedded server has
+	// made no attempt to reach a hub for this long, its connect loop has
+	// stopped (nats-server #7615; seen here when 200 edges attached at
+	// once) and the edge stops with an error, for its supervisor (systemd,
+	// Docker) to restart it; the buffer is on disk. Default 1m; 0 turns it
+	// off. It must exceed twice the reconnect interval plus the dial time.
+	LinkWatchdog time.Duration `mapstructure:"link_watchdog"`
 }
 
 // Buffer-full behaviours.
@@ -93,6 +100,7 @@ func Defaults() Config {
 		BufferFull:        BufferReject,
 		StatusInterval:    5 * time.Second,
 		StallAfter:        15 * time.Second,
+		LinkWatchdog:      time.Minute,
 	}
 }
 
@@ -137,6 +145,9 @@ func (c Config) Validate() error {
 	}
 	if c.BufferFull != BufferReject && c.BufferFull != BufferDropOldest {
 		add("buffer_full", "%q: want %q or %q", c.BufferFull, BufferReject, BufferDropOldest)
+	}
+	if c.LinkWatchdog < 0 || c.LinkWatchdog > 0 && c.LinkWatchdog <= 2*c.ReconnectInterval+linkDialTimeout {
+		add("link_watchdog", "must be 0 (off) or more than twice reconnect_interval plus %s, got %s", time.Duration(linkDialTimeout), c.LinkWatchdog)
 	}
 	if c.StatusInterval <= 0 {
 		add("status_interval", "must be > 0, got %s", c.StatusInterval)

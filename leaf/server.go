@@ -36,6 +36,10 @@ type Server struct {
 	up     *uplink
 	down   *downlink
 	id     *identity
+
+	attempts  attempts
+	stuck     chan error
+	stuckSent bool // only touched by watchLink's goroutine
 	// commandsMaxBytes is the edge COMMANDS stream's budget, fitted to the
 	// filesystem like the buffer's (cfg.BufferMaxBytes holds the buffer
 	// budget in effect).
@@ -73,7 +77,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log}, nil
+	return &Server{cfg: cfg, log: log, stuck: make(chan error, 1)}, nil
 }
 
 // Start loads the bundle, starts the embedded server and the link monitor,
@@ -122,7 +126,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
-	ns.SetLoggerV2(natslog.New(s.log), s.log.Enabled(context.Background(), slog.LevelDebug), false, false)
+	// Debug on at the server, filtered by the adapter: the watchdog needs
+	// to see the connect attempts, which the server logs at debug level.
+	nl := natslog.New(s.log)
+	nl.Observe = s.attempts.observe
+	ns.SetLoggerV2(nl, true, false, false)
 	s.ns, s.opts = ns, opts
 	go ns.Start()
 	wait := readyTimeout
@@ -222,6 +230,7 @@ func (s *Server) watchLink(ctx context.Context) {
 	defer t.Stop()
 	for {
 		s.sampleLink()
+		s.checkStuck(time.Now())
 		select {
 		case <-ctx.Done():
 			return

@@ -64,10 +64,22 @@ max_pings_out, reconnect_interval, sync_interval, sync_always, compression.`,
 			if err := l.Start(cmd.Context()); err != nil {
 				return err
 			}
-			<-cmd.Context().Done()
+			var stuck error
+			select {
+			case <-cmd.Context().Done():
+			case stuck = <-l.Stuck():
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			return l.Shutdown(ctx)
+			if err := l.Shutdown(ctx); err != nil {
+				return err
+			}
+			if stuck != nil {
+				// Exit 1: the supervisor (systemd Restart=, Docker restart
+				// policy) starts a fresh edge with its buffer intact.
+				return fmt.Errorf("edge stopped: %w; restart it (run it under a supervisor that does)", stuck)
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()

@@ -13,12 +13,19 @@ import (
 // Logger implements server.Logger on top of a *slog.Logger.
 type Logger struct {
 	L *slog.Logger
+	// Observe, if set, sees the format string of every message, whatever
+	// the level (cheap: nothing is formatted for it), so a caller can
+	// notice events the server only reports at debug level.
+	Observe func(format string)
 }
 
 // New returns an adapter that logs through l.
 func New(l *slog.Logger) *Logger { return &Logger{L: l} }
 
 func (a *Logger) log(level slog.Level, format string, v ...any) {
+	if a.Observe != nil {
+		a.Observe(format)
+	}
 	if !a.L.Enabled(context.Background(), level) {
 		return
 	}

@@ -540,7 +540,8 @@ func runLeafChild(t *testing.T, specPath string) {
 	rssBefore := readRSS(t, os.Getpid())
 	root := t.TempDir()
 	servers := make([]*leaf.Server, len(spec.Bundles))
-	var failed, retries atomic.Int32
+	var failed, retries, watchdogRestarts atomic.Int32
+	var smu sync.Mutex // guards servers: the supervisor replaces a stuck leaf
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i, b := range spec.Bundles {
@@ -557,7 +558,10 @@ func runLeafChild(t *testing.T, specPath string) {
 					cancel()
 				}
 				if err == nil {
+					smu.Lock()
 					servers[i] = l
+					smu.Unlock()
+					go superviseLeaf(ctx, log, l, c, leafLog, &smu, &servers[i], &watchdogRestarts)
 					return
 				}
 				if l != nil {
@@ -581,15 +585,17 @@ func runLeafChild(t *testing.T, specPath string) {
 	lastReport := time.Now()
 	for linked := false; !linked && ctx.Err() == nil; {
 		var down []string
+		smu.Lock()
 		for _, l := range servers {
 			if l != nil && !l.Link().Connected {
 				down = append(down, l.Edge())
 			}
 		}
+		smu.Unlock()
 		switch {
 		case len(down) == 0:
 			linked = true
-			log.Info("leaves linked", "took_ms", time.Since(start).Milliseconds())
+			log.Info("leaves linked", "took_ms", time.Since(start).Milliseconds(), "watchdog_restarts", watchdogRestarts.Load())
 		case time.Since(lastReport) > 15*time.Second:
 			lastReport = time.Now()
 			log.Warn("leaves not linked", "n", len(down), "edges", down[:min(len(down), 10)])
@@ -602,12 +608,43 @@ func runLeafChild(t *testing.T, specPath string) {
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
+	smu.Lock()
 	for _, l := range servers {
 		if l != nil {
 			wg.Go(func() { _ = l.Shutdown(sctx) })
 		}
 	}
+	smu.Unlock()
 	wg.Wait()
+}
+
+// superviseLeaf does what 'tether leaf' under systemd or Docker does: when
+// the link watchdog reports a connect loop that stopped retrying, the edge
+// is stopped and started again (same data dir).
+func superviseLeaf(ctx context.Context, log *slog.Logger, l *leaf.Server, c leaf.Config, leafLog *slog.Logger,
+	smu *sync.Mutex, slot **leaf.Server, restarts *atomic.Int32) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-l.Stuck():
+			log.Warn("leaf restarted by the link watchdog", "edge", l.Edge(), "err", err)
+			restarts.Add(1)
+			_ = l.Shutdown(context.Background())
+			next, err := leaf.New(c, leafLog)
+			if err == nil {
+				err = next.Start(ctx)
+			}
+			if err != nil {
+				log.Warn("leaf did not restart", "edge", l.Edge(), "err", err)
+				return
+			}
+			smu.Lock()
+			*slot = next
+			smu.Unlock()
+			l = next
+		}
+	}
 }
 
 // settleRSS lets the hubs run idle for scaleSettle, then reads their RSS;
