@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
 
 	"github.com/tether-fabric/tether/internal/securefile"
 	"github.com/tether-fabric/tether/policy"
@@ -242,4 +243,70 @@ func TestLoadBundleErrors(t *testing.T) {
 	if _, err := securefile.Read(filepath.Join(dir, "open")); !errors.Is(err, securefile.ErrTooOpen) {
 		t.Errorf("securefile.Read of 0644 = %v, want ErrTooOpen", err)
 	}
+}
+
+func TestExportHub(t *testing.T) {
+	s := newStore(t)
+	for _, e := range []string{"plant-7", "plant-8"} {
+		if _, err := s.AddEdge(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "hub-store")
+	exp, err := s.ExportHub(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What may mint identities or certificates beyond an edge's leaf
+	// users never leaves the store.
+	for _, banned := range []string{"operator/operator.nk", "operator/signing.nk", "pki/ca-key.pem", "users/sys.creds",
+		"accounts/CLOUD/account.nk", "accounts/CLOUD/signing.nk", "accounts/EDGE_plant-7/signing.nk",
+		"accounts/EDGE_plant-7/account.nk", "edges/plant-7/leaf.creds"} {
+		if _, err := os.Stat(filepath.Join(dir, banned)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("export holds %s (%v)", banned, err)
+		}
+	}
+	for _, secret := range []string{"pki/hub-key.pem", "users/cloud.creds", "accounts/EDGE_plant-7/leaf-signing.nk"} {
+		if fi, err := os.Stat(filepath.Join(dir, secret)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("export %s: %v %v, want mode 0600", secret, fi, err)
+		}
+	}
+	// The export opens as a store with the same edges and accounts.
+	hs, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := hs.Edges(); len(names) != 2 {
+		t.Errorf("export's edges = %v, want plant-7 and plant-8", names)
+	}
+	if _, err := hs.SignLeafUser("plant-7", mustUserPub(t), time.Time{}); err != nil {
+		t.Errorf("export cannot sign a leaf user (the registrar's job): %v", err)
+	}
+	// Removing an edge and exporting again removes it from the export.
+	if err := s.RemoveEdge("plant-8"); err != nil {
+		t.Fatal(err)
+	}
+	exp, err = s.ExportHub(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exp.Removed) == 0 {
+		t.Error("second export removed nothing")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "edges", "plant-8")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("removed edge still in the export: %v", err)
+	}
+	if _, err := s.ExportHub(filepath.Join(s.Dir(), "x")); err == nil {
+		t.Error("export into the store itself was accepted")
+	}
+}
+
+func mustUserPub(t *testing.T) string {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	return pub
 }

@@ -249,8 +249,9 @@ step "edge add $edge --push: every hub must take the account"
 for h in "${hubs[@]}"; do
 	grep -q "push to $h: ok" "$e2e_dir/push.out" || die "the push did not report $h as ok"
 done
-# A root-owned store: hand the new account to the hubs' uid, so that a hub
-# that restarts can read it (see README.md).
+# Refresh the hubs' export (a hub that restarts then knows the edge from its
+# own store too) and hand it to the hubs' uid (see README.md).
+"$tether_bin" hub export --dir "$TETHER_FABRIC" --out "$TETHER_HUB_STORE" >&2
 hub_user
 
 step "tether leaf on this host (TLS)"

@@ -3,6 +3,7 @@
 #
 # Settings (environment):
 #   TETHER_FABRIC          store directory (default deployments/.fabric)
+#   TETHER_HUB_STORE       the hubs' export of it (default $TETHER_FABRIC.hub)
 #   TETHER_IMAGE           image tag (default tether:dev)
 #   COMPOSE_PROJECT_NAME   compose project (default tether)
 #   TETHER_UP_TIMEOUT      seconds up.sh waits for the cluster (default 90)
@@ -19,6 +20,11 @@ TETHER_FABRIC="${TETHER_FABRIC:-$deploy_dir/.fabric}"
 # compose and the hints need an absolute path.
 [[ $TETHER_FABRIC == /* ]] || TETHER_FABRIC="$PWD/$TETHER_FABRIC"
 export TETHER_FABRIC
+# What the hubs mount: 'tether hub export' of the store, without the keys
+# that mint identities or certificates.
+TETHER_HUB_STORE="${TETHER_HUB_STORE:-$TETHER_FABRIC.hub}"
+[[ $TETHER_HUB_STORE == /* ]] || TETHER_HUB_STORE="$PWD/$TETHER_HUB_STORE"
+export TETHER_HUB_STORE
 
 # The uid the hubs run as when the store belongs to root.
 hub_uid_default=65532
@@ -193,23 +199,21 @@ stat_uid() { stat -c %u "$1" 2>/dev/null || stat -f %u "$1"; }
 stat_gid() { stat -c %g "$1" 2>/dev/null || stat -f %g "$1"; }
 
 # hub_user decides which uid:gid the hubs run as and exports TETHER_UID and
-# TETHER_GID for compose. The hubs run as the owner of the store, so its 0600
-# secrets stay 0600 and its 0700 directories stay closed to everyone else. A
-# store owned by root is handed to uid 65532 (root can still administer it),
-# since a hub never runs as root. What root adds later (edge add) belongs to
-# root, so when run as root this hands the whole store to the hubs' uid
-# again: run up.sh again after adding edges as root.
+# TETHER_GID for compose. The hubs run as the owner of their export of the
+# store, so its 0600 secrets stay 0600 and its 0700 directories stay closed
+# to everyone else. An export written by root is handed to uid 65532, since
+# a hub never runs as root; the store itself stays with its owner.
 hub_user() {
 	local owner
-	owner=$(stat_uid "$TETHER_FABRIC")
+	owner=$(stat_uid "$TETHER_HUB_STORE")
 	if [[ $owner == 0 || $owner == "$hub_uid_default" ]]; then
-		[[ $(id -u) == 0 ]] || die "the store $TETHER_FABRIC belongs to uid $owner; run as root"
+		[[ $(id -u) == 0 ]] || die "the hub store $TETHER_HUB_STORE belongs to uid $owner; run as root"
 		export TETHER_UID=$hub_uid_default TETHER_GID=$hub_uid_default
 	else
 		export TETHER_UID=$owner TETHER_GID
-		TETHER_GID=$(stat_gid "$TETHER_FABRIC")
+		TETHER_GID=$(stat_gid "$TETHER_HUB_STORE")
 	fi
 	if [[ $(id -u) == 0 ]]; then
-		chown -R "$TETHER_UID:$TETHER_GID" "$TETHER_FABRIC"
+		chown -R "$TETHER_UID:$TETHER_GID" "$TETHER_HUB_STORE"
 	fi
 }

@@ -57,7 +57,10 @@ else
 	say "using the store $TETHER_FABRIC"
 fi
 
-# 4. Who the hubs run as (see hub_user in lib.sh and README.md).
+# 4. The hubs' share of the store, refreshed on every run (new edges, new
+# enrollment keys), and who the hubs run as (see hub_user in lib.sh).
+say "exporting the hubs' share of the store to $TETHER_HUB_STORE"
+"$tether_bin" hub export --dir "$TETHER_FABRIC" --out "$TETHER_HUB_STORE" >&2
 hub_user
 say "hubs run as uid $TETHER_UID:$TETHER_GID"
 
@@ -94,7 +97,8 @@ Tether cloud is up (project $COMPOSE_PROJECT_NAME). From the repository root:
 
   # add an edge and push its account to the running hubs
   $rel_bin edge add site-1 --dir $rel_fabric --out site-1.bundle --push tls://127.0.0.1:14222
-$( [[ $(id -u) == 0 ]] && printf '  %s\n' "deployments/up.sh   # again after adding edges as root: hands the new files to uid $TETHER_UID" )
+  # edges added with --token enroll through the hubs: refresh the hubs' export first
+  deployments/up.sh
   # run it here; it dials the hubs in the bundle and fails over between them
   $rel_bin leaf --bundle site-1.bundle --data ./site-1-data --listen 127.0.0.1:4222
   $rel_bin leaf status --url nats://127.0.0.1:4222

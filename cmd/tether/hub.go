@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/hub"
 )
 
@@ -61,5 +64,46 @@ compression.`,
 	f.String("cluster-listen", "", "route address; enables clustering")
 	f.StringSlice("routes", nil, "other hubs' route URLs (tls://host:port)")
 	f.Duration("lame-duck", 0, "time to move clients and edges away on shutdown")
+	cmd.AddCommand(newHubExportCmd(d))
+	return cmd
+}
+
+func newHubExportCmd(d *deps) *cobra.Command {
+	var dir, out string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "export --out DIR",
+		Short: "Write the part of the store a hub needs, for hubs that must not hold the whole store",
+		Long: `Write into --out what a hub reads: the operator and account JWTs, the CA and
+hub certificates and the hub's key, the cloud user's creds, and each edge's
+scoped leaf signing key (for enrollment; it can mint leaf users of that edge
+only). Never the operator's keys, account identity or signing keys, the system
+user, edges' creds or the CA key. Files are rewritten in place (a directory
+mounted into running containers stays valid); run it again after adding,
+revoking or removing edges. deployments/up.sh does.`,
+		Example: `  tether hub export --dir ./fabric --out ./hub-store`,
+		Args:    exactArgs(0, "no arguments"),
+		RunE: func(*cobra.Command, []string) error {
+			if out == "" {
+				return usageError{errors.New("--out DIR is required")}
+			}
+			s, err := accounts.Open(dir)
+			if err != nil {
+				return err
+			}
+			res, err := s.ExportHub(out)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(d, res)
+			}
+			fmt.Fprintf(d.stdout, "hub store %s: %d files, %d removed\n", out, len(res.Files), len(res.Removed))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
+	cmd.Flags().StringVar(&out, "out", "", "directory to write the hub's part of the store to")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

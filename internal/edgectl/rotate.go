@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"time"
 
@@ -91,8 +92,12 @@ func Whoami(ctx context.Context, nc *nats.Conn, edge string) (WhoamiResponse, er
 // step nothing changes anywhere; after it, the edge holds the new
 // credentials and a failed push leaves the old key valid (rerun rotate).
 func Rotate(ctx context.Context, s *accounts.Store, url string, sys *nats.Conn, edge string) (*RotateResult, error) {
+	// The store may not know the current key: an edge enrolled through
+	// hubs that run on a hub export records it there. The answer then
+	// names it; only the edge's own link receives control requests (site
+	// clients may not subscribe to them), and it must sign with that key.
 	cur, err := s.LeafUser(edge)
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	if _, revoked := s.Revoked(edge); revoked {
@@ -116,6 +121,9 @@ func Rotate(ctx context.Context, s *accounts.Store, url string, sys *nats.Conn, 
 		return nil, fmt.Errorf("rotate %s: edge refused: %s", edge, key.Error)
 	}
 	challenge := Challenge(edge, base64.RawURLEncoding.EncodeToString(nonce), key.User)
+	if cur == "" {
+		cur = key.Current
+	}
 	if key.Current != cur {
 		return nil, fmt.Errorf("rotate %s: the answer came from key %s, but the edge's current user is %s: refusing", edge, key.Current, cur)
 	}
