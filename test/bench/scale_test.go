@@ -229,6 +229,8 @@ func TestBenchScale(t *testing.T) {
 	tab.addf("leaves", "leaf connections counted (the last one after) / leaf servers that failed to start / start retries",
 		"%d (%s) / %d / %d", res.count, fmtSpan(res.lastGain), res.failed, res.retries)
 	tab.add("leaves", "leaf connections per hub", fmtList(res.perHub))
+	tab.addf("leaves", "leaves whose connect loop stopped retrying, restarted by the link watchdog (as a supervisor would)",
+		"%d", res.watchdogRestarts)
 	attached, cpu := settleRSS(t, "leaves attached", hubs)
 	tab.add("leaves", "hub CPU while idle for 3 s (share of a core)", cpu)
 	tab.add("leaves", "hub RSS with the leaves attached", fmtRSSList(attached))
@@ -390,6 +392,9 @@ type attachResult struct {
 	edgeLinked time.Duration // until the slowest of childrenLinked saw all its leaves linked
 	// childrenLinked counts the children whose leaves all saw their link up.
 	childrenLinked int
+	// watchdogRestarts counts leaves whose connect loop stopped retrying
+	// (nats-server #7615) and that were restarted, as a supervisor would.
+	watchdogRestarts int
 	failed         int           // leaf servers that did not start (after retries)
 	retries        int           // extra start attempts
 	count          int           // leaf connections the hubs counted at the end
@@ -482,8 +487,9 @@ func attachLeaves(t *testing.T, hubs []*scaleHub, specs []leafChildSpec, dir str
 			res.edgeLinked = max(res.edgeLinked, time.Duration(took)*time.Millisecond)
 			res.childrenLinked++
 		}
+		res.watchdogRestarts += len(c.proc.logLines(hasMsg("leaf restarted by the link watchdog")))
 	}
-	t.Logf("leaves linked: %s after start, %s", fmtSpan(res.linked), seen)
+	t.Logf("leaves linked: %s after start, %s; %d leaves restarted by the link watchdog", fmtSpan(res.linked), seen, res.watchdogRestarts)
 	return res
 }
 
