@@ -2,7 +2,6 @@ package accounts
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/tether-fabric/tether/internal/securefile"
-	"github.com/tether-fabric/tether/internal/sysreq"
 	"github.com/tether-fabric/tether/policy"
 )
 
@@ -167,40 +165,7 @@ func (s *Store) DeleteAccountClaims(ctx context.Context, nc *nats.Conn, pub stri
 	if len(hubs) == 0 {
 		return nil, fmt.Errorf("delete account %s: no hub answered", pub)
 	}
-	got := map[string]DeleteResult{}
-	err = sysreq.Gather(ctx, nc, "$SYS.REQ.CLAIMS.DELETE", []byte(req), 0, len(hubs), func(data []byte) {
-		var r claimUpdateResponse
-		if json.Unmarshal(data, &r) != nil {
-			return
-		}
-		res := DeleteResult{Hub: r.Server.Name, OK: r.Error == nil}
-		switch {
-		case r.Error != nil:
-			res.Message = r.Error.Description
-		case r.Data != nil:
-			res.Message = r.Data.Message
-		}
-		got[res.Hub] = res
-	})
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return nil, err
-	}
-	var out []DeleteResult
-	var missing, failed []string
-	for _, h := range hubs {
-		r, ok := got[h]
-		if !ok {
-			r = DeleteResult{Hub: h, Message: "no answer"}
-			missing = append(missing, h)
-		} else if !r.OK {
-			failed = append(failed, h+": "+r.Message)
-		}
-		out = append(out, r)
-	}
-	if len(missing) > 0 || len(failed) > 0 {
-		return out, fmt.Errorf("%w: no answer from %v, refused by %v", ErrPushIncomplete, missing, failed)
-	}
-	return out, nil
+	return askHubs(ctx, nc, "$SYS.REQ.CLAIMS.DELETE", []byte(req), hubs)
 }
 
 // RemoveEdge deletes the edge from the store: its account directory (keys

@@ -60,8 +60,16 @@ func Hubs(ctx context.Context, nc *nats.Conn, quiet time.Duration) ([]string, er
 // OK false, and the error wraps ErrPushIncomplete. They converge later
 // through the resolvers' own synchronisation.
 func Push(ctx context.Context, nc *nats.Conn, accountJWT string, hubs []string) ([]PushResult, error) {
+	return askHubs(ctx, nc, "$SYS.REQ.CLAIMS.UPDATE", []byte(accountJWT), hubs)
+}
+
+// askHubs sends a resolver request (claims update or delete) to every hub
+// through nc and collects each hub's answer, waiting for the named hubs
+// until ctx ends; hubs that did not answer or refused are named in the
+// error, which wraps ErrPushIncomplete.
+func askHubs(ctx context.Context, nc *nats.Conn, subject string, payload []byte, hubs []string) ([]PushResult, error) {
 	got := map[string]PushResult{}
-	err := sysreq.Gather(ctx, nc, "$SYS.REQ.CLAIMS.UPDATE", []byte(accountJWT), 0, len(hubs), func(data []byte) {
+	err := sysreq.Gather(ctx, nc, subject, payload, 0, len(hubs), func(data []byte) {
 		var r claimUpdateResponse
 		if err := json.Unmarshal(data, &r); err != nil {
 			return
