@@ -40,8 +40,8 @@ func TestBenchCatchUp(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				r := measureBacklog(t, st(t), backlog, backlogSize, outage)
-				t.Logf("rep %d %-6s: heal -> first %s, -> all %s; catch-up %s msg/s; lost %d, dup %d",
-					rep+1, name, fmtDur(r.first), fmtDur(r.all), fmtRate(r.rate), r.lost, r.dup)
+				t.Logf("rep %d %-6s: heal -> first %s, -> all %s; catch-up %s msg/s, CPU %s/msg; lost %d, dup %d",
+					rep+1, name, fmtDur(r.first), fmtDur(r.all), fmtRate(r.rate), r.cpuPerMsg, r.lost, r.dup)
 			})
 		}
 	}
