@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/tether-fabric/tether/policy"
@@ -30,6 +33,9 @@ type highWater struct {
 // prefix of the buffer's sequence: the forwarder never lets a message
 // overtake an unconfirmed one. It returns the first sequence still to send.
 func (u *uplink) skipHeld(ctx context.Context, first, last uint64) uint64 {
+	if u.gapRisk.Load() {
+		return first // the cloud may hold later messages but not an earlier one
+	}
 	ctx, cancel := context.WithTimeout(ctx, highWaterWait)
 	defer cancel()
 	m, err := u.nc.RequestWithContext(ctx, policy.UplinkHighWater, nil)
@@ -62,4 +68,33 @@ func (u *uplink) logger() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return u.log
+}
+
+// gapRiskFile marks, across restarts, that a per-message session may have
+// left a gap in the cloud (see session).
+const gapRiskFile = "uplink-gap-risk"
+
+// setGapRisk records whether the cloud may hold a message of this buffer
+// without every earlier one; it is kept in the data dir so a restart after
+// a crash does not forget it.
+func (u *uplink) setGapRisk(risk bool) {
+	if u.gapRisk.Swap(risk) == risk {
+		return
+	}
+	path := filepath.Join(u.dataDir, gapRiskFile)
+	var err error
+	if risk {
+		err = os.WriteFile(path, nil, 0o600)
+	} else {
+		err = os.Remove(path)
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		u.logger().Warn("cannot record the gap-risk marker", "path", path, "err", err)
+	}
+}
+
+// loadGapRisk reads the marker at start.
+func (u *uplink) loadGapRisk() {
+	_, err := os.Stat(filepath.Join(u.dataDir, gapRiskFile))
+	u.gapRisk.Store(err == nil)
 }

@@ -300,6 +300,11 @@ func (s *Server) ClientURL() string {
 	return fmt.Sprintf("nats://%s:%d", s.opts.Host, s.opts.Port)
 }
 
+// InternalConn returns the edge's own in-process connection (the
+// forwarder's user, not the site's restricted one), for diagnostics and
+// tests that must speak on the edge's plumbing subjects.
+func (s *Server) InternalConn() *nats.Conn { return s.nc }
+
 // NATS returns the embedded server, for monitoring calls.
 func (s *Server) NATS() *server.Server { return s.ns }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -61,6 +62,11 @@ type uplink struct {
 	// linked, before the uplink reports itself stalled.
 	stallAfter time.Duration
 	dataDir    string
+	// noBatch is set once the cloud refused a fast batch (its stream does
+	// not allow them): per-message PubAcks only from then on.
+	noBatch atomic.Bool
+	// gapRisk: see setGapRisk.
+	gapRisk atomic.Bool
 
 	mu        sync.Mutex
 	forwarded uint64
@@ -109,16 +115,18 @@ func startUplink(ctx context.Context, edge string, nc *nats.Conn, c Config, link
 	if err != nil {
 		return nil, fmt.Errorf("buffer stream %s: %w", BufferStream, err)
 	}
-	return &uplink{
+	u := &uplink{
 		edge: edge, nc: nc, js: js, stream: st, linked: linked, stallAfter: c.StallAfter, dataDir: c.DataDir,
 		origin: strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 36),
-	}, nil
+	}
+	u.loadGapRisk()
+	return u, nil
 }
 
 // run forwards until ctx ends.
 func (u *uplink) run(ctx context.Context) {
 	whileLinked(ctx, u.linked, func(ctx context.Context) error {
-		_, err := u.session(ctx)
+		err := u.session(ctx)
 		if err != nil {
 			// Futures of an abandoned session would hold their slots in
 			// the async publisher until they time out, stalling the next
@@ -173,21 +181,30 @@ type inflight struct {
 }
 
 // session forwards from the oldest unconfirmed message until the buffer
-// is empty for a while... or anything fails: then every unconfirmed
-// message is left in the buffer and the next session resends it (with the
-// same message id, so the cloud drops what it already stored). It returns
-// how many messages the cloud confirmed.
-func (u *uplink) session(ctx context.Context) (int, error) {
+// is empty for a while (or, for a fast batch, the batch is full) or
+// anything fails: then every unconfirmed message is left in the buffer and
+// the next session resends it (with the same message id, so the cloud
+// drops what it already stored).
+//
+// After the first message, the rest goes as fast batches (fastbatch.go),
+// unless the first turned out to be a duplicate: the cloud may then hold
+// more of what an interrupted session sent, and a batch that starts with a
+// duplicate ends at once. Then messages go with per-message PubAcks, which
+// pass duplicates at full speed, until the cloud stores a new one (or
+// 2*fastBatchWindow were sent, more than any session leaves unconfirmed);
+// the next session batches again. Per-message PubAcks are also the
+// fallback when the cloud stream does not allow fast batches.
+func (u *uplink) session(ctx context.Context) error {
 	info, err := u.stream.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("read buffer: %w", err)
+		return fmt.Errorf("read buffer: %w", err)
 	}
 	if info.State.Msgs == 0 {
-		return 0, u.waitForData(ctx)
+		return u.waitForData(ctx)
 	}
 	start := u.skipHeld(ctx, info.State.FirstSeq, info.State.LastSeq)
 	if start > info.State.LastSeq {
-		return 0, nil // all of it was in the cloud already
+		return nil // all of it was in the cloud already
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -196,11 +213,11 @@ func (u *uplink) session(ctx context.Context) (int, error) {
 		OptStartSeq:   start,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("read buffer: %w", err)
+		return fmt.Errorf("read buffer: %w", err)
 	}
 	iter, err := cons.Messages(jetstream.PullMaxMessages(1024))
 	if err != nil {
-		return 0, fmt.Errorf("read buffer: %w", err)
+		return fmt.Errorf("read buffer: %w", err)
 	}
 	defer iter.Stop()
 
@@ -209,30 +226,54 @@ func (u *uplink) session(ctx context.Context) (int, error) {
 	// be on its way, and a later message must never overtake a refused one).
 	first, err := iter.Next()
 	if err != nil {
-		return 0, fmt.Errorf("read buffer: %w", err)
+		return fmt.Errorf("read buffer: %w", err)
 	}
-	out, err := u.outbound(first)
+	out, confirmed, err := u.outbound(first)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	pctx, pcancel := context.WithTimeout(sctx, uplinkAckWait)
 	stopWatch := u.cancelOnLinkLoss(pctx, pcancel)
-	_, err = u.js.PublishMsg(pctx, out, noRetry)
+	ack, err := u.js.PublishMsg(pctx, out, noRetry)
 	stopWatch()
 	pcancel()
 	if err != nil {
-		return 0, fmt.Errorf("send to cloud: %w", err)
+		return fmt.Errorf("send to cloud: %w", err)
 	}
-	confirmed := seqOf(first)
-	sent := 1
 	if err := u.confirm(sctx, confirmed, 1); err != nil {
-		return 1, err
+		return err
 	}
+	if !u.noBatch.Load() && !ack.Duplicate {
+		err = u.forwardBatches(sctx, iter)
+	} else {
+		// Per-message PubAcks in flight can leave a gap in the cloud (a
+		// message refused as the link dropped, later ones stored as it
+		// came back); fast batches cannot (the hub refuses what follows a
+		// gap). Until a session ends with everything confirmed, the
+		// high-water mark must not be trusted to skip anything.
+		u.setGapRisk(true)
+		err = u.pipeline(sctx, cancel, iter, !u.noBatch.Load())
+	}
+	if err == nil {
+		u.setGapRisk(false)
+	}
+	return err
+}
 
+// pipeline sends messages from iter with up to uplinkWindow PubAcks
+// outstanding, until the buffer idles or anything fails; with dups (the
+// cloud holds some of what follows), also once the cloud stored a message
+// that was new to it or 2*fastBatchWindow messages were sent.
+func (u *uplink) pipeline(sctx context.Context, cancel context.CancelFunc, iter jetstream.MessagesContext, dups bool) error {
+	limit := 0
+	if dups {
+		limit = 2 * fastBatchWindow
+	}
+	var fresh atomic.Bool // the cloud stored a message new to it
 	window := make(chan inflight, uplinkWindow)
 	ackErr := make(chan error, 1)
 	go func() {
-		err := u.collect(sctx, window)
+		err := u.collect(sctx, window, &fresh)
 		if err != nil {
 			// Stop sending at once: a message sent after the link comes
 			// back must never overtake one lost with the old link.
@@ -242,7 +283,7 @@ func (u *uplink) session(ctx context.Context) (int, error) {
 	}()
 
 	var sendErr error
-	for sctx.Err() == nil {
+	for sent := 0; sctx.Err() == nil && (!dups || (sent < limit && !fresh.Load())); {
 		m, err := u.nextOrIdle(sctx, iter, window)
 		if err != nil {
 			sendErr = err
@@ -251,7 +292,7 @@ func (u *uplink) session(ctx context.Context) (int, error) {
 		if m == nil { // drained and idle: end the session cleanly
 			break
 		}
-		out, err := u.outbound(m)
+		out, seq, err := u.outbound(m)
 		var f jetstream.PubAckFuture
 		if err == nil {
 			f, err = u.js.PublishMsgAsync(out, noRetry)
@@ -261,18 +302,18 @@ func (u *uplink) session(ctx context.Context) (int, error) {
 			break
 		}
 		select {
-		case window <- inflight{seq: seqOf(m), ack: f}:
+		case window <- inflight{seq: seq, ack: f}:
 			sent++
 		case err := <-ackErr:
-			return sent, err
+			return err
 		}
 	}
 	close(window)
-	err = <-ackErr
+	err := <-ackErr
 	if err == nil {
 		err = sendErr
 	}
-	return sent, err
+	return err
 }
 
 // nextOrIdle returns the next buffered message, or nil when the buffer
@@ -298,7 +339,7 @@ func (u *uplink) nextOrIdle(ctx context.Context, iter jetstream.MessagesContext,
 
 // collect waits for PubAcks in send order and purges the confirmed prefix
 // from the buffer. It stops at the first failure or a link loss.
-func (u *uplink) collect(ctx context.Context, window <-chan inflight) error {
+func (u *uplink) collect(ctx context.Context, window <-chan inflight, fresh *atomic.Bool) error {
 	var confirmed uint64
 	pending := 0
 	linkCheck := time.NewTicker(100 * time.Millisecond)
@@ -329,7 +370,10 @@ func (u *uplink) collect(ctx context.Context, window <-chan inflight) error {
 	wait:
 		for {
 			select {
-			case <-in.ack.Ok():
+			case ack := <-in.ack.Ok():
+				if !ack.Duplicate {
+					fresh.Store(true)
+				}
 				break wait
 			case err := <-in.ack.Err():
 				_ = flush()
@@ -410,19 +454,12 @@ func (u *uplink) waitForData(ctx context.Context) error {
 	return nil
 }
 
-func seqOf(m jetstream.Msg) uint64 {
+// outbound turns a buffered message into the message sent to the cloud;
+// it also returns the message's buffer sequence.
+func (u *uplink) outbound(m jetstream.Msg) (*nats.Msg, uint64, error) {
 	md, err := m.Metadata()
 	if err != nil {
-		return 0
-	}
-	return md.Sequence.Stream
-}
-
-// outbound turns a buffered message into the message sent to the cloud.
-func (u *uplink) outbound(m jetstream.Msg) (*nats.Msg, error) {
-	md, err := m.Metadata()
-	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	seq := strconv.FormatUint(md.Sequence.Stream, 10)
 	h := nats.Header{}
@@ -436,7 +473,7 @@ func (u *uplink) outbound(m jetstream.Msg) (*nats.Msg, error) {
 	h.Set(HeaderEdge, u.edge)
 	h.Set(HeaderSeq, seq)
 	h.Set(HeaderOrigin, u.origin)
-	return &nats.Msg{Subject: policy.UplinkPrefix + m.Subject(), Header: h, Data: m.Data()}, nil
+	return &nats.Msg{Subject: policy.UplinkPrefix + m.Subject(), Header: h, Data: m.Data()}, md.Sequence.Stream, nil
 }
 
 // status reports the uplink's state.

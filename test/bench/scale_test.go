@@ -395,12 +395,12 @@ type attachResult struct {
 	// watchdogRestarts counts leaves whose connect loop stopped retrying
 	// (nats-server #7615) and that were restarted, as a supervisor would.
 	watchdogRestarts int
-	failed         int           // leaf servers that did not start (after retries)
-	retries        int           // extra start attempts
-	count          int           // leaf connections the hubs counted at the end
-	lastGain       time.Duration // when the hubs' count last rose
-	perHub         []int
-	children       []*leafChild
+	failed           int           // leaf servers that did not start (after retries)
+	retries          int           // extra start attempts
+	count            int           // leaf connections the hubs counted at the end
+	lastGain         time.Duration // when the hubs' count last rose
+	perHub           []int
+	children         []*leafChild
 }
 
 // attachLeaves starts one child process per spec (the test binary again,

@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -225,8 +226,12 @@ type backlogResult struct {
 	// healFirstBound; all < 0: not all arrived.
 	first, all time.Duration
 	rate       float64 // catch-up msg/s, first message to all (or to the last arrival)
-	stored     int     // messages in the cloud stream (probe excluded)
-	lost, dup  int
+	// cpuPerMsg is the whole process's CPU time from the heal to the end
+	// of the catch-up per message that arrived: less sensitive to other
+	// load on a shared machine than the rate.
+	cpuPerMsg time.Duration
+	stored    int // messages in the cloud stream (probe excluded)
+	lost, dup int
 }
 
 // measureBacklog proves the path with a probe, cuts the link, buffers
@@ -302,7 +307,7 @@ func measureBacklog(t *testing.T, top *sfTopo, count, size int, outage time.Dura
 	time.Sleep(time.Until(cutAt.Add(outage)))
 
 	top.proxy.SetMode(netproxy.Pass)
-	healed := time.Now()
+	healed, cpuHealed := time.Now(), processCPU()
 	var firstAt, lastAt time.Time
 	last := base
 	tick := time.NewTicker(cloudPoll)
@@ -337,6 +342,9 @@ func measureBacklog(t *testing.T, top *sfTopo, count, size int, outage time.Dura
 	}
 	if !firstAt.IsZero() && lastAt.After(firstAt) {
 		res.rate = float64(last-base) / lastAt.Sub(firstAt).Seconds()
+	}
+	if last > base {
+		res.cpuPerMsg = (processCPU() - cpuHealed) / time.Duration(last-base)
 	}
 	res.stored, res.lost, res.dup = verifyCloud(t, ctx, cjs, top, count)
 	return res
@@ -531,8 +539,8 @@ func benchBacklog(t *testing.T, reps, count int, outage time.Duration) ([]*sfRow
 			if r.all < 0 {
 				all = math.Inf(1)
 			}
-			t.Logf("rep %d %-6s backlog %s x %d B: edge publish %s msg/s; heal -> first %s, -> all %s; catch-up %s msg/s; cloud holds %d, lost %d, dup %d",
-				rep+1, name, n, backlogSize, fmtRate(r.pubRate), fmtDur(r.first), fmtDur(r.all), fmtRate(r.rate), r.stored, r.lost, r.dup)
+			t.Logf("rep %d %-6s backlog %s x %d B: edge publish %s msg/s; heal -> first %s, -> all %s; catch-up %s msg/s, CPU %s/msg; cloud holds %d, lost %d, dup %d",
+				rep+1, name, n, backlogSize, fmtRate(r.pubRate), fmtDur(r.first), fmtDur(r.all), fmtRate(r.rate), r.cpuPerMsg, r.stored, r.lost, r.dup)
 			perRun[sys.i] = append(perRun[sys.i], fmtDur(r.first))
 			add := (*sfRow).addA
 			if sys.i == 1 {
@@ -730,4 +738,13 @@ func renderSFTable(rows []*sfRow, notes []string, reps int, took time.Duration, 
 	fmt.Fprintf(&b, "\n%s, GOMAXPROCS %d, load average %s before / %s after, bench wall time %s.\n",
 		runtime.Version(), runtime.GOMAXPROCS(0), loadBefore, loadAfter, took.Round(time.Second))
 	return b.String()
+}
+
+// processCPU is the CPU time (user and system) this process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

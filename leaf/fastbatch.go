@@ -1,0 +1,385 @@
+package leaf
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Fast-batch forwarding: a backlog crosses as nats-server's fast batch
+// publish (server/stream.go getFastBatch, jetstream_batching.go) instead of
+// one PubAck per message. The protocol lives in each message's reply
+// subject,
+//
+//	<inbox>.<batch id>.<flow>.<gap mode>.<batch seq>.<op>.$FI
+//
+// and the CLOUD stream (AllowBatchPublish) answers only every <flow>
+// persisted messages with a flow ack {"type":"ack","seq":N}, and the end
+// of the batch with a PubAck {"count":N}. Through the edge account's
+// service import the reply becomes an _R_ subject; the hub keeps the
+// original one in Nats-Request-Info, where the stream finds it.
+//
+// Invariants: gap mode "fail", so a message that arrives after a lost one
+// ends the batch instead of being stored: the cloud holds a prefix of what
+// was sent, and a flow ack or PubAck for N confirms batch messages 1..N.
+// The buffer is purged only up to that prefix; anything else ends the
+// session and the next one resends from the oldest unconfirmed message
+// with the same message ids.
+const (
+	// fastBatchFlow asks for a flow ack every that many messages (the
+	// server's ceiling; it lowers it when several batches share the stream).
+	fastBatchFlow = 500
+	// fastBatchWindow is how many messages may be sent beyond the last
+	// flow ack.
+	fastBatchWindow = 4096
+	// fastBatchMax is how many messages are sent with replies on one
+	// inbox subscription (see forwardBatches) and at most in one batch.
+	fastBatchMax = 32768
+	// fastBatchIdle ends a batch when the buffer has had nothing new for
+	// that long.
+	fastBatchIdle = 50 * time.Millisecond
+	// fastBatchPurgeEvery is how many confirmed messages trigger a purge
+	// of the buffer during a batch (it is also purged at the batch's end).
+	fastBatchPurgeEvery = 4096
+
+	fastBatchGapFail = "fail"
+	fastBatchSuffix  = ".$FI"
+	fbOpStart        = 0
+	fbOpAppend       = 1
+	fbOpCommitEOB    = 3
+
+	// errBatchDisabled is JSBatchPublishDisabledErr: the CLOUD stream does
+	// not allow fast batches (a hub older than this edge).
+	errBatchDisabled = 10205
+)
+
+// batchReply is any answer of the stream to a fast-batch message.
+type batchReply struct {
+	Type string `json:"type"` // "ack", "gap", "err", or "" for a PubAck
+	// Seq is the batch sequence of a flow ack or error (a PubAck's stream
+	// sequence, unused).
+	Seq     uint64 `json:"seq"`
+	LastSeq uint64 `json:"last_seq"`
+	// Count is how many batch messages a PubAck confirms.
+	Count uint64 `json:"count"`
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// fastBatch is one batch in flight.
+type fastBatch struct {
+	u      *uplink
+	prefix string // reply subject up to the batch sequence
+	resp   chan *nats.Msg
+	// seqs[i] is the buffer sequence of batch message i+1.
+	seqs   []uint64
+	max    int // messages at most in this batch
+	acked  int // batch messages the cloud confirmed
+	purged int // of which removed from the buffer
+	subj   string
+	ended  bool // the cloud answered with the batch's PubAck
+}
+
+// errBatchCut ends a session whose batch the cloud ended early (its
+// PubAck confirms fewer messages than were sent): the rest was not stored
+// and is read from the buffer again.
+var errBatchCut = errors.New("batch ended early")
+
+// forwardBatches sends what iter reads as fast batches, one after the
+// other, until the buffer idles (nil) or anything fails.
+//
+// The answers come back on one inbox subscription, replaced after
+// fastBatchMax messages: leaving it lets the hub drop the response
+// mappings of the messages that got no answer (all but one in
+// fastBatchFlow), which it would otherwise keep for the export's response
+// threshold (2 min).
+func (u *uplink) forwardBatches(ctx context.Context, iter jetstream.MessagesContext) error {
+	var in *batchInbox
+	defer func() { in.close() }()
+	linkCheck := time.NewTicker(100 * time.Millisecond)
+	defer linkCheck.Stop()
+	for {
+		m, err := iter.Next(jetstream.NextMaxWait(500 * time.Millisecond))
+		if errors.Is(err, nats.ErrTimeout) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read buffer: %w", err)
+		}
+		if in == nil || in.sent >= fastBatchMax {
+			in.close()
+			if in, err = u.openBatchInbox(); err != nil {
+				return err
+			}
+		}
+		b := &fastBatch{
+			u:      u,
+			prefix: in.prefix + nats.NewInbox()[len(nats.InboxPrefix):] + "." + strconv.Itoa(fastBatchFlow) + "." + fastBatchGapFail + ".",
+			resp:   in.ch,
+			seqs:   make([]uint64, 0, 1024),
+			max:    fastBatchMax - in.sent,
+		}
+		err = b.run(ctx, iter, m, linkCheck.C)
+		in.sent += len(b.seqs)
+		if errors.Is(err, errBatchCut) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// batchInbox is the subscription on which batches' answers arrive.
+type batchInbox struct {
+	sub    *nats.Subscription
+	ch     chan *nats.Msg
+	prefix string // ends with a dot
+	sent   int    // messages sent with a reply on this inbox
+}
+
+func (u *uplink) openBatchInbox() (*batchInbox, error) {
+	in := &batchInbox{
+		ch:     make(chan *nats.Msg, 1024),
+		prefix: uplinkInbox + "." + nats.NewInbox()[len(nats.InboxPrefix):] + ".",
+	}
+	sub, err := u.nc.ChanSubscribe(in.prefix+">", in.ch)
+	if err != nil {
+		return nil, fmt.Errorf("batch inbox: %w", err)
+	}
+	in.sub = sub
+	return in, nil
+}
+
+func (in *batchInbox) close() {
+	if in != nil {
+		_ = in.sub.Unsubscribe()
+	}
+}
+
+// run sends first and what follows it in iter as one fast batch until the
+// buffer idles, the batch is full, or anything fails, and commits it.
+func (b *fastBatch) run(ctx context.Context, iter jetstream.MessagesContext, first jetstream.Msg, linkCheck <-chan time.Time) error {
+	err := b.send(ctx, iter, first, linkCheck)
+	if err == nil && !b.ended {
+		err = b.commit(ctx, linkCheck)
+	}
+	if err == nil && b.acked < len(b.seqs) {
+		err = errBatchCut
+	}
+	// Whatever the cloud confirmed leaves the buffer, even after a failure.
+	if perr := b.purge(ctx); err == nil {
+		err = perr
+	}
+	return err
+}
+
+// send publishes m and the following messages of iter, keeping at most
+// fastBatchWindow beyond the last flow ack.
+func (b *fastBatch) send(ctx context.Context, iter jetstream.MessagesContext, m jetstream.Msg, linkCheck <-chan time.Time) error {
+	for !b.ended {
+		full := len(b.seqs)-b.acked >= fastBatchWindow
+		if err := b.poll(ctx, linkCheck, full); err != nil {
+			return err
+		}
+		if b.acked-b.purged >= fastBatchPurgeEvery {
+			if err := b.purge(ctx); err != nil {
+				return err
+			}
+		}
+		if full || b.ended {
+			continue
+		}
+		if m == nil {
+			if len(b.seqs) >= b.max {
+				return nil
+			}
+			var err error
+			m, err = iter.Next(jetstream.NextMaxWait(fastBatchIdle))
+			if errors.Is(err, nats.ErrTimeout) {
+				return nil // idle: commit what was sent
+			}
+			if err != nil {
+				return fmt.Errorf("read buffer: %w", err)
+			}
+		}
+		out, seq, err := b.u.outbound(m)
+		if err != nil {
+			return err
+		}
+		op := fbOpAppend
+		if len(b.seqs) == 0 {
+			op = fbOpStart
+		}
+		out.Reply = b.reply(len(b.seqs)+1, op)
+		if err := b.u.nc.PublishMsg(out); err != nil {
+			return fmt.Errorf("send to cloud: %w", err)
+		}
+		b.seqs = append(b.seqs, seq)
+		b.subj = out.Subject
+		m = nil
+	}
+	return nil
+}
+
+// commit ends the batch (an end-of-batch marker, not stored) and waits for
+// its PubAck, which the stream sends once every message is persisted.
+func (b *fastBatch) commit(ctx context.Context, linkCheck <-chan time.Time) error {
+	eob := &nats.Msg{Subject: b.subj, Reply: b.reply(len(b.seqs)+1, fbOpCommitEOB)}
+	if err := b.u.nc.PublishMsg(eob); err != nil {
+		return fmt.Errorf("send to cloud: %w", err)
+	}
+	deadline := time.NewTimer(uplinkAckWait)
+	defer deadline.Stop()
+	for !b.ended {
+		select {
+		case m := <-b.resp:
+			if err := b.handle(m); err != nil {
+				return err
+			}
+		case <-linkCheck:
+			if !b.u.linked() {
+				return errLinkLost
+			}
+		case <-deadline.C:
+			return fmt.Errorf("cloud did not confirm batch of %d messages within %s", len(b.seqs), uplinkAckWait)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+var errLinkLost = errors.New("link to the hub went down before the cloud acknowledged")
+
+// poll handles the stream's answers received so far; with wait, it blocks
+// until one arrives (at most uplinkAckWait).
+func (b *fastBatch) poll(ctx context.Context, linkCheck <-chan time.Time, wait bool) error {
+	var stall *time.Timer
+	for {
+		select {
+		case m := <-b.resp:
+			if err := b.handle(m); err != nil {
+				return err
+			}
+			wait = false
+			continue
+		case <-linkCheck:
+			if !b.u.linked() {
+				return errLinkLost
+			}
+			continue
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if !wait {
+			return nil
+		}
+		if stall == nil {
+			stall = time.NewTimer(uplinkAckWait)
+			defer stall.Stop()
+		}
+		select {
+		case m := <-b.resp:
+			if err := b.handle(m); err != nil {
+				return err
+			}
+			wait = false
+		case <-linkCheck:
+			if !b.u.linked() {
+				return errLinkLost
+			}
+		case <-stall.C:
+			return fmt.Errorf("cloud confirmed nothing of %d messages in flight within %s", len(b.seqs)-b.acked, uplinkAckWait)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// handle applies one answer of the stream. Gaps and errors end the
+// session: what follows the failed message was not stored (gap mode fail)
+// and is sent again.
+func (b *fastBatch) handle(m *nats.Msg) error {
+	if !strings.HasPrefix(m.Subject, b.prefix) {
+		return nil // late answer to an earlier batch
+	}
+	if m.Header.Get("Status") == "503" {
+		return errors.New("send to cloud: no responders")
+	}
+	var r batchReply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return fmt.Errorf("cloud answer %q: %w", m.Data, err)
+	}
+	switch r.Type {
+	case "ack":
+		b.confirmed(r.Seq)
+	case "gap":
+		return fmt.Errorf("cloud saw a gap in the batch: expected message %d, got %d", r.LastSeq, r.Seq)
+	case "err":
+		desc := ""
+		if r.Error != nil {
+			desc = r.Error.Description
+		}
+		return fmt.Errorf("cloud refused batch message %d (buffered %d): %s", r.Seq, b.seqAt(r.Seq), desc)
+	case "":
+		if r.Error != nil {
+			if r.Error.ErrCode == errBatchDisabled {
+				b.u.noBatch.Store(true)
+			}
+			return fmt.Errorf("cloud refused batch: %s (%d)", r.Error.Description, r.Error.ErrCode)
+		}
+		b.confirmed(r.Count)
+		b.ended = true
+	default:
+		return fmt.Errorf("cloud answer of unknown type %q", r.Type)
+	}
+	return nil
+}
+
+func (b *fastBatch) seqAt(n uint64) uint64 {
+	if n == 0 || n > uint64(len(b.seqs)) {
+		return 0
+	}
+	return b.seqs[n-1]
+}
+
+// confirmed records that batch messages 1..n are stored in the cloud.
+func (b *fastBatch) confirmed(n uint64) {
+	n = min(n, uint64(len(b.seqs)))
+	if int(n) > b.acked {
+		b.acked = int(n)
+	}
+}
+
+// purge removes the confirmed prefix from the buffer.
+func (b *fastBatch) purge(ctx context.Context) error {
+	if b.acked <= b.purged {
+		return nil
+	}
+	n := b.acked - b.purged
+	b.purged = b.acked
+	return b.u.confirm(ctx, b.seqs[b.acked-1], n)
+}
+
+// reply is the reply subject of batch message n with operation op.
+func (b *fastBatch) reply(n, op int) string {
+	buf := make([]byte, 0, len(b.prefix)+24)
+	buf = append(buf, b.prefix...)
+	buf = strconv.AppendInt(buf, int64(n), 10)
+	buf = append(buf, '.')
+	buf = strconv.AppendInt(buf, int64(op), 10)
+	buf = append(buf, fastBatchSuffix...)
+	return string(buf)
+}

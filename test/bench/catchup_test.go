@@ -1,0 +1,48 @@
+//go:build bench
+
+package bench
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchCatchUp is a narrow entry point for iterating on the forwarder:
+// only the backlog catch-up of TestBenchStoreForward, for the systems named
+// in TETHER_BENCH_SYSTEMS (default "tether,plain"), TETHER_BENCH_REPS runs
+// each (default 3), with TETHER_BENCH_BACKLOG and TETHER_BENCH_OUTAGE as
+// there. Figures for the record come from TestBenchStoreForward.
+//
+//	TETHER_BENCH_SYSTEMS=tether TETHER_BENCH_OUTAGE=2s go test -tags bench -run '^TestBenchCatchUp$' -count=1 -v ./test/bench
+func TestBenchCatchUp(t *testing.T) {
+	reps := envInt(t, "TETHER_BENCH_REPS", defaultReps)
+	backlog := envInt(t, "TETHER_BENCH_BACKLOG", backlogCount)
+	outage := backlogOutage
+	if v := os.Getenv("TETHER_BENCH_OUTAGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			t.Fatalf("TETHER_BENCH_OUTAGE=%q: want a duration such as 30s", v)
+		}
+		outage = d
+	}
+	systems := "tether,plain"
+	if v := os.Getenv("TETHER_BENCH_SYSTEMS"); v != "" {
+		systems = v
+	}
+	start := map[string]func(*testing.T) *sfTopo{"tether": startTetherSF, "plain": startPlainSF}
+	for rep := range reps {
+		for _, name := range strings.Split(systems, ",") {
+			st, ok := start[name]
+			if !ok {
+				t.Fatalf("TETHER_BENCH_SYSTEMS: unknown system %q", name)
+			}
+			t.Run(name, func(t *testing.T) {
+				r := measureBacklog(t, st(t), backlog, backlogSize, outage)
+				t.Logf("rep %d %-6s: heal -> first %s, -> all %s; catch-up %s msg/s, CPU %s/msg; lost %d, dup %d",
+					rep+1, name, fmtDur(r.first), fmtDur(r.all), fmtRate(r.rate), r.cpuPerMsg, r.lost, r.dup)
+			})
+		}
+	}
+}
