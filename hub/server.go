@@ -152,6 +152,13 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("high-water service not running: edges fall back to the duplicate window", "err", err)
 		}
 	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.guardLinks(sctx, store.CloudCredsFile()); err != nil && sctx.Err() == nil {
+			s.log.Error("one-link-per-edge guard not running: a second process with an edge's creds is not refused", "err", err)
+		}
+	}()
 	s.log.Info("hub listening", "client", s.ClientURL(), "leaf", s.LeafURL(), "websocket", s.WebsocketURL(),
 		"cluster", s.cfg.Cluster.Listen != "")
 	return nil

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/internal/natslog"
@@ -40,6 +42,8 @@ type Server struct {
 	attempts  attempts
 	stuck     chan error
 	stuckSent bool // only touched by watchLink's goroutine
+	// shortLinks counts links closed within a second, in a row.
+	shortLinks atomic.Int32
 	// commandsMaxBytes is the edge COMMANDS stream's budget, fitted to the
 	// filesystem like the buffer's (cfg.BufferMaxBytes holds the buffer
 	// budget in effect).
@@ -114,6 +118,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", s.cfg.Bundle, err)
 	}
+	// Each run of the edge has its own server name: the hubs tell a run
+	// reconnecting (same name) from a second process with the same creds
+	// (another name), which they refuse (hub/links.go).
+	opts.ServerName += "-" + nuid.Next()[16:]
 	pass, err := newInternalPassword()
 	if err != nil {
 		return err
@@ -261,7 +269,22 @@ func (s *Server) sampleLink() {
 	case next.Connected && (!prev.Connected || prev.Hub != next.Hub):
 		s.log.Info("link up", "remote", next.Hub, "rtt", next.RTT, "compression", next.Compression)
 	case !next.Connected && prev.Connected:
-		s.log.Warn("link down", "remote", prev.Hub, "was_up_for", time.Since(prev.Since).Round(time.Millisecond).String())
+		upFor := time.Since(prev.Since)
+		s.log.Warn("link down", "remote", prev.Hub, "was_up_for", upFor.Round(time.Millisecond).String())
+		s.noteShortLink(upFor)
+	}
+}
+
+// noteShortLink tells, once, when the hubs keep closing the link right
+// after it opens: what a hub does to a second process that uses the same
+// edge identity as a linked one (hub/links.go).
+func (s *Server) noteShortLink(upFor time.Duration) {
+	if upFor >= time.Second {
+		s.shortLinks.Store(0)
+		return
+	}
+	if s.shortLinks.Add(1) == 3 {
+		s.log.Error("the hubs keep closing this edge's link right after it opens: most likely another process is linked with this edge's identity (the hubs' logs name both); stop one, or rotate or revoke the edge if its creds were copied")
 	}
 }
 

@@ -77,8 +77,15 @@ func RunHub(t testing.TB, c hub.Config, log *slog.Logger) *hub.Server {
 // cluster is started again on new ports.
 func RunCluster(t testing.TB, store *accounts.Store, n int) []*hub.Server {
 	t.Helper()
+	return RunClusterLogged(t, store, n, nil)
+}
+
+// RunClusterLogged is RunCluster with hub i logging into logs(i) (nil
+// logs: no logging).
+func RunClusterLogged(t testing.TB, store *accounts.Store, n int, logs func(i int) *LogBuffer) []*hub.Server {
+	t.Helper()
 	for attempt := 0; ; attempt++ {
-		hubs, err := startCluster(t, store, n)
+		hubs, err := startCluster(t, store, n, logs)
 		if err == nil {
 			return hubs
 		}
@@ -88,7 +95,7 @@ func RunCluster(t testing.TB, store *accounts.Store, n int) []*hub.Server {
 	}
 }
 
-func startCluster(t testing.TB, store *accounts.Store, n int) ([]*hub.Server, error) {
+func startCluster(t testing.TB, store *accounts.Store, n int, logs func(i int) *LogBuffer) ([]*hub.Server, error) {
 	t.Helper()
 	var routes, listens []string
 	for i := 0; i < n; i++ {
@@ -108,7 +115,11 @@ func startCluster(t testing.TB, store *accounts.Store, n int) ([]*hub.Server, er
 		c := HubConfig(t, store, fmt.Sprintf("hub-%d", i+1))
 		c.Cluster.Listen = listens[i]
 		c.Cluster.Routes = routes
-		h, err := hub.New(c, nil)
+		var log *slog.Logger
+		if logs != nil {
+			log = logs(i).Logger()
+		}
+		h, err := hub.New(c, log)
 		if err == nil {
 			err = h.Start(ctx)
 		}
@@ -308,6 +319,13 @@ func (b *LogBuffer) Contains(s string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return strings.Contains(b.buf.String(), s)
+}
+
+// Count returns how many times s occurs in the log.
+func (b *LogBuffer) Count(s string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), s)
 }
 
 // String returns everything logged so far.

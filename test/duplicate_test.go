@@ -1,0 +1,54 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tether-fabric/tether/internal/tethertest"
+)
+
+// TestSecondLeafWithSameCredsRefused: a second edge process started with
+// the same bundle while the first is linked is refused by the hubs on
+// every attempt, whichever hub it reaches, and the hubs say why; the first
+// keeps its link. Once the first stops, the second links.
+func TestSecondLeafWithSameCredsRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("3-hub cluster: skipped in -short")
+	}
+	store := tethertest.NewStore(t)
+	var hubLogs [3]tethertest.LogBuffer
+	hubs := tethertest.RunClusterLogged(t, store, 3, func(i int) *tethertest.LogBuffer { return &hubLogs[i] })
+	bundle := tethertest.WriteBundle(t, store, "plant-7", hubs...)
+	first := tethertest.RunLeaf(t, tethertest.LeafConfig(t, bundle), nil)
+	tethertest.WaitLinked(t, first, 10*time.Second)
+	firstHub := first.Link().Hub
+
+	var secondLog tethertest.LogBuffer
+	second := tethertest.RunLeaf(t, tethertest.LeafConfig(t, bundle), secondLog.Logger())
+	// Refused several times (it retries every 250-500 ms here), wherever
+	// it lands, while the first keeps its link.
+	tethertest.WaitFor(t, 20*time.Second, func() error {
+		n := 0
+		for i := range hubLogs {
+			n += hubLogs[i].Count("second link for one edge identity refused")
+		}
+		if n < 3 {
+			return fmt.Errorf("hubs refused the second run %d times, want 3", n)
+		}
+		return nil
+	})
+	if !first.Link().Connected || first.Link().Hub != firstHub {
+		t.Fatalf("the first run lost its link: %+v", first.Link())
+	}
+
+	// The second run's own log points at the cause.
+	waitLogs(t, 10*time.Second, map[string]*tethertest.LogBuffer{"second": &secondLog},
+		map[string]string{"second": "most likely another process is linked with this edge's identity"})
+	// The first stops: the second links and stays.
+	if err := first.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tethertest.WaitLinked(t, second, 15*time.Second)
+}
