@@ -97,11 +97,13 @@ func (s *Server) checkLinks(ctx context.Context, kv jetstream.KeyValue, held map
 	live := map[uint64]bool{}
 	for _, l := range lz.Leafs {
 		live[l.ID] = true
+	}
+	for _, l := range lz.Leafs {
 		h, known := held[l.ID]
 		if !known {
 			h = &localLink{account: l.Account, name: l.Name}
 			held[l.ID] = h
-			if dup := s.claimLink(ctx, kv, l, now); dup != nil {
+			if dup := s.claimLink(ctx, kv, l, now, live); dup != nil {
 				h.duplicate = true
 				s.log.Error("second link for one edge identity refused: another run of the edge holds the link; stop one of them, or rotate/revoke the edge if its creds were copied",
 					"account", l.Account, "refused", l.Name, "holder", dup.Name, "holder_hub", dup.Hub, "holder_since", dup.Since.Format(time.RFC3339))
@@ -138,7 +140,7 @@ func (s *Server) checkLinks(ctx context.Context, kv jetstream.KeyValue, held map
 
 // claimLink records l as its account's link, unless another run holds it;
 // it then returns the holder.
-func (s *Server) claimLink(ctx context.Context, kv jetstream.KeyValue, l *server.LeafInfo, now time.Time) *linkRecord {
+func (s *Server) claimLink(ctx context.Context, kv jetstream.KeyValue, l *server.LeafInfo, now time.Time, live map[uint64]bool) *linkRecord {
 	rec, _ := json.Marshal(linkRecord{Name: l.Name, Hub: s.cfg.Name, CID: l.ID, Since: now})
 	for range 3 {
 		e, err := kv.Get(ctx, l.Account)
@@ -153,7 +155,11 @@ func (s *Server) claimLink(ctx context.Context, kv jetstream.KeyValue, l *server
 		}
 		var cur linkRecord
 		if json.Unmarshal(e.Value(), &cur) == nil && cur.Name != l.Name && cur.Name != "" {
-			return &cur
+			// A record of this hub whose link is closed is stale (the
+			// close was not processed yet): take it over.
+			if cur.Hub != s.cfg.Name || live[cur.CID] {
+				return &cur
+			}
 		}
 		// The same run reconnecting (or an unreadable record): take it over.
 		if _, err := kv.Update(ctx, l.Account, rec, e.Revision()); err == nil {
