@@ -185,14 +185,14 @@ stop_leaf() {
 	leaf_pid=""
 }
 
-# start_sub HUB starts a cloud subscriber on edges.> at HUB that exits after
+# start_sub HUB starts a cloud subscriber on edges.*.telemetry.> at HUB that exits after
 # one message, and waits until it listens.
 start_sub() {
 	local h=$1
 	sub_out="$e2e_dir/sub-$h.out" sub_err="$e2e_dir/sub-$h.err"
 	"$tether_bin" sub --server "tls://127.0.0.1:$(client_port "$h")" \
 		--creds "$TETHER_FABRIC/users/cloud.creds" --tlsca "$TETHER_FABRIC/pki/ca.pem" \
-		'edges.>' --count 1 >"$sub_out" 2>"$sub_err" &
+		'edges.*.telemetry.>' --count 1 >"$sub_out" 2>"$sub_err" &
 	sub_pid=$!
 	wait_for 10 "the cloud subscriber on $h" sub_listening || die "no cloud subscriber on $h: $(cat "$sub_err")"
 }
@@ -257,7 +257,7 @@ hub_user
 step "tether leaf on this host (TLS)"
 start_leaf "$e2e_dir/leaf.log"
 
-step "edge -> cloud: telemetry.t at the edge, edges.> on hub-1"
+step "edge -> cloud: telemetry.t at the edge, edges.*.telemetry.> on hub-1"
 start_sub hub-1
 publish_until_received 15
 wait_drained 15

@@ -104,7 +104,7 @@ Tether cloud is up (project $COMPOSE_PROJECT_NAME). From the repository root:
   $rel_bin leaf status --url nats://127.0.0.1:4222
 
   # watch the edges from the cloud, publish at the edge
-  $rel_bin sub --server tls://127.0.0.1:14222 --creds $rel_fabric/users/cloud.creds --tlsca $rel_fabric/pki/ca.pem 'edges.>'
+  $rel_bin sub --server tls://127.0.0.1:14222 --creds $rel_fabric/users/cloud.creds --tlsca $rel_fabric/pki/ca.pem 'edges.*.telemetry.>'
   $rel_bin pub --server nats://127.0.0.1:4222 telemetry.temp 21.5
 
 Stop with deployments/down.sh (removes the containers and the hubs' data;
