@@ -257,6 +257,9 @@ func TestExportHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(exp.Files) == 0 || len(exp.Removed) != 0 {
+		t.Errorf("first export: %d files, %d removed; want files and nothing removed", len(exp.Files), len(exp.Removed))
+	}
 	// What may mint identities or certificates beyond an edge's leaf
 	// users never leaves the store.
 	for _, banned := range []string{"operator/operator.nk", "operator/signing.nk", "pki/ca-key.pem", "users/sys.creds",
