@@ -1,22 +1,16 @@
 package leaf
 
 import (
-	"crypto/rand"
-	"encoding/base64"
-
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 
 	"github.com/tether-fabric/tether/policy"
 )
 
-// Local users of the edge's embedded server. Clients at the site connect
-// without credentials and become localUser; the edge's own in-process
-// connection (forwarder, downlink, status, control) is internalUser, with
-// a password made per run that never leaves memory.
-const (
-	localUser    = "local"
-	internalUser = "tether"
-)
+// Local users of the edge's embedded server: clients at the site connect
+// without credentials and get the site's restricted permissions; the edge's
+// own in-process connection (forwarder, downlink, status, control)
+// authenticates with an NKey made per run that never leaves memory.
 
 // localPermissions keep the site's clients off the edge's own plumbing:
 // they cannot publish what crosses the link unbuffered (tether.up.>, the
@@ -40,20 +34,20 @@ func localPermissions(edge string) *server.Permissions {
 	}
 }
 
-// applyLocalAuth sets the edge server's users: localUser (no password,
-// the no-auth user) with localPermissions, and internalUser with pass.
-func applyLocalAuth(o *server.Options, edge, pass string) {
-	o.Users = []*server.User{
-		{Username: localUser, Permissions: localPermissions(edge)},
-		{Username: internalUser, Password: pass},
+// applyLocalAuth sets the edge server's users, both NKey users (no
+// passwords anywhere): a "local" key nobody holds, which is the no-auth
+// user every site client becomes, with localPermissions; and the internal
+// key internalPub of the edge's own connection.
+func applyLocalAuth(o *server.Options, edge, internalPub string) error {
+	local, err := nkeys.CreateUser()
+	if err != nil {
+		return err
 	}
-	o.NoAuthUser = localUser
-}
-
-func newInternalPassword() (string, error) {
-	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
+	localPub, _ := local.PublicKey()
+	o.Nkeys = []*server.NkeyUser{
+		{Nkey: localPub, Permissions: localPermissions(edge)},
+		{Nkey: internalPub},
 	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
+	o.NoAuthUser = localPub
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"github.com/nats-io/nuid"
 
 	"github.com/tether-fabric/tether/accounts"
@@ -122,11 +123,14 @@ func (s *Server) Start(ctx context.Context) error {
 	// reconnecting (same name) from a second process with the same creds
 	// (another name), which they refuse (hub/links.go).
 	opts.ServerName += "-" + nuid.Next()[16:]
-	pass, err := newInternalPassword()
+	internal, err := nkeys.CreateUser()
 	if err != nil {
 		return err
 	}
-	applyLocalAuth(opts, b.Edge, pass)
+	internalPub, _ := internal.PublicKey()
+	if err := applyLocalAuth(opts, b.Edge, internalPub); err != nil {
+		return err
+	}
 	if err := netaddr.CheckFree(opts.Host, opts.Port); err != nil {
 		return fmt.Errorf("edge %s: listen: %w", b.Edge, err)
 	}
@@ -150,7 +154,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("edge %s: local listener not ready after %s", b.Edge, wait)
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-leaf"), nats.MaxReconnects(-1),
-		nats.UserInfo(internalUser, pass),
+		nats.Nkey(internalPub, internal.Sign),
 		nats.CustomInboxPrefix(uplinkInbox))
 	if err != nil {
 		ns.Shutdown()

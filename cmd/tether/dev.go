@@ -195,7 +195,7 @@ Connection details for scripts and NATS clients: %s
 
 Try, in another terminal:
   # watch what edges send to the cloud
-  go run ./cmd/tether sub --dev 'edges.>'
+  go run ./cmd/tether sub --dev 'edges.*.telemetry.>'
   # publish telemetry at edge %s: stored on its disk first, then in the cloud stream
   # TELEMETRY as edges.%s.telemetry.temp (exactly once, in order, even across outages)
   go run ./cmd/tether pub --dev --edge %s telemetry.temp 21.5
@@ -208,7 +208,7 @@ Try, in another terminal:
   go run ./cmd/tether leaf status --url %s
   go run ./cmd/tether status --dev
 
-With the nats CLI: nats --server %s --creds %s --tlsca %s sub 'edges.>'
+With the nats CLI: nats --server %s --creds %s --tlsca %s sub 'edges.*.telemetry.>'
 Ctrl-C stops the fabric; identities and data stay in the dev directory.
 `
 	tour = strings.ReplaceAll(tour, "go run ./cmd/tether", self)
