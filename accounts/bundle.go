@@ -83,27 +83,7 @@ func (b *Bundle) Validate() error {
 	if err := ValidateEdgeName(b.Edge); err != nil {
 		errs = append(errs, fmt.Errorf("edge: %w", err))
 	}
-	if b.Domain != EdgeDomain(b.Edge) {
-		errs = append(errs, fmt.Errorf("domain: got %q, want %q", b.Domain, EdgeDomain(b.Edge)))
-	}
-	if len(b.HubURLs) == 0 {
-		errs = append(errs, errors.New("hub_urls: at least one tls:// URL is required"))
-	}
-	for i, u := range b.HubURLs {
-		if err := checkURL(u, "tls"); err != nil {
-			errs = append(errs, fmt.Errorf("hub_urls[%d]: %w", i, err))
-		}
-	}
-	for i, u := range b.WebsocketURLs {
-		if err := checkURL(u, "wss"); err != nil {
-			errs = append(errs, fmt.Errorf("websocket_urls[%d]: %w", i, err))
-		}
-	}
-	if b.CA == "" {
-		errs = append(errs, errors.New("ca: missing: want the fabric CA certificate (PEM) written by 'tether edge add'"))
-	} else if _, err := pki.Pool([]byte(b.CA)); err != nil {
-		errs = append(errs, fmt.Errorf("ca: %w", err))
-	}
+	errs = append(errs, validateFabricRefs(b.Edge, b.Domain, b.HubURLs, b.WebsocketURLs, b.CA)...)
 	if b.Creds == "" {
 		errs = append(errs, errors.New("creds: missing: want the leaf user's credentials written by 'tether edge add'"))
 	} else if ujwt, err := jwt.ParseDecoratedJWT([]byte(b.Creds)); err != nil {
@@ -130,4 +110,48 @@ func checkURL(raw, scheme string) error {
 		return fmt.Errorf("%q: want %s://host:port", raw, scheme)
 	}
 	return nil
+}
+
+// validateFabricRefs checks what bundles and enrollment tokens both carry
+// to find and trust the hubs: the edge's domain, the hub URLs (at least
+// one tls://) and WebSocket URLs (wss://), and the CA certificate.
+func validateFabricRefs(edge, domain string, hubURLs, wsURLs []string, ca string) []error {
+	var errs []error
+	if domain != EdgeDomain(edge) {
+		errs = append(errs, fmt.Errorf("domain: got %q, want %q", domain, EdgeDomain(edge)))
+	}
+	if len(hubURLs) == 0 {
+		errs = append(errs, errors.New("hub_urls: at least one tls:// URL is required"))
+	}
+	for i, u := range hubURLs {
+		if err := checkURL(u, "tls"); err != nil {
+			errs = append(errs, fmt.Errorf("hub_urls[%d]: %w", i, err))
+		}
+	}
+	for i, u := range wsURLs {
+		if err := checkURL(u, "wss"); err != nil {
+			errs = append(errs, fmt.Errorf("websocket_urls[%d]: %w", i, err))
+		}
+	}
+	if ca == "" {
+		errs = append(errs, errors.New("ca: missing: want the fabric CA certificate (PEM) written by 'tether edge add'"))
+	} else if _, err := pki.Pool([]byte(ca)); err != nil {
+		errs = append(errs, fmt.Errorf("ca: %w", err))
+	}
+	return errs
+}
+
+// SplitCreds returns the user JWT and the seed held in a creds file's
+// content.
+func SplitCreds(creds []byte) (ujwt string, seed []byte, err error) {
+	ujwt, err = jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		return "", nil, err
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(creds)
+	if err != nil {
+		return "", nil, err
+	}
+	seed, err = kp.Seed()
+	return ujwt, seed, err
 }

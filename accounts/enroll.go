@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"github.com/tether-fabric/tether/internal/pki"
 	"github.com/tether-fabric/tether/internal/securefile"
 	"github.com/tether-fabric/tether/policy"
 )
@@ -176,27 +175,7 @@ func (t *EnrollToken) Validate() error {
 	if !nkeys.IsValidPublicAccountKey(t.Account) {
 		errs = append(errs, fmt.Errorf("account: %q is not an account public key", t.Account))
 	}
-	if t.Domain != EdgeDomain(t.Edge) {
-		errs = append(errs, fmt.Errorf("domain: got %q, want %q", t.Domain, EdgeDomain(t.Edge)))
-	}
-	if len(t.HubURLs) == 0 { // the bundle made from the token needs one
-		errs = append(errs, errors.New("hub_urls: at least one tls:// URL is required"))
-	}
-	for i, u := range t.HubURLs {
-		if err := checkURL(u, "tls"); err != nil {
-			errs = append(errs, fmt.Errorf("hub_urls[%d]: %w", i, err))
-		}
-	}
-	for i, u := range t.WebsocketURLs {
-		if err := checkURL(u, "wss"); err != nil {
-			errs = append(errs, fmt.Errorf("websocket_urls[%d]: %w", i, err))
-		}
-	}
-	if t.CA == "" {
-		errs = append(errs, errors.New("ca: missing"))
-	} else if _, err := pki.Pool([]byte(t.CA)); err != nil {
-		errs = append(errs, fmt.Errorf("ca: %w", err))
-	}
+	errs = append(errs, validateFabricRefs(t.Edge, t.Domain, t.HubURLs, t.WebsocketURLs, t.CA)...)
 	var sub string
 	if uc, err := jwt.DecodeUserClaims(t.JWT); err != nil {
 		errs = append(errs, fmt.Errorf("jwt: %w", err))
@@ -252,15 +231,10 @@ func (s *Store) NewEnrollToken(edge string, ttl time.Duration) (*EnrollToken, er
 	if err != nil {
 		return nil, fmt.Errorf("enrollment token for %s: %w", edge, err)
 	}
-	ujwt, err := jwt.ParseDecoratedJWT(creds)
+	ujwt, seed, err := SplitCreds(creds)
 	if err != nil {
 		return nil, err
 	}
-	kp, err := jwt.ParseDecoratedUserNKey(creds)
-	if err != nil {
-		return nil, err
-	}
-	seed, _ := kp.Seed()
 	t := &EnrollToken{
 		Version:       EnrollTokenVersion,
 		Edge:          edge,

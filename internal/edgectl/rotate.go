@@ -11,7 +11,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/tether-fabric/tether/accounts"
@@ -42,15 +41,10 @@ func Connect(s *accounts.Store, url, edge string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ujwt, err := jwt.ParseDecoratedJWT(creds)
+	ujwt, seed, err := accounts.SplitCreds(creds)
 	if err != nil {
 		return nil, err
 	}
-	kp, err := jwt.ParseDecoratedUserNKey(creds)
-	if err != nil {
-		return nil, err
-	}
-	seed, _ := kp.Seed()
 	nc, err := nats.Connect(url, nats.Name("tether-control"), nats.UserJWTAndSeed(ujwt, string(seed)),
 		nats.RootCAs(s.CAFile()), nats.Timeout(5*time.Second))
 	if err != nil {
