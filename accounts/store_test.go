@@ -313,3 +313,59 @@ func mustUserPub(t *testing.T) string {
 	pub, _ := kp.PublicKey()
 	return pub
 }
+
+// TestUpgrade: a store whose CLOUD exports and edge account predate this
+// version (no exports beyond telemetry, no imports, no scoped key) is
+// brought up to the contract, and a second upgrade changes nothing.
+func TestUpgrade(t *testing.T) {
+	s := newStore(t)
+	if _, err := s.AddEdge("plant-7"); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := s.readKey("operator", "signing.nk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	age := func(name string, edit func(*jwt.AccountClaims)) {
+		acc, _ := s.Account(name)
+		ac, _ := jwt.DecodeAccountClaims(acc.JWT)
+		edit(ac)
+		ajwt, err := ac.Encode(signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(s.Dir(), "accounts", name, "account.jwt"), []byte(ajwt), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	age(CloudAccountName, func(ac *jwt.AccountClaims) { ac.Exports = ac.Exports[:1] })
+	age(EdgeAccountName("plant-7"), func(ac *jwt.AccountClaims) {
+		ac.Imports = ac.Imports[:1]
+		ac.SigningKeys = jwt.SigningKeys{}
+	})
+	_ = os.Remove(s.leafSignerFile("plant-7"))
+
+	changed, err := s.Upgrade()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(changed, []string{CloudAccountName, EdgeAccountName("plant-7")}) {
+		t.Errorf("Upgrade changed %v, want CLOUD and EDGE_plant-7", changed)
+	}
+	cloud, _ := s.Account(CloudAccountName)
+	cc, _ := jwt.DecodeAccountClaims(cloud.JWT)
+	if len(cc.Exports) != len(policy.CloudExports()) {
+		t.Errorf("CLOUD exports after upgrade: %d, want %d", len(cc.Exports), len(policy.CloudExports()))
+	}
+	e, _ := s.Edge("plant-7")
+	ec, _ := jwt.DecodeAccountClaims(e.Account.JWT)
+	if len(ec.Imports) != len(policy.EdgeImports("plant-7", cloud.Pub)) || len(ec.SigningKeys) == 0 {
+		t.Errorf("edge account after upgrade: %d imports, %d signing keys", len(ec.Imports), len(ec.SigningKeys))
+	}
+	if _, err := s.SignLeafUser("plant-7", mustUserPub(t), time.Time{}); err != nil {
+		t.Errorf("no scoped leaf key after upgrade: %v", err)
+	}
+	if again, err := s.Upgrade(); err != nil || len(again) != 0 {
+		t.Errorf("second Upgrade changed %v (%v), want nothing", again, err)
+	}
+}

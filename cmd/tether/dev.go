@@ -102,6 +102,21 @@ func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
 			}
 		}
 	}
+	// A dev store from an older Tether gets this version's contract, and
+	// the dev edges creds of the scoped key (the hub loads the store when it
+	// starts, below).
+	changed, err := store.Upgrade()
+	if err != nil {
+		return err
+	}
+	if len(changed) > 0 {
+		for _, e := range devEdges {
+			if err := store.RenewLeafCreds(e); err != nil {
+				return err
+			}
+		}
+		log.Info("dev store upgraded to this version", "accounts", changed)
+	}
 
 	hc := hub.Defaults()
 	hc.Name = "dev-hub"
