@@ -33,18 +33,11 @@ const highWaterQueue = "tether-high-water"
 // and skips what the cloud already holds: exactly once even when a lost
 // PubAck is resent after the stream's duplicate window.
 func (s *Server) serveHighWater(ctx context.Context, credsFile string) error {
-	if err := s.WaitJetStream(ctx); err != nil {
-		return err
-	}
-	nc, err := s.connectCloud(ctx, credsFile, "tether-hub-high-water")
+	nc, js, err := s.cloudJetStream(ctx, credsFile, "tether-hub-high-water")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.NewWithDomain(nc, JetStreamDomain)
-	if err != nil {
-		return err
-	}
 	sub, err := nc.QueueSubscribe(policy.CloudHighWaterSubject("*"), highWaterQueue, func(m *nats.Msg) {
 		hw := lookupHighWater(ctx, js, strings.Split(m.Subject, ".")[1])
 		data, _ := json.Marshal(hw)

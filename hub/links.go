@@ -56,18 +56,11 @@ type localLink struct {
 
 // guardLinks watches this hub's leaf connections until ctx ends.
 func (s *Server) guardLinks(ctx context.Context, credsFile string) error {
-	if err := s.WaitJetStream(ctx); err != nil {
-		return err
-	}
-	nc, err := s.connectCloud(ctx, credsFile, "tether-hub-links")
+	nc, js, err := s.cloudJetStream(ctx, credsFile, "tether-hub-links")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.NewWithDomain(nc, JetStreamDomain)
-	if err != nil {
-		return err
-	}
 	var kv jetstream.KeyValue
 	if err := retry(ctx, func(ctx context.Context) error {
 		kv, err = js.CreateOrUpdateKeyValue(ctx, linksBucketConfig(s.cfg))

@@ -68,14 +68,9 @@ func enrollBucketConfig(c Config) jetstream.KeyValueConfig {
 // ctx ends. The store is read at request time, so edges added after the
 // hub started can enroll.
 func (s *Server) startRegistrar(ctx context.Context, store *accounts.Store) error {
-	nc, err := s.connectCloud(ctx, store.CloudCredsFile(), "tether-registrar")
+	nc, js, err := s.cloudJetStream(ctx, store.CloudCredsFile(), "tether-registrar")
 	if err != nil {
 		return fmt.Errorf("registrar: %w", err)
-	}
-	js, err := jetstream.NewWithDomain(nc, JetStreamDomain)
-	if err != nil {
-		nc.Close()
-		return err
 	}
 	var kv jetstream.KeyValue
 	err = retry(ctx, func(ctx context.Context) error {

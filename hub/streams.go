@@ -114,18 +114,11 @@ func EnsureCommandConsumer(ctx context.Context, js jetstream.JetStream, edge str
 // usable, retrying until ctx ends (in a cluster every hub tries; the
 // operation is idempotent).
 func (s *Server) ensureStreams(ctx context.Context, credsFile string, edges []string) error {
-	if err := s.WaitJetStream(ctx); err != nil {
-		return err
-	}
-	nc, err := s.connectCloud(ctx, credsFile, "tether-hub-setup")
+	nc, js, err := s.cloudJetStream(ctx, credsFile, "tether-hub-setup")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.NewWithDomain(nc, JetStreamDomain)
-	if err != nil {
-		return err
-	}
 	for _, cfg := range []jetstream.StreamConfig{telemetryConfig(s.cfg), commandsConfig(s.cfg), edgeStatusConfig(s.cfg)} {
 		if err := s.ensureStream(ctx, js, cfg); err != nil {
 			return err
@@ -238,6 +231,24 @@ func ForgetEdge(ctx context.Context, cloud *nats.Conn, edge string) (EdgeDataRem
 		}
 	}
 	return out, nil
+}
+
+// cloudJetStream waits for JetStream and connects in process as the cloud
+// user (named name), for the hub's own services; the caller closes nc.
+func (s *Server) cloudJetStream(ctx context.Context, credsFile, name string) (*nats.Conn, jetstream.JetStream, error) {
+	if err := s.WaitJetStream(ctx); err != nil {
+		return nil, nil, err
+	}
+	nc, err := s.connectCloud(ctx, credsFile, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.NewWithDomain(nc, JetStreamDomain)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
 }
 
 // connectCloud connects in process as the cloud user, retrying until ctx

@@ -1,7 +1,6 @@
 package tethertest
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
 	"time"
@@ -15,22 +14,7 @@ import (
 // hubs and prepares its command consumer.
 func AddEnrollEdge(t testing.TB, store *accounts.Store, edge string, hubs ...*hub.Server) {
 	t.Helper()
-	if _, err := store.Edge(edge); err == nil {
-		return
-	}
-	if _, err := store.AddEdgeForEnrollment(edge); err != nil {
-		t.Fatalf("add edge: %v", err)
-	}
-	PushAccount(t, store, accounts.EdgeAccountName(edge), hubs...)
-	if len(hubs) > 0 {
-		cloud := ConnectCloud(t, store, hubs[0])
-		defer cloud.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := hub.PrepareEdge(ctx, cloud, edge); err != nil {
-			t.Fatalf("prepare edge %s: %v", edge, err)
-		}
-	}
+	addEdge(t, store, edge, store.AddEdgeForEnrollment, hubs...)
 }
 
 // EnrollToken makes an enrollment token for edge (adding the edge for

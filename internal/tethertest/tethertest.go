@@ -169,10 +169,17 @@ func WriteBundle(t testing.TB, store *accounts.Store, edge string, hubs ...*hub.
 // to the given running hubs.
 func AddEdge(t testing.TB, store *accounts.Store, edge string, hubs ...*hub.Server) {
 	t.Helper()
+	addEdge(t, store, edge, store.AddEdge, hubs...)
+}
+
+// addEdge creates edge with create unless it exists, pushes its account to
+// the hubs and prepares its command consumer.
+func addEdge(t testing.TB, store *accounts.Store, edge string, create func(string) (*accounts.Edge, error), hubs ...*hub.Server) {
+	t.Helper()
 	if _, err := store.Edge(edge); err == nil {
 		return
 	}
-	if _, err := store.AddEdge(edge); err != nil {
+	if _, err := create(edge); err != nil {
 		t.Fatalf("add edge: %v", err)
 	}
 	PushAccount(t, store, accounts.EdgeAccountName(edge), hubs...)
