@@ -20,6 +20,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -306,6 +307,7 @@ func measureBacklog(t *testing.T, top *sfTopo, count, size int, outage time.Dura
 	// The outage itself: a duration of the workload.
 	time.Sleep(time.Until(cutAt.Add(outage)))
 
+	stopProfile := profileCatchUp(t, top.name)
 	top.proxy.SetMode(netproxy.Pass)
 	healed, cpuHealed := time.Now(), processCPU()
 	var firstAt, lastAt time.Time
@@ -346,6 +348,7 @@ func measureBacklog(t *testing.T, top *sfTopo, count, size int, outage time.Dura
 	if last > base {
 		res.cpuPerMsg = (processCPU() - cpuHealed) / time.Duration(last-base)
 	}
+	stopProfile()
 	res.stored, res.lost, res.dup = verifyCloud(t, ctx, cjs, top, count)
 	return res
 }
@@ -747,4 +750,28 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// profileCatchUp writes a CPU profile of the catch-up alone, from the heal
+// until the last message is in the cloud, to $TETHER_BENCH_CPUPROFILE.<system>
+// when that variable is set (the last run of a system wins).
+func profileCatchUp(t *testing.T, system string) (stop func()) {
+	base := os.Getenv("TETHER_BENCH_CPUPROFILE")
+	if base == "" {
+		return func() {}
+	}
+	f, err := os.Create(base + "." + system)
+	if err != nil {
+		t.Fatalf("TETHER_BENCH_CPUPROFILE: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		t.Fatalf("TETHER_BENCH_CPUPROFILE: %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			t.Errorf("TETHER_BENCH_CPUPROFILE: %v", err)
+		}
+	}
 }
