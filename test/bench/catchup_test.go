@@ -46,3 +46,14 @@ func TestBenchCatchUp(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchOnline is the online row of TestBenchStoreForward alone
+// (TETHER_BENCH_REPS runs, default 3).
+//
+//	go test -tags bench -run '^TestBenchOnline$' -count=1 -v ./test/bench
+func TestBenchOnline(t *testing.T) {
+	row := benchOnline(t, envInt(t, "TETHER_BENCH_REPS", defaultReps))
+	a, b := median(row.av), median(row.bv)
+	t.Logf("online: tether %s msg/s, plain %s msg/s: %.2fx (goal %s); lost %d/%d, dup %d/%d",
+		fmtRate(a), fmtRate(b), a/b, row.goal, row.lost[0], row.lost[1], row.dup[0], row.dup[1])
+}

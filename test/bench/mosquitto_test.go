@@ -446,6 +446,55 @@ func measureMQWindowed(t *testing.T, bins mqBins, count, size, window int) windo
 // core subscriber of the CLOUD account on the hub.
 func measureTetherWindowed(t *testing.T, top *sfTopo, count, size, window int) windowedResult {
 	t.Helper()
+	return measureEdgeToCloud(t, top, count, size, window, func(cnc *nats.Conn, a *arrivals) {
+		sub, err := cnc.Subscribe("edges."+edgeName+".telemetry.>", func(m *nats.Msg) { a.add(m.Data) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sub.SetPendingLimits(-1, -1); err != nil {
+			t.Fatal(err)
+		}
+		if err := cnc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// measureDurable measures durable edge->cloud throughput on any topology:
+// JetStream publishes acknowledged by the edge's stream, counted when an
+// ordered consumer on the cloud stream receives them (a sourcing hub
+// stores without publishing on the subject, so a core subscriber would see
+// nothing there).
+func measureDurable(t *testing.T, top *sfTopo, count, size, window int) windowedResult {
+	t.Helper()
+	return measureEdgeToCloud(t, top, count, size, window, func(cnc *nats.Conn, a *arrivals) {
+		js, err := top.cloudJS(cnc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var cons jetstream.Consumer
+		tethertest.WaitFor(t, 10*time.Second, func() error {
+			cons, err = js.OrderedConsumer(ctx, top.stream, jetstream.OrderedConsumerConfig{
+				FilterSubjects: []string{strings.TrimSuffix(top.subject, ".x") + ".>"},
+				DeliverPolicy:  jetstream.DeliverNewPolicy,
+			})
+			return err
+		})
+		cc, err := cons.Consume(func(m jetstream.Msg) { a.add(m.Data()) }, jetstream.PullMaxMessages(4096))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cc.Stop)
+	})
+}
+
+// measureEdgeToCloud publishes count JetStream messages at the edge with
+// at most window of them not yet received in the cloud, received through
+// what receive sets up on a cloud connection.
+func measureEdgeToCloud(t *testing.T, top *sfTopo, count, size, window int, receive func(*nats.Conn, *arrivals)) windowedResult {
+	t.Helper()
 	var asyncErrs atomic.Int64
 	enc := connect(t, top.edgeURL)
 	defer enc.Close()
@@ -457,21 +506,12 @@ func measureTetherWindowed(t *testing.T, top *sfTopo, count, size, window int) w
 	cnc := top.cloud(t)
 	defer cnc.Close()
 	a := newArrivals(count)
-	sub, err := cnc.Subscribe("edges."+edgeName+".telemetry.>", func(m *nats.Msg) { a.add(m.Data) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		t.Fatal(err)
-	}
-	if err := cnc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	receive(cnc, a)
 	if err := probeArrival(a, 0, 20*time.Second, func(k int) error {
 		_, err := js.PublishAsync("telemetry.probe", fmt.Appendf(nil, "probe-0-%d", k))
 		return err
 	}); err != nil {
-		t.Fatalf("tether: %v", err)
+		t.Fatalf("%s: %v", top.name, err)
 	}
 	tmpl := randomPayload(size)
 	r := measureWindowed(t, top.name, count, window,
@@ -482,10 +522,10 @@ func measureTetherWindowed(t *testing.T, top *sfTopo, count, size, window int) w
 	select {
 	case <-js.PublishAsyncComplete():
 	case <-ctx.Done():
-		t.Errorf("tether: edge PubAcks outstanding after the run")
+		t.Errorf("%s: edge PubAcks outstanding after the run", top.name)
 	}
 	if n := asyncErrs.Load(); n > 0 {
-		t.Errorf("tether: %d edge publishes failed", n)
+		t.Errorf("%s: %d edge publishes failed", top.name, n)
 	}
 	return r
 }

@@ -68,6 +68,8 @@ const (
 	durSyncCount  = 20_000
 	durRunBound   = 4 * time.Second
 	durSize       = 256
+	// onlineCount messages cross a healthy link in the online run.
+	onlineCount = 100_000
 )
 
 // sfRow is one line of the store-and-forward table: samples of system A
@@ -118,6 +120,9 @@ func TestBenchStoreForward(t *testing.T) {
 	t.Run("backlog", func(t *testing.T) {
 		r, n := benchBacklog(t, reps, backlog, outage)
 		rows, notes = append(rows, r...), append(notes, n...)
+	})
+	t.Run("online", func(t *testing.T) {
+		rows = append(rows, benchOnline(t, reps))
 	})
 	t.Run("durability", func(t *testing.T) {
 		rows = append(rows, benchDurability(t, reps)...)
@@ -560,6 +565,48 @@ func benchBacklog(t *testing.T, reps, count int, outage time.Duration) ([]*sfRow
 	return []*sfRow{pubRow, firstRow, rateRow, allRow}, []string{note}
 }
 
+// benchOnline measures durable edge->cloud throughput with the link up:
+// onlineCount messages published at the edge (edgeInflight awaiting the
+// edge's PubAck), counted as they arrive in the cloud stream.
+func benchOnline(t *testing.T, reps int) *sfRow {
+	row := &sfRow{name: fmt.Sprintf("online durable edge->cloud %s x %d B: edge JetStream publish (%d in flight) -> cloud stream consumer",
+		fmtCount(onlineCount), backlogSize, edgeInflight),
+		a: "tether", b: "plain", unit: "msg/s", format: fmtRate, goal: ">= 0.9x",
+		ok: func(a, b float64) bool { return math.Round(a/b*100)/100 >= 0.9 }}
+	for rep := range reps {
+		systems := []struct {
+			i     int
+			name  string
+			start func(*testing.T) *sfTopo
+		}{{0, "tether", startTetherSF}, {1, "plain", startPlainSF}}
+		if rep%2 == 1 {
+			slices.Reverse(systems)
+		}
+		for _, sys := range systems {
+			var r windowedResult
+			var cpu time.Duration
+			if !t.Run(fmt.Sprintf("rep%d-%s", rep+1, sys.name), func(t *testing.T) {
+				top := sys.start(t)
+				stop := profileCatchUp(t, "online."+sys.name)
+				before := processCPU()
+				r = measureDurable(t, top, onlineCount, backlogSize, onlineCount)
+				cpu = (processCPU() - before) / onlineCount
+				stop()
+			}) {
+				t.Fatalf("online run %d (%s) failed", rep+1, sys.name)
+			}
+			t.Logf("rep %d %-6s online %s x %d B: %s msg/s, CPU %s/msg; lost %d, dup %d",
+				rep+1, sys.name, fmtCount(onlineCount), backlogSize, fmtRate(r.rate), cpu, r.lost, r.dup)
+			if sys.i == 0 {
+				row.addA(r.rate, r.lost, r.dup)
+			} else {
+				row.addB(r.rate, r.lost, r.dup)
+			}
+		}
+	}
+	return row
+}
+
 // fmtDur formats a duration measured by measureBacklog.
 func fmtDur(d time.Duration) string {
 	if d < 0 {
@@ -752,9 +799,10 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// profileCatchUp writes a CPU profile of the catch-up alone, from the heal
-// until the last message is in the cloud, to $TETHER_BENCH_CPUPROFILE.<system>
-// when that variable is set (the last run of a system wins).
+// profileCatchUp writes a CPU profile of a measurement (the catch-up from
+// the heal until the last message is in the cloud, or an online run) to
+// $TETHER_BENCH_CPUPROFILE.<run> when that variable is set (the last run
+// of a kind wins).
 func profileCatchUp(t *testing.T, system string) (stop func()) {
 	base := os.Getenv("TETHER_BENCH_CPUPROFILE")
 	if base == "" {
