@@ -13,12 +13,13 @@ import (
 // only the backlog catch-up of TestBenchStoreForward, for the systems named
 // in TETHER_BENCH_SYSTEMS (default "tether,plain"), TETHER_BENCH_REPS runs
 // each (default 3), with TETHER_BENCH_BACKLOG and TETHER_BENCH_OUTAGE as
-// there. Figures for the record come from TestBenchStoreForward.
+// there and TETHER_BENCH_SIZE bytes per message (default 256). Figures for the record come from TestBenchStoreForward.
 //
 //	TETHER_BENCH_SYSTEMS=tether TETHER_BENCH_OUTAGE=2s go test -tags bench -run '^TestBenchCatchUp$' -count=1 -v ./test/bench
 func TestBenchCatchUp(t *testing.T) {
 	reps := envInt(t, "TETHER_BENCH_REPS", defaultReps)
 	backlog := envInt(t, "TETHER_BENCH_BACKLOG", backlogCount)
+	size := envInt(t, "TETHER_BENCH_SIZE", backlogSize)
 	outage := backlogOutage
 	if v := os.Getenv("TETHER_BENCH_OUTAGE"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -39,9 +40,9 @@ func TestBenchCatchUp(t *testing.T) {
 				t.Fatalf("TETHER_BENCH_SYSTEMS: unknown system %q", name)
 			}
 			t.Run(name, func(t *testing.T) {
-				r := measureBacklog(t, st(t), backlog, backlogSize, outage)
-				t.Logf("rep %d %-6s: heal -> first %s, -> all %s; catch-up %s msg/s, CPU %s/msg; lost %d, dup %d",
-					rep+1, name, fmtDur(r.first), fmtDur(r.all), fmtRate(r.rate), r.cpuPerMsg, r.lost, r.dup)
+				r := measureBacklog(t, st(t), backlog, size, outage)
+				t.Logf("rep %d %-6s: heal -> first %s, -> all %s; catch-up %s msg/s, CPU %s/msg; cloud holds %d, lost %d, dup %d",
+					rep+1, name, fmtDur(r.first), fmtDur(r.all), fmtRate(r.rate), r.cpuPerMsg, r.stored, r.lost, r.dup)
 			})
 		}
 	}

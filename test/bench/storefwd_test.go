@@ -9,7 +9,9 @@
 // TETHER_BENCH_BACKLOG=<n> the backlog of the catch-up test (default
 // 200000), TETHER_BENCH_OUTAGE=<duration> how long its link stays cut at
 // least (default 30s), TETHER_BENCH_SF_MD=<file> also writes the table as
-// Markdown.
+// Markdown, TETHER_BENCH_LOGS=<dir> writes the Tether hub and leaf logs
+// there and TETHER_BENCH_CPUPROFILE=<file> CPU profiles of the catch-up
+// and online runs to <file>.<run>.
 // See doc.go for what runs and docs/BENCHMARKS.md for the figures.
 package bench
 
@@ -17,8 +19,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -177,7 +181,7 @@ type sfTopo struct {
 func startTetherSF(t *testing.T) *sfTopo {
 	t.Helper()
 	store := tethertest.NewStore(t)
-	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), benchLog(t, "hub"))
 	tethertest.AddEdge(t, store, edgeName, h)
 	p, err := netproxy.New(strings.TrimPrefix(h.LeafURL(), "tls://"))
 	if err != nil {
@@ -185,7 +189,7 @@ func startTetherSF(t *testing.T) *sfTopo {
 	}
 	t.Cleanup(p.Close)
 	cfg := tethertest.LeafConfig(t, tethertest.BundleFile(t, store, edgeName, []string{"tls://" + p.Addr()}, nil))
-	l := tethertest.RunLeaf(t, cfg, nil)
+	l := tethertest.RunLeaf(t, cfg, benchLog(t, "leaf"))
 	tethertest.WaitLinked(t, l, 10*time.Second)
 	return &sfTopo{
 		name:    "tether",
@@ -822,4 +826,22 @@ func profileCatchUp(t *testing.T, system string) (stop func()) {
 			t.Errorf("TETHER_BENCH_CPUPROFILE: %v", err)
 		}
 	}
+}
+
+// benchLog returns a debug logger writing to a file named after the test
+// and role in $TETHER_BENCH_LOGS when that variable names a directory, or
+// nil (no logs).
+func benchLog(t *testing.T, role string) *slog.Logger {
+	dir := os.Getenv("TETHER_BENCH_LOGS")
+	if dir == "" {
+		return nil
+	}
+	name := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"."+role+".log")
+	f, err := os.Create(name)
+	if err != nil {
+		t.Fatalf("TETHER_BENCH_LOGS: %v", err)
+	}
+	t.Cleanup(func() { f.Close() })
+	t.Logf("%s log: %s", role, name)
+	return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
