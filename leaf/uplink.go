@@ -47,6 +47,8 @@ const (
 
 	linkMinBackoff = 100 * time.Millisecond
 	linkMaxBackoff = 5 * time.Second
+	// failLogEvery is how often the same forwarding error is logged again.
+	failLogEvery = 30 * time.Second
 )
 
 // uplink forwards the buffer to the cloud.
@@ -72,7 +74,9 @@ type uplink struct {
 	forwarded uint64
 	lastErr   string
 	lastErrAt time.Time
-	lastOK    time.Time
+	// lastLogged is when fail last logged.
+	lastLogged time.Time
+	lastOK     time.Time
 }
 
 // UplinkStatus is the buffer's state as 'tether leaf status' shows it and
@@ -162,10 +166,21 @@ func whileLinked(ctx context.Context, linked func() bool, step func(context.Cont
 	}
 }
 
+// fail records a failed session for status and logs it: every new error,
+// and the same error again at most every failLogEvery (sessions retry
+// every few seconds while it lasts).
 func (u *uplink) fail(err error) {
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.lastErr, u.lastErrAt = err.Error(), time.Now()
+	now, msg := time.Now(), err.Error()
+	log := msg != u.lastErr || now.Sub(u.lastLogged) >= failLogEvery
+	u.lastErr, u.lastErrAt = msg, now
+	if log {
+		u.lastLogged = now
+	}
+	u.mu.Unlock()
+	if log && u.log != nil && !errors.Is(err, errLinkLost) {
+		u.log.Warn("forwarding to the cloud failed; retrying", "err", msg, "linked", u.linked())
+	}
 }
 
 // noRetry turns off nats.go's own resend after "no responders": it

@@ -17,6 +17,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -173,6 +174,15 @@ type sfTopo struct {
 	cloudJS func(nc *nats.Conn) (jetstream.JetStream, error)
 	// stream is the cloud stream, subject where telemetry.x lands in it.
 	stream, subject string
+	// diag describes the edge's own view for a stalled run (optional).
+	diag func() string
+}
+
+func (top *sfTopo) describe() string {
+	if top.diag == nil {
+		return ""
+	}
+	return "; edge: " + top.diag()
 }
 
 // startTetherSF starts a Tether hub and an edge whose link dials the hub
@@ -204,6 +214,10 @@ func startTetherSF(t *testing.T) *sfTopo {
 		},
 		stream:  hub.TelemetryStream,
 		subject: "edges." + edgeName + ".telemetry.x",
+		diag: func() string {
+			b, _ := json.Marshal(l.Status())
+			return string(b)
+		},
 	}
 }
 
@@ -342,7 +356,7 @@ func measureBacklog(t *testing.T, top *sfTopo, count, size int, outage time.Dura
 			break
 		}
 		if !firstAt.IsZero() && now.Sub(lastAt) > catchupStall {
-			t.Logf("%s: catch-up stalled for %s at %d of %d", top.name, catchupStall, last-base, count)
+			t.Logf("%s: catch-up stalled for %s at %d of %d%s", top.name, catchupStall, last-base, count, top.describe())
 			break
 		}
 		if now.Sub(healed) > catchupBound {
