@@ -45,10 +45,10 @@ type Server struct {
 	stuckSent bool // only touched by watchLink's goroutine
 	// shortLinks counts links closed within a second, in a row.
 	shortLinks atomic.Int32
-	// commandsMaxBytes is the edge COMMANDS stream's budget, fitted to the
-	// filesystem like the buffer's (cfg.BufferMaxBytes holds the buffer
-	// budget in effect).
-	commandsMaxBytes int64
+	// bufferMaxBytes and commandsMaxBytes are the budgets of the buffer
+	// and the COMMANDS stream fitted to the filesystem at start
+	// (cfg.BufferMaxBytes stays the configured budget).
+	bufferMaxBytes, commandsMaxBytes int64
 
 	mu   sync.Mutex
 	link Link
@@ -167,7 +167,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ns.Shutdown()
 		return err
 	}
-	up, err := startUplink(ctx, b.Edge, nc, s.cfg, func() bool { return s.Link().Connected })
+	up, err := startUplink(ctx, b.Edge, nc, s.cfg, s.bufferMaxBytes, func() bool { return s.Link().Connected })
 	if err != nil {
 		nc.Close()
 		ns.Shutdown()
@@ -177,7 +177,7 @@ func (s *Server) Start(ctx context.Context) error {
 	up.log = s.log
 	// The origin names this incarnation of the buffer: a new one after the
 	// edge's store was wiped (the cloud sees Tether-Origin change).
-	s.log.Info("telemetry buffer ready", "origin", up.origin, "budget_bytes", s.cfg.BufferMaxBytes, "when_full", s.cfg.BufferFull)
+	s.log.Info("telemetry buffer ready", "origin", up.origin, "budget_bytes", up.stream.CachedInfo().Config.MaxBytes, "when_full", s.cfg.BufferFull)
 	down, err := startDownlink(ctx, b.Edge, nc, s.commandsMaxBytes, func() bool { return s.Link().Connected })
 	if err != nil {
 		nc.Close()
@@ -221,7 +221,7 @@ func (s *Server) fitBudgets() error {
 	free, room, err := storeRoom(s.cfg.DataDir)
 	if err != nil {
 		s.log.Warn("cannot measure the data dir's filesystem; keeping the configured buffer budget", "err", err)
-		s.commandsMaxBytes = commandStreamMaxBytes
+		s.bufferMaxBytes, s.commandsMaxBytes = s.cfg.BufferMaxBytes, commandStreamMaxBytes
 		return nil
 	}
 	b, err := fitBudgets(s.cfg.BufferMaxBytes, room)
@@ -232,7 +232,7 @@ func (s *Server) fitBudgets() error {
 		s.log.Warn("buffer budget reduced to fit the filesystem", "configured_bytes", s.cfg.BufferMaxBytes,
 			"budget_bytes", b.buffer, "disk_free_bytes", free, "data_dir", s.cfg.DataDir)
 	}
-	s.cfg.BufferMaxBytes, s.commandsMaxBytes = b.buffer, b.commands
+	s.bufferMaxBytes, s.commandsMaxBytes = b.buffer, b.commands
 	return nil
 }
 
