@@ -69,7 +69,7 @@ type bufferFit struct {
 
 // refit is what refitBuffer decided.
 type refit struct {
-	// budget is the buffer budget the filesystem allows now.
+	// budget is the buffer budget to put in effect.
 	budget int64
 	// change is true when budget differs enough from the current one to
 	// update the stream.
@@ -85,15 +85,18 @@ type refit struct {
 
 // refitBuffer applies fitBudgets' rule to the room there is now: the
 // buffer gets at most 3/4 of room minus the commands stream's budget, and
-// never more than configured. With buffer_full reject the budget never
-// goes below what the buffer holds: a stream whose MaxBytes is lowered
-// below its bytes keeps them in nats-server 2.15.2 when it discards new
-// messages, but drops the oldest in versions (and with DiscardOld) that
-// enforce the limit on update. With drop_oldest lowering the budget drops
-// the oldest messages down to it, as a full buffer would; its budget stays
-// at least minBufferBytes, since it never refuses a message (a message
-// bigger than the budget would be stored and dropped at once). A budget
-// is at least 1 byte: 0 would mean no limit.
+// never more than configured.
+//
+// With buffer_full reject the budget never goes below what the buffer
+// holds. nats-server 2.15.2 keeps the messages of a DiscardNew stream
+// whose MaxBytes is lowered below its bytes, but older releases drop the
+// oldest on such an update whatever the discard policy; stopping at what
+// the buffer holds drops nothing on either and refuses every new message.
+// With drop_oldest lowering the budget drops the oldest messages down to
+// it, as a full buffer would; its budget stays at least minBufferBytes,
+// since it never refuses a message (one bigger than the budget would be
+// stored and dropped at once). A budget is at least 1 byte: 0 would mean
+// no limit.
 func refitBuffer(f bufferFit) refit {
 	fit := min(f.configured, int64(f.room/4*3)-f.commands)
 	r := refit{budget: fit, tooSmall: fit < minBufferBytes}

@@ -109,8 +109,10 @@ func startUplink(ctx context.Context, edge string, nc *nats.Conn, c Config, maxB
 	}
 	cfg := bufferConfig(c, maxBytes)
 	if st, err := js.Stream(ctx, BufferStream); err == nil {
-		// Lowering a stream's MaxBytes below what it holds would drop the
-		// oldest messages: never shrink the budget under the backlog.
+		// Lowering a stream's MaxBytes below what it holds drops the
+		// oldest messages (with DiscardOld; with either policy in older
+		// nats-server releases, see refitBuffer): never shrink the
+		// budget under the backlog.
 		if held := int64(st.CachedInfo().State.Bytes); held > cfg.MaxBytes {
 			cfg.MaxBytes = held
 		}
