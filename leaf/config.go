@@ -51,16 +51,23 @@ type Config struct {
 	Compression string `mapstructure:"compression"`
 	// BufferMaxBytes is the disk budget of the telemetry buffer. Default
 	// 1 GiB. JetStream's own store limit is set just above it, so a full
-	// buffer never disables JetStream. At start the budget in effect is
-	// reduced to 3/4 of the space the filesystem has for the store (free
-	// space plus what the store already holds), so the buffer fills up
-	// (a clean "maximum bytes exceeded" for the publisher) before the disk
-	// does (which would make JetStream stop writing).
+	// buffer never disables JetStream. The budget in effect is at most 3/4
+	// of the space the filesystem has for the store (free space plus what
+	// the store already holds), fitted at start and every
+	// BudgetRefitInterval, so the buffer fills up (a clean "maximum bytes
+	// exceeded" for the publisher) before the disk does (which would make
+	// JetStream stop writing).
 	BufferMaxBytes int64 `mapstructure:"buffer_max_bytes"`
 	// BufferFull is what happens when the buffer is full: "reject"
 	// (default: the local publisher gets an error, nothing stored is
 	// dropped) or "drop_oldest" (the oldest buffered messages make room).
 	BufferFull string `mapstructure:"buffer_full"`
+	// BudgetRefitInterval is how often the running edge measures its data
+	// dir's filesystem again and refits the buffer's budget to it: cut
+	// when other programs fill the filesystem (never below what the buffer
+	// holds, unless BufferFull is drop_oldest), raised again, up to
+	// BufferMaxBytes, when they free it. Default 10s; it must be > 0.
+	BudgetRefitInterval time.Duration `mapstructure:"budget_refit_interval"`
 	// StatusInterval is how often the edge reports its status (link,
 	// backlog, last error) to the cloud while linked; it also reports at
 	// once on link-up and when stalled, full, drained or the last error
@@ -89,18 +96,19 @@ const (
 // Defaults returns the default configuration.
 func Defaults() Config {
 	return Config{
-		Listen:            "127.0.0.1:4222",
-		Transport:         TransportTLS,
-		PingInterval:      2 * time.Second,
-		MaxPingsOut:       2,
-		ReconnectInterval: 2 * time.Second,
-		SyncInterval:      time.Second,
-		Compression:       "s2_fast",
-		BufferMaxBytes:    1 << 30,
-		BufferFull:        BufferReject,
-		StatusInterval:    5 * time.Second,
-		StallAfter:        15 * time.Second,
-		LinkWatchdog:      time.Minute,
+		Listen:              "127.0.0.1:4222",
+		Transport:           TransportTLS,
+		PingInterval:        2 * time.Second,
+		MaxPingsOut:         2,
+		ReconnectInterval:   2 * time.Second,
+		SyncInterval:        time.Second,
+		Compression:         "s2_fast",
+		BufferMaxBytes:      1 << 30,
+		BufferFull:          BufferReject,
+		BudgetRefitInterval: 10 * time.Second,
+		StatusInterval:      5 * time.Second,
+		StallAfter:          15 * time.Second,
+		LinkWatchdog:        time.Minute,
 	}
 }
 
@@ -145,6 +153,9 @@ func (c Config) Validate() error {
 	}
 	if c.BufferFull != BufferReject && c.BufferFull != BufferDropOldest {
 		add("buffer_full", "%q: want %q or %q", c.BufferFull, BufferReject, BufferDropOldest)
+	}
+	if c.BudgetRefitInterval <= 0 {
+		add("budget_refit_interval", "must be > 0, got %s", c.BudgetRefitInterval)
 	}
 	if c.LinkWatchdog < 0 || c.LinkWatchdog > 0 && c.LinkWatchdog <= 2*c.ReconnectInterval+linkDialTimeout {
 		add("link_watchdog", "must be 0 (off) or more than twice reconnect_interval plus %s, got %s", time.Duration(linkDialTimeout), c.LinkWatchdog)

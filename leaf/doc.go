@@ -12,6 +12,9 @@
 // the configuration explicitly allows it. The creds never reach disk outside
 // the bundle and never reach a log. While linked the edge reports its
 // status (backlog, last error, stalled) to the cloud on tether.up.status.
-// Its streams' budgets never exceed 3/4 of the room on the data dir's
-// filesystem, so a full buffer refuses publishes before the disk fills.
+// Its streams' budgets are fitted to at most 3/4 of the room on the data
+// dir's filesystem, at start and, for the buffer, again every
+// BudgetRefitInterval while it runs, so a full buffer refuses publishes
+// before the disk fills; a refit never lowers a rejecting buffer's budget
+// below what it holds, so it never drops an acknowledged message.
 package leaf

@@ -32,8 +32,11 @@ func buildOptions(c Config, b *accounts.Bundle, sign server.SignatureHandler, hu
 		StoreDir:        filepath.Join(c.DataDir, "jetstream"),
 		SyncInterval:    c.SyncInterval,
 		SyncAlways:      c.SyncAlways,
-		// Room for the buffer plus JetStream's own metadata: the buffer
-		// stream, not the server, is what fills up.
+		// Room for the buffer at its configured budget plus JetStream's own
+		// metadata: the buffer stream, not the server, is what fills up.
+		// The budget in effect may be lower (fitted to the filesystem) but
+		// is raised back up to the configured one at run time, which the
+		// server refuses unless its limit reserves room for it.
 		JetStreamMaxStore: c.BufferMaxBytes + c.BufferMaxBytes/10 + 64<<20,
 	}
 	var err error

@@ -107,6 +107,7 @@ func TestValidateNamesFields(t *testing.T) {
 		{"bad transport", func(c *Config) { c.Transport = "quic" }, []string{"transport:", `"tls"`, `"websocket"`}},
 		{"bad compression", func(c *Config) { c.Compression = "gzip" }, []string{"compression:"}},
 		{"bad sync", func(c *Config) { c.SyncInterval = 0 }, []string{"sync_interval:"}},
+		{"no budget refit", func(c *Config) { c.BudgetRefitInterval = 0 }, []string{"budget_refit_interval:"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validConfig()

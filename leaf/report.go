@@ -35,7 +35,7 @@ func (s *Server) Report(ctx context.Context) edgereport.Report {
 		ReportedAt:  time.Now().UTC(),
 		Interval:    s.cfg.StatusInterval.String(),
 		StallAfter:  s.cfg.StallAfter.String(),
-		Buffer:      s.up.status(ctx, s.cfg.BufferMaxBytes),
+		Buffer:      s.up.status(ctx),
 		Commands:    s.down.status(),
 	}
 }

@@ -45,10 +45,15 @@ type Server struct {
 	stuckSent bool // only touched by watchLink's goroutine
 	// shortLinks counts links closed within a second, in a row.
 	shortLinks atomic.Int32
-	// commandsMaxBytes is the edge COMMANDS stream's budget, fitted to the
-	// filesystem like the buffer's (cfg.BufferMaxBytes holds the buffer
-	// budget in effect).
-	commandsMaxBytes int64
+	// bufferMaxBytes and commandsMaxBytes are the budgets of the buffer
+	// and the COMMANDS stream fitted to the filesystem at start
+	// (cfg.BufferMaxBytes stays the configured budget); refitLoop keeps
+	// the buffer's fitted while the edge runs, if the filesystem could be
+	// measured (measured).
+	bufferMaxBytes, commandsMaxBytes int64
+	measured                         bool
+	// measureRoom is storeRoom; tests replace it.
+	measureRoom func(dataDir string) (free, room uint64, err error)
 
 	mu   sync.Mutex
 	link Link
@@ -82,7 +87,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log, stuck: make(chan error, 1)}, nil
+	return &Server{cfg: cfg, log: log, stuck: make(chan error, 1), measureRoom: storeRoom}, nil
 }
 
 // Start loads the bundle, starts the embedded server and the link monitor,
@@ -167,7 +172,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ns.Shutdown()
 		return err
 	}
-	up, err := startUplink(ctx, b.Edge, nc, s.cfg, func() bool { return s.Link().Connected })
+	up, err := startUplink(ctx, b.Edge, nc, s.cfg, s.bufferMaxBytes, func() bool { return s.Link().Connected })
 	if err != nil {
 		nc.Close()
 		ns.Shutdown()
@@ -177,7 +182,7 @@ func (s *Server) Start(ctx context.Context) error {
 	up.log = s.log
 	// The origin names this incarnation of the buffer: a new one after the
 	// edge's store was wiped (the cloud sees Tether-Origin change).
-	s.log.Info("telemetry buffer ready", "origin", up.origin, "budget_bytes", s.cfg.BufferMaxBytes, "when_full", s.cfg.BufferFull)
+	s.log.Info("telemetry buffer ready", "origin", up.origin, "budget_bytes", up.stream.CachedInfo().Config.MaxBytes, "when_full", s.cfg.BufferFull)
 	down, err := startDownlink(ctx, b.Edge, nc, s.commandsMaxBytes, func() bool { return s.Link().Connected })
 	if err != nil {
 		nc.Close()
@@ -204,6 +209,13 @@ func (s *Server) Start(ctx context.Context) error {
 		defer s.wg.Done()
 		up.run(mctx)
 	}()
+	if s.measured {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.refitLoop(mctx)
+		}()
+	}
 	s.log.Info("edge ready", "client", s.ClientURL(), "domain", b.Domain, "transport", s.cfg.Transport, "hubs", s.hubURLs())
 	return nil
 }
@@ -213,27 +225,6 @@ func (s *Server) hubURLs() []string {
 		return s.bundle.WebsocketURLs
 	}
 	return s.bundle.HubURLs
-}
-
-// fitBudgets fits the stream budgets to the filesystem of the data dir
-// and logs when the buffer gets less than configured.
-func (s *Server) fitBudgets() error {
-	free, room, err := storeRoom(s.cfg.DataDir)
-	if err != nil {
-		s.log.Warn("cannot measure the data dir's filesystem; keeping the configured buffer budget", "err", err)
-		s.commandsMaxBytes = commandStreamMaxBytes
-		return nil
-	}
-	b, err := fitBudgets(s.cfg.BufferMaxBytes, room)
-	if err != nil {
-		return err
-	}
-	if b.buffer < s.cfg.BufferMaxBytes {
-		s.log.Warn("buffer budget reduced to fit the filesystem", "configured_bytes", s.cfg.BufferMaxBytes,
-			"budget_bytes", b.buffer, "disk_free_bytes", free, "data_dir", s.cfg.DataDir)
-	}
-	s.cfg.BufferMaxBytes, s.commandsMaxBytes = b.buffer, b.commands
-	return nil
 }
 
 // watchLink samples the leaf connection and logs every change.

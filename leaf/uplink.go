@@ -83,8 +83,9 @@ type uplink struct {
 // as the edge reports it to the cloud.
 type UplinkStatus = edgereport.Buffer
 
-// bufferConfig is the edge stream's configuration.
-func bufferConfig(c Config) jetstream.StreamConfig {
+// bufferConfig is the edge stream's configuration with the budget
+// maxBytes.
+func bufferConfig(c Config, maxBytes int64) jetstream.StreamConfig {
 	discard := jetstream.DiscardNew
 	if c.BufferFull == BufferDropOldest {
 		discard = jetstream.DiscardOld
@@ -95,22 +96,27 @@ func bufferConfig(c Config) jetstream.StreamConfig {
 		Subjects:    []string{policy.LocalTelemetry},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
-		MaxBytes:    c.BufferMaxBytes,
+		MaxBytes:    maxBytes,
 		Discard:     discard,
 		Duplicates:  2 * time.Minute,
 	}
 }
 
-func startUplink(ctx context.Context, edge string, nc *nats.Conn, c Config, linked func() bool) (*uplink, error) {
+// startUplink creates or updates the buffer stream with the budget
+// maxBytes (or what the buffer already holds, if more) and returns its
+// forwarder.
+func startUplink(ctx context.Context, edge string, nc *nats.Conn, c Config, maxBytes int64, linked func() bool) (*uplink, error) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(uplinkWindow),
 		jetstream.WithPublishAsyncTimeout(uplinkAckWait))
 	if err != nil {
 		return nil, err
 	}
-	cfg := bufferConfig(c)
+	cfg := bufferConfig(c, maxBytes)
 	if st, err := js.Stream(ctx, BufferStream); err == nil {
-		// Lowering a stream's MaxBytes below what it holds would drop the
-		// oldest messages: never shrink the budget under the backlog.
+		// Lowering a stream's MaxBytes below what it holds drops the
+		// oldest messages (with DiscardOld; with either policy in older
+		// nats-server releases, see refitBuffer): never shrink the
+		// budget under the backlog.
 		if held := int64(st.CachedInfo().State.Bytes); held > cfg.MaxBytes {
 			cfg.MaxBytes = held
 		}
@@ -491,10 +497,11 @@ func (u *uplink) outbound(m jetstream.Msg) (*nats.Msg, uint64, error) {
 	return &nats.Msg{Subject: policy.UplinkPrefix + m.Subject(), Header: h, Data: m.Data()}, md.Sequence.Stream, nil
 }
 
-// status reports the uplink's state.
-func (u *uplink) status(ctx context.Context, maxBytes int64) UplinkStatus {
+// status reports the uplink's state; its budget is the buffer stream's
+// MaxBytes, the one in effect.
+func (u *uplink) status(ctx context.Context) UplinkStatus {
 	u.mu.Lock()
-	st := UplinkStatus{Forwarded: u.forwarded, LastForward: u.lastOK, LastError: u.lastErr, LastErrorAt: u.lastErrAt, Origin: u.origin, MaxBytes: maxBytes}
+	st := UplinkStatus{Forwarded: u.forwarded, LastForward: u.lastOK, LastError: u.lastErr, LastErrorAt: u.lastErrAt, Origin: u.origin}
 	lastOK := u.lastOK
 	u.mu.Unlock()
 	s, err := u.js.Stream(ctx, BufferStream)
@@ -507,7 +514,7 @@ func (u *uplink) status(ctx context.Context, maxBytes int64) UplinkStatus {
 		st.LastError = err.Error()
 		return st
 	}
-	st.BacklogMsgs, st.BacklogBytes = info.State.Msgs, info.State.Bytes
+	st.BacklogMsgs, st.BacklogBytes, st.MaxBytes = info.State.Msgs, info.State.Bytes, info.Config.MaxBytes
 	if info.State.Msgs > 0 {
 		st.OldestAge = time.Since(info.State.FirstTime).Round(time.Millisecond).String()
 		since := lastOK
@@ -516,7 +523,7 @@ func (u *uplink) status(ctx context.Context, maxBytes int64) UplinkStatus {
 		}
 		st.Stalled = u.linked() && time.Since(since) > u.stallAfter
 	}
-	st.Full = maxBytes > 0 && int64(info.State.Bytes) >= maxBytes*95/100
+	st.Full = st.MaxBytes > 0 && int64(info.State.Bytes) >= st.MaxBytes*95/100
 	st.DiskFree, _ = diskspace.Free(u.dataDir)
 	return st
 }
