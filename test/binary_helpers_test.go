@@ -173,9 +173,16 @@ func (p *binaryProcess) signalAndWait(t *testing.T, sig os.Signal, timeout time.
 // whose msg is msg, and returns that line's attributes.
 func (p *binaryProcess) waitLogJSON(t *testing.T, msg string, timeout time.Duration) map[string]any {
 	t.Helper()
+	return p.waitLogJSONWhere(t, msg, timeout, nil)
+}
+
+// waitLogJSONWhere is waitLogJSON for the first such line for which match
+// (if not nil) is true.
+func (p *binaryProcess) waitLogJSONWhere(t *testing.T, msg string, timeout time.Duration, match func(map[string]any) bool) map[string]any {
+	t.Helper()
 	var found map[string]any
 	binaryWaitFor(t, timeout, fmt.Sprintf("%s to log %q", p.name, msg), func() error {
-		if line := p.stderr.jsonLine("msg", msg); line != nil {
+		if line := p.stderr.jsonLine("msg", msg, match); line != nil {
 			found = line
 			return nil
 		}
@@ -224,12 +231,12 @@ func (b *binaryBuffer) String() string {
 }
 
 // jsonLine returns the first complete JSON log line whose key equals value.
-func (b *binaryBuffer) jsonLine(key, value string) map[string]any {
+func (b *binaryBuffer) jsonLine(key, value string, match func(map[string]any) bool) map[string]any {
 	sc := bufio.NewScanner(strings.NewReader(b.String()))
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	for sc.Scan() {
 		var line map[string]any
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line[key] == value {
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line[key] == value && (match == nil || match(line)) {
 			return line
 		}
 	}

@@ -199,7 +199,7 @@ func TestBinaryLeafSIGTERM(t *testing.T) {
 	if code := leaf.signalAndWait(t, syscall.SIGTERM, 10*time.Second); code != 0 {
 		t.Errorf("tether leaf exited with %d after SIGTERM, want 0", code)
 	}
-	if leaf.stderr.jsonLine("msg", "edge stopped") == nil {
+	if leaf.stderr.jsonLine("msg", "edge stopped", nil) == nil {
 		t.Errorf("tether leaf did not log \"edge stopped\" on SIGTERM")
 	}
 }

@@ -156,7 +156,7 @@ func TestDiskFull(t *testing.T) {
 
 	const fsSize = 8 << 20
 	l, _ := startLeafOnTmpfs(t, "8m", bundle, "TETHER_PING_INTERVAL=500ms", "TETHER_RECONNECT_INTERVAL=250ms")
-	reduced := l.proc.stderr.jsonLine("msg", "buffer budget reduced to fit the filesystem")
+	reduced := l.proc.stderr.jsonLine("msg", "buffer budget reduced to fit the filesystem", nil)
 	if reduced == nil {
 		t.Fatalf("no log line about the buffer budget on a %d-byte filesystem", fsSize)
 	}
