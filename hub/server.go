@@ -107,6 +107,13 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("hub %s: %s: %w", s.cfg.Name, l.key, err)
 		}
 	}
+	cloud, err := store.Account(accounts.CloudAccountName)
+	if err != nil {
+		return err
+	}
+	if err := prepareStreamsDir(opts.StoreDir, cloud.Pub); err != nil {
+		return err
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("hub %s: %w", s.cfg.Name, err)
@@ -125,6 +132,12 @@ func (s *Server) Start(ctx context.Context) error {
 	if !ns.JetStreamEnabled() {
 		ns.Shutdown()
 		return fmt.Errorf("hub %s: JetStream did not start (its reason is in the log above)", s.cfg.Name)
+	}
+	// Register CLOUD and enable its JetStream here, to its end, before any
+	// client of ours uses it (see prepareStreamsDir).
+	if _, err := ns.LookupAccount(cloud.Pub); err != nil {
+		ns.Shutdown()
+		return fmt.Errorf("hub %s: load the CLOUD account: %w", s.cfg.Name, err)
 	}
 	edges, err := store.Edges()
 	if err != nil {
@@ -293,4 +306,24 @@ func dialHost(host string) string {
 		return "127.0.0.1"
 	}
 	return host
+}
+
+// prepareStreamsDir creates the CLOUD account's JetStream streams
+// directory under storeDir before nats-server starts. nats-server 2.15.2
+// makes an account's JetStream usable before it checks that directory,
+// and when the directory does not exist yet it creates and removes it
+// again (Account.EnableJetStream, jetstream.go). A client of the account
+// that creates streams in that window, as the hub itself does at its first
+// start, loses their directories: the streams keep working on their open
+// first block and fail once they need a second one, with everything they
+// stored gone (found by the 4 KiB catch-up bench: "Error creating msg
+// block file ... no such file or directory" after 8 MB). With the
+// directory present nats-server takes its recovery path, which removes
+// nothing.
+func prepareStreamsDir(storeDir, account string) error {
+	dir := filepath.Join(storeDir, server.JetStreamStoreDir, account, "streams")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("JetStream store: %w", err)
+	}
+	return nil
 }

@@ -245,9 +245,11 @@ func (u *uplink) session(ctx context.Context) error {
 	// The first message goes alone: until it is stored, the path to the
 	// cloud is not proven (after a reconnect the hub's interest may still
 	// be on its way, and a later message must never overtake a refused one).
-	first, err := iter.Next()
+	// Bounded: the buffer held messages a moment ago, and a session that
+	// waits forever would stall forwarding without a word.
+	first, err := iter.Next(jetstream.NextMaxWait(uplinkAckWait))
 	if err != nil {
-		return fmt.Errorf("read buffer: %w", err)
+		return fmt.Errorf("read buffer (first of %d messages from sequence %d): %w", info.State.Msgs, start, err)
 	}
 	out, confirmed, err := u.outbound(first)
 	if err != nil {
