@@ -52,6 +52,9 @@ type EdgeView struct {
 	Forwarded    uint64    `json:"forwarded"`
 	LastError    string    `json:"last_error,omitempty"`
 	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
+	// BudgetBytes is the edge's buffer budget in effect (the configured
+	// one, or less where the edge fitted it to its disk).
+	BudgetBytes *int64 `json:"budget_bytes"`
 	// Stalled and Full are as the edge reported them.
 	Stalled bool `json:"stalled"`
 	Full    bool `json:"full"`
@@ -179,6 +182,9 @@ func assess(v *EdgeView, r *edgereport.Report, reportAge, cloudLast time.Duratio
 		v.OldestAge, v.Forwarded = b.OldestAge, b.Forwarded
 		v.LastError, v.LastErrorAt = b.LastError, b.LastErrorAt
 		v.Stalled, v.Full = b.Stalled, b.Full
+		if b.MaxBytes > 0 {
+			v.BudgetBytes = &b.MaxBytes
+		}
 		v.ReportedAt, v.ReportAge, v.EdgeVersion = r.ReportedAt, reportAge.Round(time.Millisecond).String(), r.Version
 		v.Since = r.ReportedAt
 		if v.Online && !r.LinkedSince.IsZero() {

@@ -124,7 +124,7 @@ func TestBinaryDev(t *testing.T) {
 			return nil
 		})
 		table := string(runBinary(t, "status", "--dev", "--dev-dir", dir))
-		for _, col := range []string{"STATE", "LINK", "BACKLOG", "BYTES", "OLDEST", "REPORTED", "LAST ERROR"} {
+		for _, col := range []string{"STATE", "LINK", "BACKLOG", "BYTES/BUDGET", "OLDEST", "REPORTED", "LAST ERROR"} {
 			if !strings.Contains(table, col) {
 				t.Errorf("status table has no %s column:\n%s", col, table)
 			}

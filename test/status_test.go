@@ -156,6 +156,9 @@ func TestFleetStatusBacklog(t *testing.T) {
 	}
 	t.Logf("status report with a backlog and a last error: %d bytes", len(data))
 	t.Logf("cloud refusing: state %s (%s), backlog %s, last error %q", v.State, v.StateReason, backlogOf(v), v.LastError)
+	if budget := f.leaf.Status().Buffer.MaxBytes; v.BudgetBytes == nil || *v.BudgetBytes != budget || budget <= 0 {
+		t.Errorf("fleet view budget %v, want the edge's buffer budget %d", v.BudgetBytes, budget)
+	}
 
 	f.proxy.SetMode(netproxy.Cut)
 	tethertest.WaitFor(t, 30*time.Second, func() error {

@@ -60,7 +60,7 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 				return enc.Encode(views)
 			}
 			tw := tabwriter.NewWriter(d.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "EDGE\tSTATE\tLINK\tHUB\tRTT\tVIA\tBACKLOG\tBYTES\tOLDEST\tREPORTED\tCMDS WAITING\tCLOUD MSGS\tLAST ERROR")
+			fmt.Fprintln(tw, "EDGE\tSTATE\tLINK\tHUB\tRTT\tVIA\tBACKLOG\tBYTES/BUDGET\tOLDEST\tREPORTED\tCMDS WAITING\tCLOUD MSGS\tLAST ERROR")
 			for _, v := range views {
 				link := "down"
 				if v.Online {
@@ -70,6 +70,12 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 				if v.BacklogMsgs != nil {
 					backlog, bytes = strconv.FormatUint(*v.BacklogMsgs, 10), strconv.FormatUint(*v.BacklogBytes, 10)
 					reported = v.ReportAge + " ago"
+				}
+				if v.BudgetBytes != nil {
+					bytes += "/" + strconv.FormatInt(*v.BudgetBytes, 10)
+				}
+				if v.Full {
+					bytes += " FULL"
 				}
 				lastErr := v.LastError
 				if v.Error != "" {
