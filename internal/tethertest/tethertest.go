@@ -139,6 +139,25 @@ func startCluster(t testing.TB, store *accounts.Store, n int, logs func(i int) *
 	return hubs, nil
 }
 
+// RestartHub starts h again after it was shut down, on its data directory
+// and on the client and leafnode ports it had (the route address is in its
+// config already), so clients, proxies and the other hubs of its cluster
+// find it where they left it. It returns once the hub is ready; the caller
+// uses the returned hub from then on.
+func RestartHub(t testing.TB, h *hub.Server, log *slog.Logger) *hub.Server {
+	t.Helper()
+	c := h.Config()
+	c.Listen = strings.TrimPrefix(h.ClientURL(), "tls://")
+	c.LeafListen = strings.TrimPrefix(h.LeafURL(), "tls://")
+	restarted := RunHub(t, c, log)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := restarted.WaitReady(ctx); err != nil {
+		t.Fatalf("restarted hub %s: %v", c.Name, err)
+	}
+	return restarted
+}
+
 // FreeAddr returns a loopback host:port that was free a moment ago, for
 // configurations that must name each other's ports before they start.
 func FreeAddr(t testing.TB) string {
