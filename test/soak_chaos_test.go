@@ -110,6 +110,7 @@ type soakFault struct {
 	recovered func(healed time.Time) error // nil once the target is back to normal
 	lastPoll  time.Time
 	lastErr   error
+	detail    string // what the target said about its recovery, if anything
 }
 
 func (s *soak) draw(r soakRange) time.Duration {
@@ -222,14 +223,19 @@ func (s *soak) edgeFault(t *testing.T, kind soakFaultKind, e *soakEdge) *soakFau
 	t.Logf("%7s %s: %s for %s (%d actions)", s.elapsed(), e.name, kind, d.Round(time.Millisecond), len(actions))
 	s.busy[e.name] = true
 	s.stats[kind].injected++
-	return &soakFault{kind: kind, target: e.name, started: time.Now(), actions: actions,
-		recovered: func(healed time.Time) error {
-			st, err := e.leaf.status()
-			if err != nil {
-				return err
-			}
-			return soakCaughtUp(st, healed)
-		}}
+	f := &soakFault{kind: kind, target: e.name, started: time.Now(), actions: actions}
+	f.recovered = func(healed time.Time) error {
+		st, err := e.leaf.status()
+		if err != nil {
+			return err
+		}
+		if b := st.Buffer; b.LastErrorAt.After(healed) {
+			f.detail = fmt.Sprintf("the forwarder's last error, %s after the heal: %s",
+				b.LastErrorAt.Sub(healed).Round(time.Millisecond), b.LastError)
+		}
+		return soakCaughtUp(st, healed)
+	}
+	return f
 }
 
 // soakCaughtUp reports whether an edge whose fault healed at healed has
@@ -306,7 +312,10 @@ func (s *soak) advance(t *testing.T, f *soakFault) bool {
 	} else {
 		delete(s.busy, f.target)
 	}
-	t.Logf("%7s %s: recovered %s after the %s healed", s.elapsed(), f.target, took.Round(time.Millisecond), f.kind)
+	if f.detail != "" {
+		f.detail = "; " + f.detail
+	}
+	t.Logf("%7s %s: recovered %s after the %s healed%s", s.elapsed(), f.target, took.Round(time.Millisecond), f.kind, f.detail)
 	return true
 }
 

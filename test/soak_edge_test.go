@@ -3,6 +3,8 @@ package test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -32,7 +34,8 @@ type soakEdge struct {
 	proxies   []*netproxy.Proxy
 	producers []*soakProducer
 	runs      int
-	leaf      *crashLeaf // the current run; nil while the edge is down
+	leaf      *crashLeaf       // the current run; nil while the edge is down
+	procs     []*binaryProcess // every run, for their logs
 
 	mu      sync.Mutex
 	js      jetstream.JetStream // on the current run; nil while the edge is down
@@ -58,12 +61,27 @@ func (e *soakEdge) start(t *testing.T) {
 	t.Helper()
 	e.runs++
 	e.leaf = startCrashLeaf(t, fmt.Sprintf("%s (run %d)", e.name, e.runs), e.bundle, e.data)
+	e.procs = append(e.procs, e.leaf.proc)
 	js, err := jetstream.New(e.leaf.nc, jetstream.WithPublishAsyncMaxPending(4096),
 		jetstream.WithPublishAsyncTimeout(soakPubAckWait))
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.setClient(js)
+}
+
+// saveLogs writes the log of each of the edge's runs into dir.
+func (e *soakEdge) saveLogs(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i, p := range e.procs {
+		name := filepath.Join(dir, fmt.Sprintf("%s-run%d.log", e.name, i+1))
+		if err := os.WriteFile(name, []byte(p.stderr.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // kill SIGKILLs the current run and waits for it to end.

@@ -25,6 +25,8 @@ import (
 // TETHER_SOAK_DURATION and TETHER_SOAK_EDGES override either tier's size;
 // TETHER_SOAK_SEED replays a run's choices (which fault, on which edge,
 // for how long), as far as the timing lets the same edges be free.
+// TETHER_SOAK_LOGS names a directory that receives every edge run's log
+// (a failed soak prints them anyway).
 type soakConfig struct {
 	full      bool
 	duration  time.Duration // of the chaos
@@ -32,13 +34,14 @@ type soakConfig struct {
 	producers int // per edge
 	rate      int // messages per second per edge
 	seed      uint64
+	logs      string // directory for the edges' logs, or ""
 	timing    soakTiming
 }
 
 func soakConfigFromEnv(t *testing.T) soakConfig {
 	t.Helper()
 	c := soakConfig{duration: 20 * time.Second, edges: 2, producers: 2, rate: 200,
-		seed: uint64(time.Now().UnixNano()), timing: soakCI}
+		seed: uint64(time.Now().UnixNano()), logs: os.Getenv("TETHER_SOAK_LOGS"), timing: soakCI}
 	if os.Getenv("TETHER_SOAK") != "" {
 		c.full, c.duration, c.edges, c.timing = true, 10*time.Minute, 5, soakFull
 	}
@@ -104,6 +107,15 @@ func TestSoak(t *testing.T) {
 	s.hubs = tethertest.RunCluster(t, store, 3)
 	for i := range cfg.edges {
 		s.edges = append(s.edges, newSoakEdge(t, store, s.hubs, fmt.Sprintf("soak-%d", i+1)))
+	}
+	if cfg.logs != "" {
+		t.Cleanup(func() {
+			for _, e := range s.edges {
+				if err := e.saveLogs(cfg.logs); err != nil {
+					t.Errorf("keep the edges' logs: %v", err)
+				}
+			}
+		})
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
