@@ -261,6 +261,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// Config returns the configuration the hub was created with: listen
+// addresses as configured (port 0 stays 0; ClientURL and the like say
+// where the hub really listens).
+func (s *Server) Config() Config { return s.cfg }
+
 // NATS returns the embedded server, for monitoring calls.
 func (s *Server) NATS() *server.Server { return s.ns }
 

@@ -48,6 +48,16 @@ const (
 	// fastBatchPurgeEvery is how many confirmed messages trigger a purge
 	// of the buffer during a batch (it is also purged at the batch's end).
 	fastBatchPurgeEvery = 4096
+	// fastBatchPurgeAfter bounds how long confirmed messages stay in the
+	// buffer during a batch: the edge's backlog, its age and its stall
+	// check are read from the buffer.
+	fastBatchPurgeAfter = time.Second
+	// fastBatchLiveCommit: a batch that has caught up with the producers
+	// is committed once it is that old. Producers publishing steadily
+	// faster than fastBatchIdle would otherwise keep one batch open for
+	// up to fastBatchMax messages, with flow acks only every fastBatchFlow:
+	// the cloud would confirm a steady 25 msg/s every 20 s.
+	fastBatchLiveCommit = time.Second
 
 	fastBatchGapFail = "fail"
 	fastBatchSuffix  = ".$FI"
@@ -88,6 +98,10 @@ type fastBatch struct {
 	purged int // of which removed from the buffer
 	subj   string
 	ended  bool // the cloud answered with the batch's PubAck
+
+	started   time.Time
+	lastPurge time.Time
+	last      jetstream.Msg // the last message sent
 }
 
 // errBatchCut ends a session whose batch the cloud ended early (its
@@ -123,11 +137,12 @@ func (u *uplink) forwardBatches(ctx context.Context, iter jetstream.MessagesCont
 			}
 		}
 		b := &fastBatch{
-			u:      u,
-			prefix: in.prefix + nats.NewInbox()[len(nats.InboxPrefix):] + "." + strconv.Itoa(fastBatchFlow) + "." + fastBatchGapFail + ".",
-			resp:   in.ch,
-			seqs:   make([]uint64, 0, 1024),
-			max:    fastBatchMax - in.sent,
+			u:       u,
+			prefix:  in.prefix + nats.NewInbox()[len(nats.InboxPrefix):] + "." + strconv.Itoa(fastBatchFlow) + "." + fastBatchGapFail + ".",
+			resp:    in.ch,
+			seqs:    make([]uint64, 0, 1024),
+			max:     fastBatchMax - in.sent,
+			started: time.Now(),
 		}
 		err = b.run(ctx, iter, m, linkCheck.C)
 		in.sent += len(b.seqs)
@@ -192,7 +207,7 @@ func (b *fastBatch) send(ctx context.Context, iter jetstream.MessagesContext, m 
 		if err := b.poll(ctx, linkCheck, full); err != nil {
 			return err
 		}
-		if b.acked-b.purged >= fastBatchPurgeEvery {
+		if n := b.acked - b.purged; n >= fastBatchPurgeEvery || n > 0 && time.Since(b.lastPurge) >= fastBatchPurgeAfter {
 			if err := b.purge(ctx); err != nil {
 				return err
 			}
@@ -201,7 +216,7 @@ func (b *fastBatch) send(ctx context.Context, iter jetstream.MessagesContext, m 
 			continue
 		}
 		if m == nil {
-			if len(b.seqs) >= b.max {
+			if len(b.seqs) >= b.max || b.caughtUp() {
 				return nil
 			}
 			var err error
@@ -226,10 +241,20 @@ func (b *fastBatch) send(ctx context.Context, iter jetstream.MessagesContext, m 
 			return fmt.Errorf("send to cloud: %w", err)
 		}
 		b.seqs = append(b.seqs, seq)
-		b.subj = out.Subject
+		b.subj, b.last = out.Subject, m
 		m = nil
 	}
 	return nil
+}
+
+// caughtUp reports whether the batch is fastBatchLiveCommit old and its
+// last message was the newest in the buffer.
+func (b *fastBatch) caughtUp() bool {
+	if b.last == nil || time.Since(b.started) < fastBatchLiveCommit {
+		return false
+	}
+	md, err := b.last.Metadata()
+	return err == nil && md.NumPending == 0
 }
 
 // commit ends the batch (an end-of-batch marker, not stored) and waits for
@@ -369,7 +394,7 @@ func (b *fastBatch) purge(ctx context.Context) error {
 		return nil
 	}
 	n := b.acked - b.purged
-	b.purged = b.acked
+	b.purged, b.lastPurge = b.acked, time.Now()
 	return b.u.confirm(ctx, b.seqs[b.acked-1], n)
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/hub"
+	"github.com/tether-fabric/tether/internal/netproxy"
 	"github.com/tether-fabric/tether/leaf"
 )
 
@@ -86,7 +87,27 @@ func (l *crashLeaf) waitStatus(t *testing.T, d time.Duration, what string, cond 
 }
 
 // kill sends SIGKILL: the process gets no chance to flush or close anything.
-func (l *crashLeaf) kill() error { return l.proc.cmd.Process.Signal(syscall.SIGKILL) }
+func (l *crashLeaf) kill() error { return l.signal(syscall.SIGKILL) }
+
+// signal sends sig to the process (SIGSTOP and SIGCONT pause and resume it).
+func (l *crashLeaf) signal(sig syscall.Signal) error { return l.proc.cmd.Process.Signal(sig) }
+
+// proxyHubs puts a proxy in front of each hub's leafnode port; it returns
+// the proxies and the URLs an edge dials to go through them.
+func proxyHubs(t *testing.T, hubs []*hub.Server) ([]*netproxy.Proxy, []string) {
+	t.Helper()
+	proxies := make([]*netproxy.Proxy, len(hubs))
+	urls := make([]string, len(hubs))
+	for i, h := range hubs {
+		p, err := netproxy.New(strings.TrimPrefix(h.LeafURL(), "tls://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		proxies[i], urls[i] = p, "tls://"+p.Addr()
+	}
+	return proxies, urls
+}
 
 // crashPublisher publishes "<name>:<i>" for i in [0, n) on telemetry.<name>
 // with JetStream in a goroutine, keeping up to a window of publishes in
@@ -182,12 +203,13 @@ func (p *crashPublisher) wait(t *testing.T, d time.Duration) (sent int, ok []boo
 	return p.sent, append([]bool(nil), p.ok...), p.err
 }
 
-// crashCloudMsg is a message of the CLOUD telemetry stream: its payload index
-// and the edge's forwarding headers.
+// crashCloudMsg is a message of the CLOUD telemetry stream: its payload
+// (producer and index) and the edge's forwarding headers.
 type crashCloudMsg struct {
-	idx    int
-	origin string
-	seq    uint64
+	producer string
+	idx      int
+	origin   string
+	seq      uint64
 }
 
 // crashCloudCount returns how many messages of edge the CLOUD stream holds.
@@ -250,7 +272,7 @@ func crashReadCloud(t *testing.T, cloud *nats.Conn, edge string, n int, d time.D
 			if got := h.Get(leaf.HeaderEdge); got != edge {
 				t.Fatalf("message without the %s header naming %s: %v", leaf.HeaderEdge, edge, h)
 			}
-			_, num, _ := strings.Cut(string(m.Data()), ":")
+			producer, num, _ := strings.Cut(string(m.Data()), ":")
 			i, err := strconv.Atoi(num)
 			if err != nil {
 				t.Fatalf("bad payload %q", m.Data())
@@ -259,7 +281,7 @@ func crashReadCloud(t *testing.T, cloud *nats.Conn, edge string, n int, d time.D
 			if err != nil {
 				t.Fatalf("bad %s header: %v", leaf.HeaderSeq, h)
 			}
-			out = append(out, crashCloudMsg{idx: i, origin: h.Get(leaf.HeaderOrigin), seq: seq})
+			out = append(out, crashCloudMsg{producer: producer, idx: i, origin: h.Get(leaf.HeaderOrigin), seq: seq})
 		}
 		if ctx.Err() != nil {
 			t.Fatalf("read %d of %d messages from the cloud in %s", len(out), n, d)

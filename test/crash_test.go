@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -168,9 +167,9 @@ func TestEdgeStoreWiped(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, m := range msgs {
-		want := crashCloudMsg{idx: k, origin: old.Origin, seq: uint64(k + 1)}
+		want := crashCloudMsg{producer: "p1", idx: k, origin: old.Origin, seq: uint64(k + 1)}
 		if k >= before {
-			want = crashCloudMsg{idx: k, origin: fresh.Origin, seq: uint64(k - before + 1)}
+			want = crashCloudMsg{producer: "p1", idx: k, origin: fresh.Origin, seq: uint64(k - before + 1)}
 		}
 		if m != want {
 			t.Fatalf("cloud message %d = %+v, want %+v", k, m, want)
@@ -202,17 +201,7 @@ func TestHubKilledDuringCatchUp(t *testing.T) {
 	store := tethertest.NewStore(t)
 	hubs := tethertest.RunCluster(t, store, 3)
 	tethertest.AddEdge(t, store, "plant-7", hubs...)
-	proxies := make([]*netproxy.Proxy, len(hubs))
-	var urls []string
-	for i, h := range hubs {
-		p, err := netproxy.New(strings.TrimPrefix(h.LeafURL(), "tls://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(p.Close)
-		proxies[i] = p
-		urls = append(urls, "tls://"+p.Addr())
-	}
+	proxies, urls := proxyHubs(t, hubs)
 	cfg := tethertest.LeafConfig(t, tethertest.BundleFile(t, store, "plant-7", urls, nil))
 	cfg.PingInterval = 500 * time.Millisecond
 	l := tethertest.RunLeaf(t, cfg, nil)

@@ -104,3 +104,49 @@ func TestFastBatchThroughImport(t *testing.T) {
 		t.Fatalf("cloud holds %d messages of the batch, want 4", n)
 	}
 }
+
+// TestSteadyTrickleBacklog: a producer that publishes steadily, a message
+// every 10 ms (less than the forwarder's batch idle time), keeps one fast
+// batch open for minutes. The edge must still drop what the cloud
+// confirmed from its buffer as it goes: its backlog stays near zero and it
+// never reports itself stalled. (Found by TestSoak: at 200 msg/s the
+// buffer was purged only every 4096 confirmed messages, so an edge that
+// was caught up showed up to 20 s of backlog, and stalled after
+// stall_after.)
+func TestSteadyTrickleBacklog(t *testing.T) {
+	f := newFabric(t, fastReports) // stall_after 2s
+	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
+	const total, every = 800, 10 * time.Millisecond
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var worst uint64
+	for i := 0; i < total; i++ {
+		<-tick.C
+		if _, err := f.edge.Publish(ctx, "telemetry.p1", fmt.Appendf(nil, "p1:%d", i)); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+		if i%50 != 49 {
+			continue
+		}
+		b := f.leaf.Status().Buffer
+		if b.Stalled {
+			t.Fatalf("after %d messages at one per %s the edge reports itself stalled: %+v", i+1, every, b)
+		}
+		if i >= 200 { // the first session has settled
+			worst = max(worst, b.BacklogMsgs)
+		}
+	}
+	t.Logf("largest backlog the edge reported while publishing: %d messages", worst)
+	// Two seconds' worth: what is in flight plus what was confirmed since
+	// the last purge.
+	if limit := uint64(2 * time.Second / every); worst > limit {
+		t.Errorf("the edge reported up to %d messages waiting while the cloud kept up, want at most %d", worst, limit)
+	}
+	c := newChecker()
+	drainCloud(t, f.cloud, "plant-7", c, total, 10*time.Second)
+	if err := c.verify(map[string]int{"p1": total}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -53,22 +53,38 @@ func HubConfig(t testing.TB, store *accounts.Store, name string) hub.Config {
 // RunHub starts a hub with the given config.
 func RunHub(t testing.TB, c hub.Config, log *slog.Logger) *hub.Server {
 	t.Helper()
+	h, err := startHub(t, c, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cluster.Listen == "" { // a cluster is ready once all its hubs run
+		waitHubReady(t, h)
+	}
+	return h
+}
+
+// startHub starts a hub that t.Cleanup shuts down.
+func startHub(t testing.TB, c hub.Config, log *slog.Logger) (*hub.Server, error) {
 	h, err := hub.New(c, log)
 	if err != nil {
-		t.Fatalf("new hub: %v", err)
+		return nil, fmt.Errorf("new hub: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := h.Start(ctx); err != nil {
-		t.Fatalf("start hub: %v", err)
+		return nil, fmt.Errorf("start hub: %w", err)
 	}
 	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
-	if c.Cluster.Listen == "" { // a cluster is ready once all its hubs run
-		if err := h.WaitReady(ctx); err != nil {
-			t.Fatalf("hub ready: %v", err)
-		}
+	return h, nil
+}
+
+func waitHubReady(t testing.TB, h *hub.Server) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.WaitReady(ctx); err != nil {
+		t.Fatalf("hub ready: %v", err)
 	}
-	return h
 }
 
 // RunCluster starts n hubs routed to each other and waits for JetStream.
@@ -137,6 +153,33 @@ func startCluster(t testing.TB, store *accounts.Store, n int, logs func(i int) *
 		}
 	}
 	return hubs, nil
+}
+
+// RestartHub starts h again after it was shut down, on its data directory
+// and on the client and leafnode ports it had (the route address is in its
+// config already), so clients, proxies and the other hubs of its cluster
+// find it where they left it. It returns once the hub is ready; the caller
+// uses the returned hub from then on.
+func RestartHub(t testing.TB, h *hub.Server, log *slog.Logger) *hub.Server {
+	t.Helper()
+	c := h.Config()
+	c.Listen = strings.TrimPrefix(h.ClientURL(), "tls://")
+	c.LeafListen = strings.TrimPrefix(h.LeafURL(), "tls://")
+	// While the hub was down, one of its ports may have become the local
+	// port of an outgoing connection for a moment (ports picked by the
+	// kernel come from the ephemeral range): try again for a while.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		restarted, err := startHub(t, c, log)
+		if err == nil {
+			waitHubReady(t, restarted)
+			return restarted
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			t.Fatalf("restart hub %s: %v", c.Name, err)
+		}
+		time.Sleep(200 * time.Millisecond) // retry interval
+	}
 }
 
 // FreeAddr returns a loopback host:port that was free a moment ago, for
