@@ -279,7 +279,9 @@ func (s *Server) noteShortLink(upFor time.Duration) {
 		return
 	}
 	if s.shortLinks.Add(1) == 3 {
-		s.log.Error("the hubs keep closing this edge's link right after it opens: most likely another process is linked with this edge's identity (the hubs' logs name both); stop one, or rotate or revoke the edge if its creds were copied")
+		// A network that drops connections looks the same from here (the
+		// soak's sub-second flaps did): say both.
+		s.log.Error("the hubs keep closing this edge's link right after it opens: most likely another process is linked with this edge's identity (the hubs' logs name both; stop one, or rotate or revoke the edge if its creds were copied), unless the network to the hubs keeps dropping connections")
 	}
 }
 
