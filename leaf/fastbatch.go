@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,10 +36,21 @@ import (
 const (
 	// fastBatchFlow asks for a flow ack every that many messages (the
 	// server's ceiling; it lowers it when several batches share the stream).
-	fastBatchFlow = 500
+	fastBatchFlow = 100
 	// fastBatchWindow is how many messages may be sent beyond the last
-	// flow ack.
+	// flow ack, at most; the bytes in flight are bounded too (pace).
 	fastBatchWindow = 4096
+	// fastBatchPaceTarget is how long the bytes in flight may take to
+	// cross the link at the rate the cloud has been confirming them: on a
+	// slow link the rest waits in the edge's buffer, not in front of the
+	// link's pings (a spoke leaf's pings are never delayed, and a queue
+	// longer than ping_interval x max_pings_out drops the link).
+	fastBatchPaceTarget = time.Second
+	// fastBatchPaceFloor is the bytes in flight before the rate is known
+	// and at least; fastBatchRateSample the shortest span a rate sample
+	// is taken over (flow acks arrive in bursts).
+	fastBatchPaceFloor  = 64 << 10
+	fastBatchRateSample = 100 * time.Millisecond
 	// fastBatchMax is how many messages are sent with replies on one
 	// inbox subscription (see forwardBatches) and at most in one batch.
 	fastBatchMax = 32768
@@ -102,6 +114,12 @@ type fastBatch struct {
 	started   time.Time
 	lastPurge time.Time
 	last      jetstream.Msg // the last message sent
+
+	// sent[i] is the bytes sent up to and including batch message i+1.
+	sent []int64
+	// sampleAt and sampleAcked start the current rate sample.
+	sampleAt    time.Time
+	sampleAcked int
 }
 
 // errBatchCut ends a session whose batch the cloud ended early (its
@@ -203,7 +221,7 @@ func (b *fastBatch) run(ctx context.Context, iter jetstream.MessagesContext, fir
 // fastBatchWindow beyond the last flow ack.
 func (b *fastBatch) send(ctx context.Context, iter jetstream.MessagesContext, m jetstream.Msg, linkCheck <-chan time.Time) error {
 	for !b.ended {
-		full := len(b.seqs)-b.acked >= fastBatchWindow
+		full := b.windowFull()
 		if err := b.poll(ctx, linkCheck, full); err != nil {
 			return err
 		}
@@ -241,6 +259,7 @@ func (b *fastBatch) send(ctx context.Context, iter jetstream.MessagesContext, m 
 			return fmt.Errorf("send to cloud: %w", err)
 		}
 		b.seqs = append(b.seqs, seq)
+		b.sent = append(b.sent, b.bytesSent()+int64(len(out.Subject)+len(out.Reply)+len(out.Data)+headerSize(out.Header)))
 		b.subj, b.last = out.Subject, m
 		m = nil
 	}
@@ -380,12 +399,80 @@ func (b *fastBatch) seqAt(n uint64) uint64 {
 	return b.seqs[n-1]
 }
 
-// confirmed records that batch messages 1..n are stored in the cloud.
+// confirmed records that batch messages 1..n are stored in the cloud, and
+// samples the rate at which the cloud confirms bytes.
 func (b *fastBatch) confirmed(n uint64) {
 	n = min(n, uint64(len(b.seqs)))
-	if int(n) > b.acked {
-		b.acked = int(n)
+	if int(n) <= b.acked {
+		return
 	}
+	b.acked = int(n)
+	now := time.Now()
+	if b.sampleAt.IsZero() {
+		b.sampleAt = b.started
+	}
+	if d := now.Sub(b.sampleAt); d >= fastBatchRateSample {
+		bytes := b.bytesAt(b.acked) - b.bytesAt(b.sampleAcked)
+		b.u.pace.sample(float64(bytes) / d.Seconds())
+		b.sampleAt, b.sampleAcked = now, b.acked
+	}
+}
+
+// windowFull reports whether the batch has as much in flight as it may:
+// fastBatchWindow messages, or, beyond two flow acks' worth of messages
+// (fewer would wait for a flow ack that cannot come), the bytes the pace
+// allows.
+func (b *fastBatch) windowFull() bool {
+	n := len(b.seqs) - b.acked
+	if n >= fastBatchWindow {
+		return true
+	}
+	return n >= 2*fastBatchFlow && b.bytesSent()-b.bytesAt(b.acked) >= b.u.pace.limit()
+}
+
+// bytesAt is the bytes sent up to batch message n (0: none).
+func (b *fastBatch) bytesAt(n int) int64 {
+	if n == 0 {
+		return 0
+	}
+	return b.sent[n-1]
+}
+
+func (b *fastBatch) bytesSent() int64 { return b.bytesAt(len(b.sent)) }
+
+// headerSize approximates the bytes h takes on the wire.
+func headerSize(h nats.Header) int {
+	n := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// pace bounds the bytes a forwarder keeps in flight by the rate at which
+// the cloud confirmed them: fastBatchPaceTarget's worth, at least
+// fastBatchPaceFloor. It lives as long as the uplink, across sessions.
+type pace struct {
+	mu   sync.Mutex
+	rate float64 // bytes per second, smoothed; 0: not measured yet
+}
+
+func (p *pace) sample(bytesPerSec float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rate == 0 {
+		p.rate = bytesPerSec
+		return
+	}
+	p.rate = 0.7*p.rate + 0.3*bytesPerSec
+}
+
+func (p *pace) limit() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(fastBatchPaceFloor, int64(p.rate*fastBatchPaceTarget.Seconds()))
 }
 
 // purge removes the confirmed prefix from the buffer.

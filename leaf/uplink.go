@@ -67,6 +67,8 @@ type uplink struct {
 	// noBatch is set once the cloud refused a fast batch (its stream does
 	// not allow them): per-message PubAcks only from then on.
 	noBatch atomic.Bool
+	// pace bounds a fast batch's bytes in flight (fastbatch.go).
+	pace pace
 	// gapRisk: see setGapRisk.
 	gapRisk atomic.Bool
 

@@ -36,6 +36,7 @@ func (c *checker) add(data []byte) error {
 	if !ok {
 		return fmt.Errorf("bad payload %q", data)
 	}
+	n, _, _ = strings.Cut(n, ":") // padding may follow
 	i, err := strconv.Atoi(n)
 	if err != nil {
 		return fmt.Errorf("bad payload %q", data)

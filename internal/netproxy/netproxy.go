@@ -1,7 +1,8 @@
 // Package netproxy is a TCP proxy on loopback for fault tests: it forwards
 // connections to a target and can black-hole them (bytes are swallowed,
 // sockets stay open, as when a cellular link silently dies) or cut them
-// (connections are closed and new ones refused) and heal again.
+// (connections are closed and new ones refused) and heal again, or slow
+// them down to a given rate.
 package netproxy
 
 import (
@@ -31,8 +32,24 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	mode  Mode
+	rate  int // bytes per second each way, 0: unlimited
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
+}
+
+// SetRate limits each direction of every connection to bytesPerSec, as a
+// slow link would (0: no limit). Bytes beyond the rate wait in the proxy
+// and in the sockets' buffers, as they would in a modem's.
+func (p *Proxy) SetRate(bytesPerSec int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rate = bytesPerSec
+}
+
+func (p *Proxy) currentRate() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rate
 }
 
 // New starts a proxy on a free loopback port forwarding to target.
@@ -124,10 +141,25 @@ func (p *Proxy) pipe(src, dst net.Conn, back bool) {
 	defer p.untrack(src)
 	defer p.untrack(dst)
 	buf := make([]byte, 32<<10)
+	var due time.Time // when the bytes sent so far have passed at the rate
 	for {
-		n, err := src.Read(buf)
+		chunk := buf
+		rate := p.currentRate()
+		if rate > 0 {
+			// Small reads keep the pace even (a tenth of a second each).
+			chunk = buf[:max(1, min(len(buf), rate/10))]
+		}
+		n, err := src.Read(chunk)
 		if m := p.current(); n > 0 && (m == Pass || m == DropReplies && !back) {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			if rate > 0 {
+				now := time.Now()
+				if due.Before(now) {
+					due = now
+				}
+				due = due.Add(time.Duration(n) * time.Second / time.Duration(rate))
+				time.Sleep(time.Until(due)) // the link's pace, not synchronization
+			}
+			if _, werr := dst.Write(chunk[:n]); werr != nil {
 				return
 			}
 		}
