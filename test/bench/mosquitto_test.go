@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -632,7 +631,7 @@ func benchMosquitto(t *testing.T, reps int) ([]*sfRow, []string) {
 	if err != nil {
 		t.Skipf("mosquitto comparison skipped: %v (Debian: apt-get install -y mosquitto mosquitto-clients)", err)
 	}
-	atLeast5 := func(a, b float64) bool { return math.Round(a/b*100)/100 >= 5 }
+	atLeast5 := atLeast(5)
 	thrSame := &sfRow{name: fmt.Sprintf("QoS 1 / acked publish %d B edge->cloud, both with a %d-message end-to-end window", mqSize, mqWindow),
 		a: "tether", b: "mosquitto", unit: "msg/s", format: fmtRate, goal: ">= 5x", ok: atLeast5}
 	tetherWin := tetherWindowBytes / mqSize
