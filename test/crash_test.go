@@ -123,13 +123,7 @@ func TestLeafSIGKILLMidStream(t *testing.T) {
 func TestEdgeStoreWiped(t *testing.T) {
 	f := newFabric(t)
 	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
-	f.proxy.SetMode(netproxy.Cut)
-	tethertest.WaitFor(t, 10*time.Second, func() error {
-		if f.leaf.Link().Connected {
-			return fmt.Errorf("link still up")
-		}
-		return nil
-	})
+	cutLink(t, f.proxy, f.leaf)
 	const before, after = 2000, 2000
 	crashPublish(t, f.edge, "p1", 0, before)
 	old := f.leaf.Status().Buffer

@@ -143,16 +143,7 @@ func fillUntilRefused(t *testing.T, js jetstream.JetStream, name string, from, p
 // acknowledged message reaches the cloud once and in order, and the edge
 // takes new messages again.
 func TestDiskFull(t *testing.T) {
-	store := tethertest.NewStore(t)
-	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
-	tethertest.AddEdge(t, store, "plant-7", h)
-	p, err := netproxy.New(strings.TrimPrefix(h.LeafURL(), "tls://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	bundle := tethertest.BundleFile(t, store, "plant-7", []string{"tls://" + p.Addr()}, nil)
-	cloud := tethertest.ConnectCloud(t, store, h)
+	p, bundle, cloud := hubBehindProxy(t)
 
 	const fsSize = 8 << 20
 	l, _ := startLeafOnTmpfs(t, "8m", bundle, "TETHER_PING_INTERVAL=500ms", "TETHER_RECONNECT_INTERVAL=250ms")
@@ -215,14 +206,37 @@ func TestDiskFull(t *testing.T) {
 	if n, err := fillUntilRefused(t, js, "p1", refusedAt, 1024, total); n != total || err != nil {
 		t.Fatalf("after the condition cleared: %d of %d stored: %v", n-refusedAt, total-refusedAt, err)
 	}
-	want := total
+	expectCloudExactly(t, l, cloud, total)
+}
+
+// hubBehindProxy starts a hub with the edge plant-7, whose bundle dials
+// the hub through the returned proxy, and connects to the hub as CLOUD.
+func hubBehindProxy(t *testing.T) (p *netproxy.Proxy, bundle string, cloud *nats.Conn) {
+	t.Helper()
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	tethertest.AddEdge(t, store, "plant-7", h)
+	p, err := netproxy.New(strings.TrimPrefix(h.LeafURL(), "tls://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	bundle = tethertest.BundleFile(t, store, "plant-7", []string{"tls://" + p.Addr()}, nil)
+	return p, bundle, tethertest.ConnectCloud(t, store, h)
+}
+
+// expectCloudExactly waits until the cloud holds total messages of
+// plant-7, checks they are p1's 0..total-1 exactly once and in order, and
+// that the edge's JetStream never hit its full disk.
+func expectCloudExactly(t *testing.T, l *crashLeaf, cloud *nats.Conn, total int) {
+	t.Helper()
 	binaryWaitFor(t, 30*time.Second, "the cloud to hold everything", func() error {
-		if n := crashCloudCount(t, cloud, "plant-7"); n != want {
-			return fmt.Errorf("cloud holds %d of %d", n, want)
+		if n := crashCloudCount(t, cloud, "plant-7"); n != total {
+			return fmt.Errorf("cloud holds %d of %d", n, total)
 		}
 		return nil
 	})
-	msgs := crashReadCloud(t, cloud, "plant-7", want, 30*time.Second)
+	msgs := crashReadCloud(t, cloud, "plant-7", total, 30*time.Second)
 	if err := crashVerify(msgs, total, func(int) bool { return true }); err != nil {
 		t.Fatal(err)
 	}

@@ -193,6 +193,19 @@ func newFabric(t *testing.T, edits ...func(*leaf.Config)) *fabric {
 	return f
 }
 
+// cutLink cuts the link at the proxy and waits until the edge sees it
+// down.
+func cutLink(t *testing.T, p *netproxy.Proxy, l *leaf.Server) {
+	t.Helper()
+	p.SetMode(netproxy.Cut)
+	tethertest.WaitFor(t, 10*time.Second, func() error {
+		if l.Link().Connected {
+			return fmt.Errorf("link still up")
+		}
+		return nil
+	})
+}
+
 func (f *fabric) startLeaf(t *testing.T) {
 	t.Helper()
 	f.leaf = tethertest.RunLeaf(t, f.cfg, nil)
@@ -209,13 +222,7 @@ func TestLinkCutUnderLoad(t *testing.T) {
 	f := newFabric(t)
 	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
 	publish(t, f.edge, "p1", 0, 2000)
-	f.proxy.SetMode(netproxy.Cut)
-	tethertest.WaitFor(t, 10*time.Second, func() error {
-		if f.leaf.Link().Connected {
-			return fmt.Errorf("link still up")
-		}
-		return nil
-	})
+	cutLink(t, f.proxy, f.leaf)
 	publish(t, f.edge, "p1", 2000, 6000) // offline: buffered on the edge's disk
 	if st := f.leaf.Status().Buffer; st.BacklogMsgs == 0 {
 		t.Fatalf("offline edge shows no backlog: %+v", st)
@@ -348,13 +355,7 @@ func TestCommandsQueuedWhileOffline(t *testing.T) {
 	send(0, 5)
 	expect(0, 5)
 
-	f.proxy.SetMode(netproxy.Cut)
-	tethertest.WaitFor(t, 10*time.Second, func() error {
-		if f.leaf.Link().Connected {
-			return fmt.Errorf("link still up")
-		}
-		return nil
-	})
+	cutLink(t, f.proxy, f.leaf)
 	send(5, 105)
 	if _, err := got.NextMsg(200 * time.Millisecond); err == nil {
 		t.Fatal("a command reached the edge while its link was cut")

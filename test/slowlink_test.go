@@ -34,13 +34,7 @@ func TestSlowLinkCatchUp(t *testing.T) {
 		c.PingInterval = leaf.Defaults().PingInterval
 	})
 	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
-	f.proxy.SetMode(netproxy.Cut)
-	tethertest.WaitFor(t, 10*time.Second, func() error {
-		if f.leaf.Link().Connected {
-			return fmt.Errorf("link still up")
-		}
-		return nil
-	})
+	cutLink(t, f.proxy, f.leaf)
 	pad := make([]byte, 768)
 	if _, err := rand.Read(pad); err != nil {
 		t.Fatal(err)

@@ -541,15 +541,7 @@ func benchBacklog(t *testing.T, reps, count int, outage time.Duration) ([]*sfRow
 	allRow := &sfRow{name: fmt.Sprintf("heal -> all %s in the cloud stream (lower is better)", n), a: "tether", b: "plain", format: fmtSeconds, goal: "-"}
 	var perRun [2][]string
 	for rep := range reps {
-		systems := []struct {
-			i     int
-			name  string
-			start func(*testing.T) *sfTopo
-		}{{0, "tether", startTetherSF}, {1, "plain", startPlainSF}}
-		if rep%2 == 1 {
-			slices.Reverse(systems)
-		}
-		for _, sys := range systems {
+		for _, sys := range sfSystems(rep) {
 			var r backlogResult
 			name := sys.name
 			// A subtest per run: its servers stop at its end.
@@ -583,6 +575,22 @@ func benchBacklog(t *testing.T, reps, count int, outage time.Duration) ([]*sfRow
 	return []*sfRow{pubRow, firstRow, rateRow, allRow}, []string{note}
 }
 
+// sfSystem is Tether (i 0) or its plain twin (i 1).
+type sfSystem struct {
+	i     int
+	name  string
+	start func(*testing.T) *sfTopo
+}
+
+// sfSystems lists both systems, in turns first: tether in even reps.
+func sfSystems(rep int) []sfSystem {
+	systems := []sfSystem{{0, "tether", startTetherSF}, {1, "plain", startPlainSF}}
+	if rep%2 == 1 {
+		slices.Reverse(systems)
+	}
+	return systems
+}
+
 // benchOnline measures durable edge->cloud throughput with the link up:
 // onlineCount messages published at the edge (edgeInflight awaiting the
 // edge's PubAck), counted as they arrive in the cloud stream.
@@ -591,15 +599,7 @@ func benchOnline(t *testing.T, reps int) *sfRow {
 		fmtCount(onlineCount), backlogSize, edgeInflight),
 		a: "tether", b: "plain", unit: "msg/s", format: fmtRate, goal: ">= 0.9x", ok: atLeast(0.9)}
 	for rep := range reps {
-		systems := []struct {
-			i     int
-			name  string
-			start func(*testing.T) *sfTopo
-		}{{0, "tether", startTetherSF}, {1, "plain", startPlainSF}}
-		if rep%2 == 1 {
-			slices.Reverse(systems)
-		}
-		for _, sys := range systems {
+		for _, sys := range sfSystems(rep) {
 			var r windowedResult
 			var cpu time.Duration
 			if !t.Run(fmt.Sprintf("rep%d-%s", rep+1, sys.name), func(t *testing.T) {
