@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"runtime"
 	"testing"
 	"time"
 
@@ -102,6 +103,22 @@ func TestSoak(t *testing.T) {
 	t.Setenv("TETHER_RECONNECT_INTERVAL", "250ms")
 	t.Setenv("TETHER_STATUS_INTERVAL", "1s")
 
+	// Registered first, so it runs last: once the hubs, connections and
+	// edges are gone, the goroutines they started must be gone too
+	// (reliability.md: within +20 of the baseline).
+	baseline := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(30 * time.Second)
+		for runtime.NumGoroutine() > baseline+20 {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Errorf("goroutines after teardown: %d, baseline %d:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+				return
+			}
+			time.Sleep(100 * time.Millisecond) // polling, not synchronization
+		}
+		t.Logf("goroutines after teardown: %d (baseline %d)", runtime.NumGoroutine(), baseline)
+	})
 	s := &soak{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.seed, 0)), start: time.Now(), busy: map[string]bool{}}
 	store := tethertest.NewStore(t)
 	s.hubs = tethertest.RunCluster(t, store, 3)
