@@ -34,9 +34,13 @@ import (
 // session and the next one resends from the oldest unconfirmed message
 // with the same message ids.
 const (
-	// fastBatchFlow asks for a flow ack every that many messages (the
-	// server's ceiling; it lowers it when several batches share the stream).
-	fastBatchFlow = 100
+	// fastBatchFlow asks for a flow ack every that many messages at most
+	// (the server lowers it when several batches share the stream); a
+	// batch asks for fewer when the pace allows fewer bytes in flight
+	// than 4 flow acks' worth, down to fastBatchMinFlow, which is also
+	// where an uplink starts before it has measured its link.
+	fastBatchFlow    = 100
+	fastBatchMinFlow = 10
 	// fastBatchWindow is how many messages may be sent beyond the last
 	// flow ack, at most; the bytes in flight are bounded too (pace).
 	fastBatchWindow = 4096
@@ -47,9 +51,10 @@ const (
 	// longer than ping_interval x max_pings_out drops the link).
 	fastBatchPaceTarget = time.Second
 	// fastBatchPaceFloor is the bytes in flight before the rate is known
-	// and at least; fastBatchRateSample the shortest span a rate sample
-	// is taken over (flow acks arrive in bursts).
-	fastBatchPaceFloor  = 64 << 10
+	// and at least (beyond two flow acks' worth of messages, which always
+	// may be in flight); fastBatchRateSample the shortest span a rate
+	// sample is taken over (flow acks arrive in bursts).
+	fastBatchPaceFloor  = 8 << 10
 	fastBatchRateSample = 100 * time.Millisecond
 	// fastBatchMax is how many messages are sent with replies on one
 	// inbox subscription (see forwardBatches) and at most in one batch.
@@ -111,6 +116,11 @@ type fastBatch struct {
 	subj   string
 	ended  bool // the cloud answered with the batch's PubAck
 
+	flow int // the flow this batch asked for
+	// repace is set when the pace calls for a flow at least twice as far
+	// from this batch's: the batch ends and the next one asks for it.
+	repace bool
+
 	started   time.Time
 	lastPurge time.Time
 	last      jetstream.Msg // the last message sent
@@ -154,9 +164,11 @@ func (u *uplink) forwardBatches(ctx context.Context, iter jetstream.MessagesCont
 				return err
 			}
 		}
+		flow := u.pace.flow()
 		b := &fastBatch{
 			u:       u,
-			prefix:  in.prefix + nats.NewInbox()[len(nats.InboxPrefix):] + "." + strconv.Itoa(fastBatchFlow) + "." + fastBatchGapFail + ".",
+			flow:    flow,
+			prefix:  in.prefix + nats.NewInbox()[len(nats.InboxPrefix):] + "." + strconv.Itoa(flow) + "." + fastBatchGapFail + ".",
 			resp:    in.ch,
 			seqs:    make([]uint64, 0, 1024),
 			max:     fastBatchMax - in.sent,
@@ -234,7 +246,7 @@ func (b *fastBatch) send(ctx context.Context, iter jetstream.MessagesContext, m 
 			continue
 		}
 		if m == nil {
-			if len(b.seqs) >= b.max || b.caughtUp() {
+			if len(b.seqs) >= b.max || b.repace || b.caughtUp() {
 				return nil
 			}
 			var err error
@@ -413,8 +425,11 @@ func (b *fastBatch) confirmed(n uint64) {
 	}
 	if d := now.Sub(b.sampleAt); d >= fastBatchRateSample {
 		bytes := b.bytesAt(b.acked) - b.bytesAt(b.sampleAcked)
-		b.u.pace.sample(float64(bytes) / d.Seconds())
+		b.u.pace.sample(float64(bytes)/d.Seconds(), float64(bytes)/float64(b.acked-b.sampleAcked))
 		b.sampleAt, b.sampleAcked = now, b.acked
+		if f := b.u.pace.flow(); f >= 2*b.flow || 2*f <= b.flow {
+			b.repace = true
+		}
 	}
 }
 
@@ -427,7 +442,7 @@ func (b *fastBatch) windowFull() bool {
 	if n >= fastBatchWindow {
 		return true
 	}
-	return n >= 2*fastBatchFlow && b.bytesSent()-b.bytesAt(b.acked) >= b.u.pace.limit()
+	return n >= 2*b.flow && b.bytesSent()-b.bytesAt(b.acked) >= b.u.pace.limit()
 }
 
 // bytesAt is the bytes sent up to batch message n (0: none).
@@ -457,16 +472,31 @@ func headerSize(h nats.Header) int {
 type pace struct {
 	mu   sync.Mutex
 	rate float64 // bytes per second, smoothed; 0: not measured yet
+	size float64 // bytes per message, smoothed
 }
 
-func (p *pace) sample(bytesPerSec float64) {
+func (p *pace) sample(bytesPerSec, bytesPerMsg float64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.rate == 0 {
-		p.rate = bytesPerSec
+		p.rate, p.size = bytesPerSec, bytesPerMsg
 		return
 	}
 	p.rate = 0.7*p.rate + 0.3*bytesPerSec
+	p.size = 0.7*p.size + 0.3*bytesPerMsg
+}
+
+// flow is the flow a new batch asks for: a quarter of the messages the
+// pace allows in flight, between fastBatchMinFlow and fastBatchFlow.
+func (p *pace) flow() int {
+	limit := p.limit()
+	p.mu.Lock()
+	size := p.size
+	p.mu.Unlock()
+	if size <= 0 {
+		return fastBatchMinFlow
+	}
+	return int(min(fastBatchFlow, max(fastBatchMinFlow, float64(limit)/size/4)))
 }
 
 func (p *pace) limit() int64 {

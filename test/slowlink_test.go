@@ -16,17 +16,21 @@ import (
 	"github.com/tether-fabric/tether/leaf"
 )
 
-// TestSlowLinkCatchUp: a backlog crosses a slow link (64 KiB/s each way,
-// about 50 messages of 1 KiB a second). The edge keeps its link while
-// the data queues in front of it, is never reported stalled while
-// messages arrive, and the cloud gets everything once, in order.
+// TestSlowLinkCatchUp: a backlog crosses a slow link (64 and 16 KiB/s
+// each way, about 50 and 12 messages of 1 KiB a second). The edge keeps
+// its link while the data queues in front of it, is never reported
+// stalled while messages arrive, and the cloud gets everything once, in
+// order.
 func TestSlowLinkCatchUp(t *testing.T) {
-	const (
-		count = 300
-		rate  = 64 << 10
-	)
+	for _, tc := range []struct{ rate, count int }{{64 << 10, 300}, {16 << 10, 100}} {
+		t.Run(fmt.Sprintf("%dKiBps", tc.rate>>10), func(t *testing.T) { slowLinkCatchUp(t, tc.rate, tc.count) })
+	}
+}
+
+func slowLinkCatchUp(t *testing.T, rate, count int) {
 	f := newFabric(t, fastReports, func(c *leaf.Config) {
-		// Flow acks come every 100 messages, about every 2.2 s here.
+		// Flow acks come every 10 to 100 messages (fastbatch.go's pace):
+		// at most every 2.2 s here.
 		c.StallAfter = 5 * time.Second
 		c.Compression = "off" // the rate is for the bytes as they are
 		// The default: a queue in front of the link longer than about
@@ -61,7 +65,7 @@ func TestSlowLinkCatchUp(t *testing.T) {
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		wasUp := false
+		wasUp, up := false, false
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -72,10 +76,11 @@ func TestSlowLinkCatchUp(t *testing.T) {
 			}
 			st := f.leaf.Status()
 			mu.Lock()
-			if wasUp && !st.Link.Connected {
-				drops++
+			if up && !st.Link.Connected && wasUp {
+				drops++ // up -> down
 			}
-			wasUp = wasUp || st.Link.Connected
+			up = st.Link.Connected
+			wasUp = wasUp || up
 			if st.Buffer.Stalled {
 				stalled = append(stalled, fmt.Sprintf("%s after the heal: backlog %d, forwarded %d", time.Since(healed).Round(100*time.Millisecond), st.Buffer.BacklogMsgs, st.Buffer.Forwarded))
 			}
@@ -90,7 +95,7 @@ func TestSlowLinkCatchUp(t *testing.T) {
 	if err := c.verify(map[string]int{"p1": count}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d x ~1 KiB crossed a %d B/s link in %s (%.0f msg/s)", count, rate, took.Round(100*time.Millisecond), count/took.Seconds())
+	t.Logf("%d x ~1 KiB crossed a %d B/s link in %s (%.0f msg/s)", count, rate, took.Round(100*time.Millisecond), float64(count)/took.Seconds())
 	mu.Lock()
 	defer mu.Unlock()
 	if drops > 0 {
