@@ -16,8 +16,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/netproxy"
+	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
 )
 
@@ -107,6 +109,32 @@ func proxyHubs(t *testing.T, hubs []*hub.Server) ([]*netproxy.Proxy, []string) {
 		proxies[i], urls[i] = p, "tls://"+p.Addr()
 	}
 	return proxies, urls
+}
+
+// backlogBehind starts plant-7's edge dialing urls (the proxies' addresses,
+// 500 ms pings), cuts every proxy and buffers backlog messages of p1 on the
+// edge.
+func backlogBehind(t *testing.T, store *accounts.Store, proxies []*netproxy.Proxy, urls []string, backlog int) *leaf.Server {
+	t.Helper()
+	cfg := tethertest.LeafConfig(t, tethertest.BundleFile(t, store, "plant-7", urls, nil))
+	cfg.PingInterval = 500 * time.Millisecond
+	l := tethertest.RunLeaf(t, cfg, nil)
+	tethertest.WaitLinked(t, l, 20*time.Second)
+	edge, err := jetstream.New(tethertest.Connect(t, l.ClientURL()), jetstream.WithPublishAsyncMaxPending(1024))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range proxies {
+		p.SetMode(netproxy.Cut)
+	}
+	tethertest.WaitFor(t, 10*time.Second, func() error {
+		if l.Link().Connected {
+			return fmt.Errorf("link still up")
+		}
+		return nil
+	})
+	crashPublish(t, edge, "p1", 0, backlog)
+	return l
 }
 
 // crashPublisher publishes "<name>:<i>" for i in [0, n) on telemetry.<name>

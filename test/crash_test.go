@@ -196,25 +196,7 @@ func TestHubKilledDuringCatchUp(t *testing.T) {
 	hubs := tethertest.RunCluster(t, store, 3)
 	tethertest.AddEdge(t, store, "plant-7", hubs...)
 	proxies, urls := proxyHubs(t, hubs)
-	cfg := tethertest.LeafConfig(t, tethertest.BundleFile(t, store, "plant-7", urls, nil))
-	cfg.PingInterval = 500 * time.Millisecond
-	l := tethertest.RunLeaf(t, cfg, nil)
-	tethertest.WaitLinked(t, l, 10*time.Second)
-	edge, err := jetstream.New(tethertest.Connect(t, l.ClientURL()), jetstream.WithPublishAsyncMaxPending(1024))
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	for _, p := range proxies {
-		p.SetMode(netproxy.Cut)
-	}
-	tethertest.WaitFor(t, 10*time.Second, func() error {
-		if l.Link().Connected {
-			return fmt.Errorf("link still up")
-		}
-		return nil
-	})
-	crashPublish(t, edge, "p1", 0, backlog)
+	l := backlogBehind(t, store, proxies, urls, backlog)
 	if st := l.Status().Buffer; st.BacklogMsgs != backlog {
 		t.Fatalf("offline edge buffer = %+v, want %d messages", st, backlog)
 	}

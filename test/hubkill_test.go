@@ -86,24 +86,7 @@ func TestHubSIGKILLDuringCatchUp(t *testing.T) {
 		t.Cleanup(p.Close)
 		proxies, urls = append(proxies, p), append(urls, "tls://"+p.Addr())
 	}
-	cfg := tethertest.LeafConfig(t, tethertest.BundleFile(t, store, "plant-7", urls, nil))
-	cfg.PingInterval = 500 * time.Millisecond
-	l := tethertest.RunLeaf(t, cfg, nil)
-	tethertest.WaitLinked(t, l, 20*time.Second)
-	edge, err := jetstream.New(tethertest.Connect(t, l.ClientURL()), jetstream.WithPublishAsyncMaxPending(1024))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range proxies {
-		p.SetMode(netproxy.Cut)
-	}
-	tethertest.WaitFor(t, 10*time.Second, func() error {
-		if l.Link().Connected {
-			return fmt.Errorf("link still up")
-		}
-		return nil
-	})
-	crashPublish(t, edge, "p1", 0, backlog)
+	l := backlogBehind(t, store, proxies, urls, backlog)
 
 	// Whoever leads TELEMETRY is killed once the catch-up is under way.
 	cloudAt := func(h *hubProcess) *nats.Conn {
