@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -468,16 +467,14 @@ func headerSize(h nats.Header) int {
 
 // pace bounds the bytes a forwarder keeps in flight by the rate at which
 // the cloud confirmed them: fastBatchPaceTarget's worth, at least
-// fastBatchPaceFloor. It lives as long as the uplink, across sessions.
+// fastBatchPaceFloor. It lives as long as the uplink, across sessions, and
+// only the uplink's forwarding goroutine uses it.
 type pace struct {
-	mu   sync.Mutex
 	rate float64 // bytes per second, smoothed; 0: not measured yet
 	size float64 // bytes per message, smoothed
 }
 
 func (p *pace) sample(bytesPerSec, bytesPerMsg float64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.rate == 0 {
 		p.rate, p.size = bytesPerSec, bytesPerMsg
 		return
@@ -489,19 +486,13 @@ func (p *pace) sample(bytesPerSec, bytesPerMsg float64) {
 // flow is the flow a new batch asks for: a quarter of the messages the
 // pace allows in flight, between fastBatchMinFlow and fastBatchFlow.
 func (p *pace) flow() int {
-	limit := p.limit()
-	p.mu.Lock()
-	size := p.size
-	p.mu.Unlock()
-	if size <= 0 {
+	if p.size <= 0 {
 		return fastBatchMinFlow
 	}
-	return int(min(fastBatchFlow, max(fastBatchMinFlow, float64(limit)/size/4)))
+	return int(min(fastBatchFlow, max(fastBatchMinFlow, float64(p.limit())/p.size/4)))
 }
 
 func (p *pace) limit() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return max(fastBatchPaceFloor, int64(p.rate*fastBatchPaceTarget.Seconds()))
 }
 
