@@ -21,7 +21,6 @@ import (
 
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/hub"
-	"github.com/tether-fabric/tether/internal/edgectl"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
 	"github.com/tether-fabric/tether/policy"
@@ -374,14 +373,7 @@ func TestEnrollThenRotate(t *testing.T) {
 	enrolled, _ := store.LeafUser("plant-7")
 	l := tethertest.RunLeaf(t, c, nil)
 	tethertest.WaitLinked(t, l, 10*time.Second)
-	sys, err := store.ConnectSystem(h.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sys.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	res, err := edgectl.Rotate(ctx, store, h.ClientURL(), sys, "plant-7")
+	res, err := rotateEdge(t, store, h, "plant-7")
 	if err != nil {
 		t.Fatalf("rotate an enrolled edge: %v", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/edgectl"
 	"github.com/tether-fabric/tether/internal/tethertest"
 )
@@ -52,6 +54,19 @@ func TestHubFromExport(t *testing.T) {
 	// The registrar recorded the device's key in the export, not in the
 	// operator's store; rotation still works, on the edge's own word
 	// (signed with that key, over its own link).
+	res, err := rotateEdge(t, store, h, "plant-7")
+	if err != nil {
+		t.Fatalf("rotate an edge enrolled through the export: %v", err)
+	}
+	if cur, _ := store.LeafUser("plant-7"); cur != res.User {
+		t.Errorf("store's leaf user after rotation = %s, want %s", cur, res.User)
+	}
+}
+
+// rotateEdge rotates edge's key over its live link through hub h, as
+// 'tether edge rotate' does.
+func rotateEdge(t *testing.T, store *accounts.Store, h *hub.Server, edge string) (*edgectl.RotateResult, error) {
+	t.Helper()
 	sys, err := store.ConnectSystem(h.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -59,11 +74,5 @@ func TestHubFromExport(t *testing.T) {
 	defer sys.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := edgectl.Rotate(ctx, store, h.ClientURL(), sys, "plant-7")
-	if err != nil {
-		t.Fatalf("rotate an edge enrolled through the export: %v", err)
-	}
-	if cur, _ := store.LeafUser("plant-7"); cur != res.User {
-		t.Errorf("store's leaf user after rotation = %s, want %s", cur, res.User)
-	}
+	return edgectl.Rotate(ctx, store, h.ClientURL(), sys, edge)
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestBenchCatchUp is a narrow entry point for iterating on the forwarder:
@@ -20,14 +19,7 @@ func TestBenchCatchUp(t *testing.T) {
 	reps := envInt(t, "TETHER_BENCH_REPS", defaultReps)
 	backlog := envInt(t, "TETHER_BENCH_BACKLOG", backlogCount)
 	size := envInt(t, "TETHER_BENCH_SIZE", backlogSize)
-	outage := backlogOutage
-	if v := os.Getenv("TETHER_BENCH_OUTAGE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			t.Fatalf("TETHER_BENCH_OUTAGE=%q: want a duration such as 30s", v)
-		}
-		outage = d
-	}
+	outage := envDuration(t, "TETHER_BENCH_OUTAGE", backlogOutage)
 	systems := "tether,plain"
 	if v := os.Getenv("TETHER_BENCH_SYSTEMS"); v != "" {
 		systems = v

@@ -110,14 +110,7 @@ func fmtPercent(v float64) string { return fmt.Sprintf("%.2f %%", v) }
 func TestBenchStoreForward(t *testing.T) {
 	reps := envInt(t, "TETHER_BENCH_REPS", defaultReps)
 	backlog := envInt(t, "TETHER_BENCH_BACKLOG", backlogCount)
-	outage := backlogOutage
-	if v := os.Getenv("TETHER_BENCH_OUTAGE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			t.Fatalf("TETHER_BENCH_OUTAGE=%q: want a duration such as 30s", v)
-		}
-		outage = d
-	}
+	outage := envDuration(t, "TETHER_BENCH_OUTAGE", backlogOutage)
 	began, loadBefore := time.Now(), loadAvg()
 	var rows []*sfRow
 	var notes []string
@@ -145,6 +138,20 @@ func TestBenchStoreForward(t *testing.T) {
 			t.Errorf("write %s: %v", path, err)
 		}
 	}
+}
+
+// envDuration reads a duration >= 0 from the environment, or returns def.
+func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		t.Fatalf("%s=%q: want a duration such as 30s", name, v)
+	}
+	return d
 }
 
 // envInt reads a positive integer from the environment, or returns def.
