@@ -24,10 +24,9 @@ func TestBenchCatchUp(t *testing.T) {
 	if v := os.Getenv("TETHER_BENCH_SYSTEMS"); v != "" {
 		systems = v
 	}
-	start := map[string]func(*testing.T) *sfTopo{"tether": startTetherSF, "plain": startPlainSF}
 	for rep := range reps {
 		for _, name := range strings.Split(systems, ",") {
-			st, ok := start[name]
+			st, ok := benchSystems[name]
 			if !ok {
 				t.Fatalf("TETHER_BENCH_SYSTEMS: unknown system %q", name)
 			}
@@ -41,12 +40,38 @@ func TestBenchCatchUp(t *testing.T) {
 }
 
 // TestBenchOnline is the online row of TestBenchStoreForward alone
-// (TETHER_BENCH_REPS runs, default 3).
+// (TETHER_BENCH_REPS runs, default 3); with TETHER_BENCH_SYSTEMS, each
+// system named there instead (as in TestBenchCatchUp).
 //
 //	go test -tags bench -run '^TestBenchOnline$' -count=1 -v ./test/bench
 func TestBenchOnline(t *testing.T) {
-	row := benchOnline(t, envInt(t, "TETHER_BENCH_REPS", defaultReps))
-	a, b := median(row.av), median(row.bv)
-	t.Logf("online: tether %s msg/s, plain %s msg/s: %.2fx (goal %s); lost %d/%d, dup %d/%d",
-		fmtRate(a), fmtRate(b), a/b, row.goal, row.lost[0], row.lost[1], row.dup[0], row.dup[1])
+	reps := envInt(t, "TETHER_BENCH_REPS", defaultReps)
+	if v := os.Getenv("TETHER_BENCH_SYSTEMS"); v != "" {
+		for rep := range reps {
+			for _, name := range strings.Split(v, ",") {
+				st, ok := benchSystems[name]
+				if !ok {
+					t.Fatalf("TETHER_BENCH_SYSTEMS: unknown system %q", name)
+				}
+				t.Run(name, func(t *testing.T) {
+					top := st(t)
+					before := processCPU()
+					r := measureDurable(t, top, onlineCount, backlogSize, onlineCount)
+					t.Logf("rep %d %-9s online %s x %d B: %s msg/s, CPU %s/msg; lost %d, dup %d",
+						rep+1, name, fmtCount(onlineCount), backlogSize, fmtRate(r.rate), (processCPU()-before)/onlineCount, r.lost, r.dup)
+				})
+			}
+		}
+		return
+	}
+	for _, row := range benchOnline(t, reps) {
+		a, b := median(row.av), median(row.bv)
+		t.Logf("%s: %s %s msg/s, %s %s msg/s: %.2fx (goal %s); lost %d/%d, dup %d/%d",
+			row.name, row.a, fmtRate(a), row.b, fmtRate(b), a/b, row.goal, row.lost[0], row.lost[1], row.dup[0], row.dup[1])
+	}
+}
+
+// benchSystems are the systems TETHER_BENCH_SYSTEMS can name.
+var benchSystems = map[string]func(*testing.T) *sfTopo{
+	"tether": startTetherSF, "plain": startPlainSF, "forwarder": startForwarderSF,
 }

@@ -120,7 +120,7 @@ func TestBenchStoreForward(t *testing.T) {
 		rows, notes = append(rows, r...), append(notes, n...)
 	})
 	t.Run("online", func(t *testing.T) {
-		rows = append(rows, benchOnline(t, reps))
+		rows = append(rows, benchOnline(t, reps)...)
 	})
 	t.Run("durability", func(t *testing.T) {
 		rows = append(rows, benchDurability(t, reps)...)
@@ -546,7 +546,11 @@ func benchBacklog(t *testing.T, reps, count int, outage time.Duration) ([]*sfRow
 	rateRow := &sfRow{name: fmt.Sprintf("catch-up rate, first message -> all %s in the cloud stream", n),
 		a: "tether", b: "plain", unit: "msg/s", format: fmtRate, goal: ">= 0.9x", ok: atLeast(0.9)}
 	allRow := &sfRow{name: fmt.Sprintf("heal -> all %s in the cloud stream (lower is better)", n), a: "tether", b: "plain", format: fmtSeconds, goal: "-"}
-	var perRun [2][]string
+	// The forwarder alone against plain: what the design costs without
+	// Tether's per-edge accounts (startForwarderSF).
+	fwdRow := &sfRow{name: "same catch-up rate, Tether's forwarder alone (plain servers, no accounts, no service import)",
+		a: "forwarder", b: "plain", unit: "msg/s", format: fmtRate, goal: "-"}
+	var perRun [3][]string
 	for rep := range reps {
 		for _, sys := range sfSystems(rep) {
 			var r backlogResult
@@ -564,12 +568,19 @@ func benchBacklog(t *testing.T, reps, count int, outage time.Duration) ([]*sfRow
 			if r.all < 0 {
 				all = math.Inf(1)
 			}
-			t.Logf("rep %d %-6s backlog %s x %d B: edge publish %s msg/s; heal -> first %s, -> all %s; catch-up %s msg/s, CPU %s/msg; cloud holds %d, lost %d, dup %d",
+			t.Logf("rep %d %-9s backlog %s x %d B: edge publish %s msg/s; heal -> first %s, -> all %s; catch-up %s msg/s, CPU %s/msg; cloud holds %d, lost %d, dup %d",
 				rep+1, name, n, backlogSize, fmtRate(r.pubRate), fmtDur(r.first), fmtDur(r.all), fmtRate(r.rate), r.cpuPerMsg, r.stored, r.lost, r.dup)
 			perRun[sys.i] = append(perRun[sys.i], fmtDur(r.first))
 			add := (*sfRow).addA
 			if sys.i == 1 {
 				add = (*sfRow).addB
+			}
+			switch sys.i {
+			case 2:
+				fwdRow.addA(r.rate, r.lost, r.dup)
+				continue
+			case 1:
+				fwdRow.addB(r.rate, 0, 0)
 			}
 			add(pubRow, r.pubRate, 0, 0)
 			add(firstRow, first, 0, 0)
@@ -577,21 +588,23 @@ func benchBacklog(t *testing.T, reps, count int, outage time.Duration) ([]*sfRow
 			add(allRow, all, r.lost, r.dup)
 		}
 	}
-	note := fmt.Sprintf("Backlog heal -> first message, per run: tether %s; plain %s (bound %s; \"none\" = nothing within it).",
-		strings.Join(perRun[0], ", "), strings.Join(perRun[1], ", "), healFirstBound)
-	return []*sfRow{pubRow, firstRow, rateRow, allRow}, []string{note}
+	note := fmt.Sprintf("Backlog heal -> first message, per run: tether %s; plain %s; forwarder alone %s (bound %s; \"none\" = nothing within it).",
+		strings.Join(perRun[0], ", "), strings.Join(perRun[1], ", "), strings.Join(perRun[2], ", "), healFirstBound)
+	return []*sfRow{pubRow, firstRow, rateRow, allRow, fwdRow}, []string{note}
 }
 
-// sfSystem is Tether (i 0) or its plain twin (i 1).
+// sfSystem is Tether (i 0), its plain twin (i 1) or Tether's forwarder
+// between plain servers (i 2).
 type sfSystem struct {
 	i     int
 	name  string
 	start func(*testing.T) *sfTopo
 }
 
-// sfSystems lists both systems, in turns first: tether in even reps.
+// sfSystems lists the systems, in turns first: tether in even reps,
+// the forwarder alone in odd ones.
 func sfSystems(rep int) []sfSystem {
-	systems := []sfSystem{{0, "tether", startTetherSF}, {1, "plain", startPlainSF}}
+	systems := []sfSystem{{0, "tether", startTetherSF}, {1, "plain", startPlainSF}, {2, "forwarder", startForwarderSF}}
 	if rep%2 == 1 {
 		slices.Reverse(systems)
 	}
@@ -601,10 +614,12 @@ func sfSystems(rep int) []sfSystem {
 // benchOnline measures durable edge->cloud throughput with the link up:
 // onlineCount messages published at the edge (edgeInflight awaiting the
 // edge's PubAck), counted as they arrive in the cloud stream.
-func benchOnline(t *testing.T, reps int) *sfRow {
+func benchOnline(t *testing.T, reps int) []*sfRow {
 	row := &sfRow{name: fmt.Sprintf("online durable edge->cloud %s x %d B: edge JetStream publish (%d in flight) -> cloud stream consumer",
 		fmtCount(onlineCount), backlogSize, edgeInflight),
 		a: "tether", b: "plain", unit: "msg/s", format: fmtRate, goal: ">= 0.9x", ok: atLeast(0.9)}
+	fwd := &sfRow{name: "same online run, Tether's forwarder alone (plain servers, no accounts, no service import)",
+		a: "forwarder", b: "plain", unit: "msg/s", format: fmtRate, goal: "-"}
 	for rep := range reps {
 		for _, sys := range sfSystems(rep) {
 			var r windowedResult
@@ -619,16 +634,20 @@ func benchOnline(t *testing.T, reps int) *sfRow {
 			}) {
 				t.Fatalf("online run %d (%s) failed", rep+1, sys.name)
 			}
-			t.Logf("rep %d %-6s online %s x %d B: %s msg/s, CPU %s/msg; lost %d, dup %d",
+			t.Logf("rep %d %-9s online %s x %d B: %s msg/s, CPU %s/msg; lost %d, dup %d",
 				rep+1, sys.name, fmtCount(onlineCount), backlogSize, fmtRate(r.rate), cpu, r.lost, r.dup)
-			if sys.i == 0 {
+			switch sys.i {
+			case 0:
 				row.addA(r.rate, r.lost, r.dup)
-			} else {
+			case 1:
 				row.addB(r.rate, r.lost, r.dup)
+				fwd.addB(r.rate, 0, 0)
+			case 2:
+				fwd.addA(r.rate, r.lost, r.dup)
 			}
 		}
 	}
-	return row
+	return []*sfRow{row, fwd}
 }
 
 // atLeast judges a row by its ratio A/B, rounded to two places as shown.
