@@ -28,7 +28,7 @@ import (
 //     remember message ids for 2 minutes (the dedup window, about 112 B
 //     per message), so memory climbs for the first 2 minutes of traffic
 //     by design. In a 4-minute run an edge process's growth measured from
-//     60 s in was up to +25%, from 150 s in at most +12%.
+//     60 s in was up to +25%, from 150 s in at most +12.3%.
 //   - baseline: the median of the samples in the soakMemWindow of the span
 //     that follows the warm point; end: the median of the samples in the
 //     last soakMemWindow. The same statistic over windows of the same
