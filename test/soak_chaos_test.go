@@ -90,6 +90,7 @@ type soak struct {
 	edges []*soakEdge
 	busy  map[string]bool // edges and "hubs" with a fault in progress
 	stats [soakFaultKinds]soakStats
+	mem   *soakMem // sampled during the chaos
 }
 
 // soakAction is one step of a fault, at an offset from its start.
@@ -121,8 +122,9 @@ func (s *soak) elapsed() string { return time.Since(s.start).Round(100 * time.Mi
 
 // chaos injects faults until the run's duration has passed (and, in the
 // CI tier, every kind of fault once), then waits until every fault is
-// healed and its target recovered.
+// healed and its target recovered. Meanwhile it samples memory.
 func (s *soak) chaos(t *testing.T) {
+	s.mem = newSoakMem(s.cfg.duration)
 	var plan []soakFaultKind
 	if !s.cfg.full {
 		// Every kind at least once, in an order drawn from the seed.
@@ -139,6 +141,7 @@ func (s *soak) chaos(t *testing.T) {
 	for len(active) > 0 || len(plan) > 0 || time.Now().Before(deadline) {
 		<-tick.C
 		s.checkRunning(t)
+		s.mem.sample(s.edges)
 		now := time.Now()
 		if !now.Before(next) && (len(plan) > 0 || now.Before(deadline)) {
 			kind := s.pick(plan)

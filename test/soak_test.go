@@ -27,7 +27,7 @@ import (
 // TETHER_SOAK_SEED replays a run's choices (which fault, on which edge,
 // for how long), as far as the timing lets the same edges be free.
 // TETHER_SOAK_LOGS names a directory that receives every edge run's log
-// (a failed soak prints them anyway).
+// (a failed soak prints them anyway) and memory.tsv, the memory samples.
 type soakConfig struct {
 	full      bool
 	duration  time.Duration // of the chaos
@@ -79,8 +79,11 @@ func soakConfigFromEnv(t *testing.T) soakConfig {
 // heal the edge must catch up (or the hub be healthy) within a bound. At
 // the end everything is healed, the producers stop, every backlog drains,
 // and the cloud must hold every acknowledged message exactly once, in
-// order per producer, with every edge ok in the fleet view. The seed is
-// logged; see soakConfig for the sizes ('task soak' runs the full tier).
+// order per producer, with every edge ok in the fleet view. Memory is
+// sampled throughout the chaos; from 4 minutes of chaos on, neither the
+// hubs' live heap nor any long-lived edge process's RSS may grow by 20%
+// after its warm-up (soak_mem_test.go). The seed is logged; see
+// soakConfig for the sizes ('task soak' runs the full tier).
 func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("3-hub cluster: skipped in -short")
@@ -138,6 +141,11 @@ func TestSoak(t *testing.T) {
 					t.Errorf("keep the edges' logs: %v", err)
 				}
 			}
+			if s.mem != nil {
+				if err := s.mem.save(cfg.logs); err != nil {
+					t.Errorf("keep the memory samples: %v", err)
+				}
+			}
 		})
 	}
 	ctx, stop := context.WithCancel(context.Background())
@@ -181,13 +189,15 @@ func TestSoak(t *testing.T) {
 	cloud := tethertest.ConnectCloud(t, store, s.hubs[0])
 	delivered := s.verifyCloud(t, cloud)
 	s.checkFleet(t, store, cloud)
+	memory := s.mem.check(t, s.edges, cfg.seed, cfg.duration >= soakMemMinChaos)
 	t.Logf("soak summary (seed %d, %s tier, %d edges x %d producers, %d msg/s per edge, %s of chaos, test %s):\n"+
 		"  published %d, acknowledged by the edges %d, refused by the client %d, delivered to the cloud %d "+
 		"(%d unacknowledged ones among them); lost 0, duplicated 0, out of order 0\n"+
 		"  edge runs (SIGKILL restarts included): %s\n"+
+		"  %s\n"+
 		"  %s",
 		cfg.seed, tier, cfg.edges, cfg.producers, cfg.rate, chaosTook.Round(time.Second), time.Since(s.start).Round(time.Second),
-		published, acked, refused, delivered, delivered-acked, s.runs(), s.summary())
+		published, acked, refused, delivered, delivered-acked, s.runs(), s.summary(), memory)
 }
 
 // verifyCloud drains the CLOUD telemetry stream per edge and checks every
