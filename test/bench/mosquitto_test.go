@@ -637,6 +637,11 @@ func benchMosquitto(t *testing.T, reps int) ([]*sfRow, []string) {
 	tetherWin := tetherWindowBytes / mqSize
 	thrOwn := &sfRow{name: fmt.Sprintf("same, tether with the main table's 8 MiB window (%d messages)", tetherWin),
 		a: "tether", b: "mosquitto", unit: "msg/s", format: fmtRate, goal: ">= 5x", ok: atLeast5}
+	// What NATS itself does under the same window: the plain twin (edge
+	// JetStream, hub stream sourcing it), read by a consumer of the hub
+	// stream (a sourcing stream does not publish what it stores).
+	thrPlain := &sfRow{name: "same window, plain NATS (edge JetStream + hub sourcing, read by a hub stream consumer)",
+		a: "plain", b: "mosquitto", unit: "msg/s", format: fmtRate, goal: "-"}
 	lostRow := &sfRow{name: fmt.Sprintf("offline backlog %s x %d B acked at the edge, then heal: lost", fmtCount(mqCount), mqSize),
 		a: "tether", b: "mosquitto", format: fmtPercent, goal: "tether 0", noRatio: true,
 		ok: func(a, _ float64) bool { return a == 0 }}
@@ -668,6 +673,17 @@ func benchMosquitto(t *testing.T, reps int) ([]*sfRow, []string) {
 				t.Logf("rep %d mosquitto QoS1 %d B: %s msg/s with a %d window; lost %d dup %d", rep+1, mqSize, fmtRate(r.rate), mqWindow, r.lost, r.dup)
 				thrSame.addB(r.rate, r.lost, r.dup)
 				thrOwn.addB(r.rate, r.lost, r.dup)
+				thrPlain.addB(r.rate, r.lost, r.dup)
+			},
+			func() {
+				var r windowedResult
+				if !t.Run(fmt.Sprintf("rep%d-plain-throughput", rep+1), func(t *testing.T) {
+					r = measureDurable(t, startPlainSF(t), mqCount, mqSize, mqWindow)
+				}) {
+					t.FailNow()
+				}
+				t.Logf("rep %d plain     QoS1-like %d B: %s msg/s with a %d window; lost %d dup %d", rep+1, mqSize, fmtRate(r.rate), mqWindow, r.lost, r.dup)
+				thrPlain.addA(r.rate, r.lost, r.dup)
 			},
 			func() {
 				var r backlogResult
@@ -697,7 +713,7 @@ func benchMosquitto(t *testing.T, reps int) ([]*sfRow, []string) {
 			},
 		}
 		if rep%2 == 1 {
-			runs[0], runs[1], runs[2], runs[3] = runs[1], runs[0], runs[3], runs[2]
+			runs[0], runs[2], runs[3], runs[4] = runs[2], runs[0], runs[4], runs[3]
 		}
 		for _, run := range runs {
 			run()
@@ -705,7 +721,7 @@ func benchMosquitto(t *testing.T, reps int) ([]*sfRow, []string) {
 	}
 	note := fmt.Sprintf("Offline backlog of %d messages, distinct messages delivered per run: tether %s; mosquitto %s.",
 		mqCount, strings.Join(delivered[0], ", "), strings.Join(delivered[1], ", "))
-	return []*sfRow{thrSame, thrOwn, lostRow, firstRow}, []string{note}
+	return []*sfRow{thrSame, thrOwn, thrPlain, lostRow, firstRow}, []string{note}
 }
 
 // durOr returns d in seconds, or healFirstBound's for none.
