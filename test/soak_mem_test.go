@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,35 +22,61 @@ import (
 // the hubs' live heap and the RSS of every edge process. Each series (the
 // hubs; one per edge process, keyed by pid, since a SIGKILLed edge is
 // started again as a new process) is judged from its warm point to its
-// end:
+// end by its rule: the statistic of a baseline window right after the
+// warm point against the same statistic over the last window of the same
+// length; growth = end/baseline - 1 must stay below soakMemMaxGrowth.
 //
-//   - warm point: soakMemWarm into the series' span, or soakMemWarmMin,
-//     whichever is later. The hubs' TELEMETRY stream and an edge's buffer
-//     remember message ids for 2 minutes (the dedup window, about 112 B
-//     per message), so memory climbs for the first 2 minutes of traffic
-//     by design. In a 4-minute run an edge process's growth measured from
-//     60 s in was up to +25%, from 150 s in at most +12.3%.
-//   - baseline: the median of the samples in the soakMemWindow of the span
-//     that follows the warm point; end: the median of the samples in the
-//     last soakMemWindow. The same statistic over windows of the same
-//     length on both sides: the hubs' live heap swings by ±20% from one
-//     sample to the next (hub restarts, catch-ups), so a single sample or
-//     a maximum at one end would measure that swing, not a trend.
-//   - growth: end/baseline - 1, which must stay below soakMemMaxGrowth.
+//   - Edge processes (soakEdgeRule): warm point soakMemWarm into the
+//     process's life or soakMemWarmMin, whichever is later; windows of
+//     soakMemWindow of the life; medians. An edge's buffer remembers
+//     message ids for its 2-minute dedup window, so its RSS climbs for
+//     the first 2 minutes by design (measured from 60 s in, up to +25% in
+//     a 4-minute run; from 150 s in, at most +12.3%).
+//   - The hubs (soakHubRule): three nats-servers and the harness in this
+//     process. Most of their heap is state nats-server keeps per message
+//     for a window: the TELEMETRY dedup map (2 min, about 112 B per
+//     message and replica, rebuilt from the stored messages when a hub
+//     restarts) and the response mappings of the edges' imports (2 min).
+//     It fills for about two windows and then moves in a sawtooth:
+//     TestBenchHeapSteady (20k msg/s, no faults, 9M messages) climbs to
+//     about 600 MB, drops to 390 MB when nats-server compacts the dedup
+//     index, and climbs again, ±25% with no trend; the soak's hub
+//     restarts and catch-ups add swings of the same size. Medians of
+//     short windows measured those swings (+24% and +29% in two 6- and
+//     10-minute runs whose heap profiles showed no growing allocation
+//     site), so the hubs are judged by peaks: the highest sample in the 2
+//     minutes after 4 minutes of warm-up (two dedup windows) against the
+//     highest in the last 2 minutes. State bounded by a window has a
+//     bounded peak; a leak raises every peak. Same runs: +13.7%, +0.5%.
 //
-// A series is judged when the warm-up and both windows fit in it, which
-// takes soakMemWarmMin/(1-2*soakMemWindow), about 3.6 minutes: the hubs
-// from 4 minutes of chaos on, an edge process if no SIGKILL cut it
-// short. The check is asserted when the
-// chaos lasts at least soakMemMinChaos (the full tier's 10 minutes, or a
-// TETHER_SOAK_DURATION of 4m or more); shorter runs (the CI tier's 20 s)
-// only log the figures.
+// A series is judged when the warm-up and both windows fit in it: the
+// hubs from 8 minutes of chaos on (the full tier's 10), an edge process
+// from about 3.6 minutes of life if no SIGKILL cut it short. The check is
+// asserted when the chaos lasts at least soakMemMinChaos; shorter runs
+// (the CI tier's 20 s) only log the figures. TETHER_SOAK_HEAPPROFILE=dir
+// writes a heap profile of this process every minute, for go tool pprof
+// -base.
 const (
 	soakMemMaxGrowth = 0.20 // T-A4
 	soakMemWarm      = 0.20 // of a series' span
 	soakMemWarmMin   = 150 * time.Second
 	soakMemWindow    = 0.15 // of a series' span
 	soakMemMinChaos  = 4 * time.Minute
+)
+
+// soakMemRule is how a series' growth is measured (see above).
+type soakMemRule struct {
+	warmMin    time.Duration // the warm point is at least this far in
+	warmFrac   float64       // ... and at least this fraction of the span
+	window     time.Duration // the windows' length, or 0: windowFrac of the span
+	windowFrac float64
+	stat       func([]uint64) uint64
+	statName   string
+}
+
+var (
+	soakEdgeRule = soakMemRule{warmMin: soakMemWarmMin, warmFrac: soakMemWarm, windowFrac: soakMemWindow, stat: median, statName: "median"}
+	soakHubRule  = soakMemRule{warmMin: 4 * time.Minute, window: 2 * time.Minute, stat: slices.Max[[]uint64], statName: "peak"}
 )
 
 // soakMemEvery is the sampling period for a chaos of duration d: about 60
@@ -70,6 +97,7 @@ type soakMemSeries struct {
 	name    string // "hubs" or the edge process's name, "soak-2 (run 3)"
 	edge    string // "" for the hubs
 	pid     int    // 0 for the hubs
+	rule    soakMemRule
 	samples []soakMemSample
 }
 
@@ -82,12 +110,22 @@ type soakMem struct {
 	edges []*soakMemSeries // in the order their processes were first seen
 	byPID map[int]*soakMemSeries
 	err   error // the first edge RSS that could not be read, if any
+	// profDir, if set (TETHER_SOAK_HEAPPROFILE), receives a heap profile
+	// of the test process (the hubs) every soakMemProfileEvery.
+	profDir  string
+	nextProf time.Time
 }
+
+// soakMemProfileEvery is how often a heap profile is written when
+// TETHER_SOAK_HEAPPROFILE names a directory: compare two of them with
+// go tool pprof -base to see what grew.
+const soakMemProfileEvery = time.Minute
 
 func newSoakMem(d time.Duration) *soakMem {
 	now := time.Now()
 	return &soakMem{start: now, every: soakMemEvery(d), next: now,
-		hubs: &soakMemSeries{name: "hubs"}, byPID: map[int]*soakMemSeries{}}
+		hubs: &soakMemSeries{name: "hubs", rule: soakHubRule}, byPID: map[int]*soakMemSeries{},
+		profDir: os.Getenv("TETHER_SOAK_HEAPPROFILE"), nextProf: now.Add(soakMemProfileEvery)}
 }
 
 // hubHeapBytes is the hubs' memory: the heap that the last GC cycle found
@@ -134,6 +172,12 @@ func (m *soakMem) sample(edges []*soakEdge) {
 		return
 	}
 	m.next = now.Add(m.every)
+	if m.profDir != "" && !now.Before(m.nextProf) {
+		m.nextProf = now.Add(soakMemProfileEvery)
+		if err := writeHeapProfile(filepath.Join(m.profDir, fmt.Sprintf("heap-%04.0fs.pprof", now.Sub(m.start).Seconds()))); err != nil && m.err == nil {
+			m.err = err
+		}
+	}
 	m.hubs.samples = append(m.hubs.samples, soakMemSample{now, hubHeapBytes()})
 	for _, e := range edges {
 		if e.leaf == nil {
@@ -151,7 +195,7 @@ func (m *soakMem) sample(edges []*soakEdge) {
 		}
 		ser := m.byPID[p.cmd.Process.Pid]
 		if ser == nil || ser.name != p.name { // a new process, even on a reused pid
-			ser = &soakMemSeries{name: p.name, edge: e.name, pid: p.cmd.Process.Pid}
+			ser = &soakMemSeries{name: p.name, edge: e.name, pid: p.cmd.Process.Pid, rule: soakEdgeRule}
 			m.byPID[ser.pid] = ser
 			m.edges = append(m.edges, ser)
 		}
@@ -176,29 +220,34 @@ func (g soakGrowth) String() string {
 
 func mb(b uint64) float64 { return float64(b) / (1 << 20) }
 
-// growth measures ser from its warm point to its end (see soakMemWarm).
-// In a series too short to be judged, the warm point is soakMemWarm into
-// it, without the floor. False when it has no sample.
+// growth measures ser from its warm point to its end by its rule. In a
+// series too short to be judged, the warm point is the rule's fraction
+// into it, without the floor, and the windows are a sixth of it. False
+// when it has no sample.
 func (ser *soakMemSeries) growth() (soakGrowth, bool) {
 	n := len(ser.samples)
 	if n == 0 {
 		return soakGrowth{}, false
 	}
+	r := ser.rule
 	first, last := ser.samples[0].at, ser.samples[n-1].at
 	span := last.Sub(first)
-	window := time.Duration(soakMemWindow * float64(span))
-	warm := first.Add(max(time.Duration(soakMemWarm*float64(span)), soakMemWarmMin))
+	window := r.window
+	if window == 0 {
+		window = time.Duration(r.windowFrac * float64(span))
+	}
+	warm := first.Add(max(time.Duration(r.warmFrac*float64(span)), r.warmMin))
 	judged := !warm.Add(window).After(last.Add(-window))
 	if !judged {
-		warm = first.Add(time.Duration(soakMemWarm * float64(span)))
+		warm, window = first.Add(time.Duration(r.warmFrac*float64(span))), span/6
 	}
-	base := soakMedian(ser.samples, warm, warm.Add(window))
-	end := soakMedian(ser.samples, last.Add(-window), last)
+	base := soakStat(ser.samples, warm, warm.Add(window), r.stat)
+	end := soakStat(ser.samples, last.Add(-window), last, r.stat)
 	return soakGrowth{series: ser, base: base, end: end, baseAt: warm, life: span, judged: judged}, base > 0
 }
 
-// soakMedian is the median of the samples taken from from to to.
-func soakMedian(samples []soakMemSample, from, to time.Time) uint64 {
+// soakStat is stat of the samples taken from from to to, or 0 for none.
+func soakStat(samples []soakMemSample, from, to time.Time, stat func([]uint64) uint64) uint64 {
 	var in []uint64
 	for _, s := range samples {
 		if !s.at.Before(from) && !s.at.After(to) {
@@ -208,8 +257,13 @@ func soakMedian(samples []soakMemSample, from, to time.Time) uint64 {
 	if len(in) == 0 {
 		return 0
 	}
-	slices.Sort(in)
-	return (in[(len(in)-1)/2] + in[len(in)/2]) / 2
+	return stat(in)
+}
+
+// median of v (sorted in place).
+func median(v []uint64) uint64 {
+	slices.Sort(v)
+	return (v[(len(v)-1)/2] + v[len(v)/2]) / 2
 }
 
 // check judges every series. With assert, a growth at or above the
@@ -224,12 +278,12 @@ func (m *soakMem) check(t *testing.T, edges []*soakEdge, seed uint64, assert boo
 		mode = fmt.Sprintf("logged only: under %s of chaos", soakMemMinChaos)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "memory (median after the warm-up → median at the end, limit +%.0f%%, %s; sampled every %s):",
+	fmt.Fprintf(&b, "memory (after the warm-up → at the end, limit +%.0f%%, %s; sampled every %s; hubs: peak of 2 min after 4 min → peak of the last 2 min; edge processes: medians):",
 		100*soakMemMaxGrowth, mode, m.every)
 	fail := func(g soakGrowth, what string) {
 		if assert && g.ratio() >= soakMemMaxGrowth {
-			t.Errorf("seed %d: memory: %s grew %.1f%%, from %.1f MB (median from %s into the chaos, after the warm-up) to %.1f MB (median at the end); limit +%.0f%%",
-				seed, what, 100*g.ratio(), mb(g.base), g.baseAt.Sub(m.start).Round(time.Second), mb(g.end), 100*soakMemMaxGrowth)
+			t.Errorf("seed %d: memory: %s grew %.1f%%, from %.1f MB (%s from %s into the chaos, after the warm-up) to %.1f MB (%s at the end); limit +%.0f%%",
+				seed, what, 100*g.ratio(), mb(g.base), g.series.rule.statName, g.baseAt.Sub(m.start).Round(time.Second), mb(g.end), g.series.rule.statName, 100*soakMemMaxGrowth)
 		}
 	}
 	if g, ok := m.hubs.growth(); ok {
@@ -298,13 +352,19 @@ func (m *soakMem) save(dir string) error {
 // TestSoakMemGrowth checks the memory check's measure on made-up series,
 // one sample every 4 s.
 func TestSoakMemGrowth(t *testing.T) {
-	series := func(d time.Duration, mb func(at time.Duration) float64) *soakMemSeries {
-		ser := &soakMemSeries{name: "made-up"}
+	series := func(rule soakMemRule, d time.Duration, mb func(at time.Duration) float64) *soakMemSeries {
+		ser := &soakMemSeries{name: "made-up", rule: rule}
 		t0 := time.Now()
 		for at := time.Duration(0); at <= d; at += 4 * time.Second {
 			ser.samples = append(ser.samples, soakMemSample{t0.Add(at), uint64(mb(at) * (1 << 20))})
 		}
 		return ser
+	}
+	// sawtooth climbs from lo to hi over period, drops back, and again.
+	sawtooth := func(lo, hi float64, period time.Duration) func(time.Duration) float64 {
+		return func(at time.Duration) float64 {
+			return lo + (hi-lo)*float64(at%period)/float64(period)
+		}
 	}
 	tests := []struct {
 		name      string
@@ -312,17 +372,26 @@ func TestSoakMemGrowth(t *testing.T) {
 		judged    bool
 		base, end float64 // MB
 	}{
-		{"flat", series(5*time.Minute, func(time.Duration) float64 { return 50 }), true, 50, 50},
-		{"dedup window filling, then flat", series(5*time.Minute, func(at time.Duration) float64 {
+		{"edge: flat", series(soakEdgeRule, 5*time.Minute, func(time.Duration) float64 { return 50 }), true, 50, 50},
+		{"edge: dedup window filling, then flat", series(soakEdgeRule, 5*time.Minute, func(at time.Duration) float64 {
 			return 30 + 20*min(at.Minutes()/2, 1)
 		}), true, 50, 50},
-		{"swings of ±20%", series(5*time.Minute, func(at time.Duration) float64 {
+		{"edge: swings of ±20%", series(soakEdgeRule, 5*time.Minute, func(at time.Duration) float64 {
 			return []float64{120, 100, 140}[at/(4*time.Second)%3]
 		}), true, 120, 120},
-		{"leak of 10 MB a minute", series(10*time.Minute, func(at time.Duration) float64 {
+		{"edge: leak of 10 MB a minute", series(soakEdgeRule, 10*time.Minute, func(at time.Duration) float64 {
 			return 50 + 10*at.Minutes()
 		}), true, 82.5, 142.5},
-		{"too short", series(3*time.Minute, func(time.Duration) float64 { return 50 }), false, 50, 50},
+		{"edge: too short", series(soakEdgeRule, 3*time.Minute, func(time.Duration) float64 { return 50 }), false, 50, 50},
+		// The hubs' sawtooth, as TestBenchHeapSteady measured it: the
+		// peaks stay where they are (the highest sample, 96 s into a
+		// period, is 587.8 MB). A leak raises them: at 40 MB a minute
+		// past the limit (+25.5%).
+		{"hubs: sawtooth of ±25%", series(soakHubRule, 10*time.Minute, sawtooth(390, 596, 100*time.Second)), true, 587.8, 587.8},
+		{"hubs: the same with a leak of 40 MB a minute", series(soakHubRule, 10*time.Minute, func(at time.Duration) float64 {
+			return sawtooth(390, 596, 100*time.Second)(at) + 40*at.Minutes()
+		}), true, 785.1, 985.1},
+		{"hubs: 7 minutes are too short", series(soakHubRule, 7*time.Minute, func(time.Duration) float64 { return 200 }), false, 200, 200},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -335,4 +404,17 @@ func TestSoakMemGrowth(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeHeapProfile writes the test process's heap profile to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
