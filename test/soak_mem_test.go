@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"math"
@@ -10,10 +9,11 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tether-fabric/tether/internal/tethertest"
 )
 
 // The soak's memory check (reliability.md T-A4: "RSS growth < 20%"; T-D1's
@@ -156,27 +156,6 @@ func hubHeapBytes() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// procRSS reads VmRSS, the resident set size, of process pid.
-func procRSS(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
-		if !ok {
-			continue
-		}
-		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("VmRSS of pid %d: %w", pid, err)
-		}
-		return kb << 10, nil
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-}
-
 // sample takes a sample of the hubs and of every live edge process, if
 // one is due.
 func (m *soakMem) sample(edges []*soakEdge) {
@@ -197,7 +176,7 @@ func (m *soakMem) sample(edges []*soakEdge) {
 			continue // killed, not started again yet
 		}
 		p := e.leaf.proc
-		rss, err := procRSS(p.cmd.Process.Pid)
+		rss, err := tethertest.ProcRSS(p.cmd.Process.Pid)
 		if err != nil {
 			// The process ended (checkRunning fails the soak if on its
 			// own) or there is no /proc: the summary says so.

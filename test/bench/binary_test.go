@@ -7,18 +7,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/internal/tethertest"
 )
 
 // idleWindow is how long the linked edge sits idle before its RSS is read.
@@ -231,21 +230,11 @@ func (p *process) waitLog(t *testing.T, what string, d time.Duration, match func
 // readRSS returns the VmRSS of pid in bytes.
 func readRSS(t *testing.T, pid int) int64 {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	rss, err := tethertest.ProcRSS(pid)
 	if err != nil {
 		t.Fatalf("read RSS: %v", err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				t.Fatalf("parse %q: %v", line, err)
-			}
-			return kb * 1024
-		}
-	}
-	t.Fatalf("no VmRSS in /proc/%d/status", pid)
-	return 0
+	return int64(rss)
 }
 
 // logLines returns the log lines that match accepts, so far.
