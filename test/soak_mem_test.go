@@ -55,8 +55,8 @@ import (
 //     every peak. It found one, in this harness: tethertest's cleanup held
 //     every restarted hub, so each hub restart (about one a minute) kept a
 //     whole stopped nats-server alive, raft send queue and all, and the
-//     peaks grew +22.6% in 20 minutes. With the cleanup's reference made
-//     weak, the same 20 minutes gave -0.3%.
+//     peaks grew +22.6% in 20 minutes. With the cleanup letting go of a
+//     hub once RestartHub replaces it, the same 20 minutes gave -0.3%.
 //
 // A series is judged when the warm-up and both windows fit in it: the
 // hubs from 20 minutes of chaos on (TETHER_SOAK_DURATION=20m or more), an

@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"weak"
 
 	"github.com/nats-io/nats.go"
 
@@ -81,20 +80,45 @@ func startHub(t testing.TB, c hub.Config, log *slog.Logger) (*hub.Server, error)
 	return h, nil
 }
 
-// shutdownAtCleanup shuts h down when t ends, if it is still reachable.
-// Weak: a hub that a test shut down and replaced (RestartHub) must not
-// stay reachable until the test ends. A strong reference here kept every
-// restarted hub's whole nats-server (raft queues, caches) alive, and the
-// soak's memory figures grew by about 15 MB a minute with a hub restart a
-// minute. A hub still running is reachable from its own goroutines, so
-// the cleanup still finds it.
+// shutdownAtCleanup shuts h down when t ends, unless RestartHub replaced
+// it first. The cleanup must not hold a hub that a test shut down and
+// replaced: holding every restarted hub kept each one's stopped
+// nats-server (raft queues, caches) alive until the test ended, and the
+// soak's memory grew by about 15 MB a minute with a hub restart a minute.
 func shutdownAtCleanup(t testing.TB, h *hub.Server) {
-	wh := weak.Make(h)
+	r := &hubRef{h: h}
+	startedHubs.Store(h, r)
 	t.Cleanup(func() {
-		if h := wh.Value(); h != nil {
+		if h := r.take(); h != nil {
+			startedHubs.Delete(h)
 			_ = h.Shutdown(context.Background())
 		}
 	})
+}
+
+// startedHubs maps each hub started here and not yet shut down at cleanup
+// or replaced to its cleanup's reference.
+var startedHubs sync.Map // *hub.Server -> *hubRef
+
+// hubRef is a hub a cleanup will shut down, until taken.
+type hubRef struct {
+	mu sync.Mutex
+	h  *hub.Server
+}
+
+func (r *hubRef) take() *hub.Server {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := r.h
+	r.h = nil
+	return h
+}
+
+// forgetHub drops h, shut down by its test, from its cleanup.
+func forgetHub(h *hub.Server) {
+	if r, ok := startedHubs.LoadAndDelete(h); ok {
+		r.(*hubRef).take()
+	}
 }
 
 func waitHubReady(t testing.TB, h *hub.Server) {
@@ -181,6 +205,7 @@ func startCluster(t testing.TB, store *accounts.Store, n int, logs func(i int) *
 // uses the returned hub from then on.
 func RestartHub(t testing.TB, h *hub.Server, log *slog.Logger) *hub.Server {
 	t.Helper()
+	forgetHub(h)
 	c := h.Config()
 	c.Listen = strings.TrimPrefix(h.ClientURL(), "tls://")
 	c.LeafListen = strings.TrimPrefix(h.LeafURL(), "tls://")
