@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/securefile"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // Edge limits on the hub side, per edge account.
@@ -55,9 +55,9 @@ func leafScope(key string) *jwt.UserScope {
 	sc := jwt.NewUserScope()
 	sc.Key = key
 	sc.Role = LeafRole
-	sc.Description = "edge leaf users: leaf permissions from policy.LeafPermissions"
-	sc.Template.Permissions = policy.LeafPermissions()
-	sc.Template.AllowedConnectionTypes = policy.LeafConnectionTypes()
+	sc.Description = "edge leaf users: leaf permissions from contract.LeafPermissions"
+	sc.Template.Permissions = contract.LeafPermissions()
+	sc.Template.AllowedConnectionTypes = contract.LeafConnectionTypes()
 	return sc
 }
 
@@ -92,7 +92,7 @@ func (s *Store) addEdge(name string, withCreds bool) (*Edge, error) {
 	leafPub, _ := leafKP.PublicKey()
 	accName := EdgeAccountName(name)
 	_, err = s.createAccount(accName, opSigner, func(ac *jwt.AccountClaims) {
-		ac.Imports = policy.EdgeImports(name, cloud.Pub)
+		ac.Imports = contract.EdgeImports(name, cloud.Pub)
 		ac.SigningKeys.AddScopedSigner(leafScope(leafPub))
 		ac.Limits.LeafNodeConn = edgeLeafConns
 		ac.Limits.Conn = edgeMaxConns

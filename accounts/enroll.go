@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/securefile"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // Enrollment: the operator makes a one-time token for an edge; the device
@@ -227,7 +227,7 @@ func (s *Store) NewEnrollToken(edge string, ttl time.Duration) (*EnrollToken, er
 		return nil, fmt.Errorf("enrollment token for %s: %w", edge, err)
 	}
 	expires := time.Now().Add(ttl).Truncate(time.Second)
-	creds, err := s.IssueUser(e.Account.Name, edge+enrollUserSuffix, policy.EnrollPermissions(), policy.LeafConnectionTypes(), expires)
+	creds, err := s.IssueUser(e.Account.Name, edge+enrollUserSuffix, contract.EnrollPermissions(), contract.LeafConnectionTypes(), expires)
 	if err != nil {
 		return nil, fmt.Errorf("enrollment token for %s: %w", edge, err)
 	}
@@ -258,11 +258,11 @@ func canEnroll(e *Edge) error {
 		return err
 	}
 	for _, im := range ac.Imports {
-		if string(im.Subject) == policy.CloudEnrollSubject(e.Name) {
+		if string(im.Subject) == contract.CloudEnrollSubject(e.Name) {
 			return nil
 		}
 	}
-	return fmt.Errorf("account %s has no %s import (it predates enrollment); a token for it could never be answered", e.Account.Name, policy.EnrollSubject)
+	return fmt.Errorf("account %s has no %s import (it predates enrollment); a token for it could never be answered", e.Account.Name, contract.EnrollSubject)
 }
 
 // storedLeafCreds returns the edge's leaf creds held by the store; an edge

@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/securefile"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // TestEnrollTokenRoundTrip: a token written to a file reads back equal; its
@@ -53,8 +53,8 @@ func TestEnrollTokenRoundTrip(t *testing.T) {
 	if sc, listed := ac.SigningKeys.GetScope(uc.Issuer); !listed || sc != nil {
 		t.Errorf("enroll user signed by %s (scope %v); want the account's unscoped signing key", uc.Issuer, sc)
 	}
-	if !equalLists(uc.Pub.Allow, policy.EnrollPermissions().Pub.Allow) || !equalLists(uc.Sub.Allow, policy.EnrollPermissions().Sub.Allow) ||
-		!equalLists(uc.AllowedConnectionTypes, policy.LeafConnectionTypes()) {
+	if !equalLists(uc.Pub.Allow, contract.EnrollPermissions().Pub.Allow) || !equalLists(uc.Sub.Allow, contract.EnrollPermissions().Sub.Allow) ||
+		!equalLists(uc.AllowedConnectionTypes, contract.LeafConnectionTypes()) {
 		t.Errorf("enroll user permissions %+v conn types %v", uc.Permissions, uc.AllowedConnectionTypes)
 	}
 	if strings.Contains(tok.String(), tok.Seed) {

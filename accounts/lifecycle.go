@@ -12,19 +12,19 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/securefile"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // ControlCreds issues a short-lived control user in the edge's account
-// (policy.ControlPermissions: it may send control requests to the edge over
+// (contract.ControlPermissions: it may send control requests to the edge over
 // its link and read the answers) and returns its creds. It lives in memory
 // only; it expires after ttl.
 func (s *Store) ControlCreds(edge string, ttl time.Duration) ([]byte, error) {
 	if _, err := s.Edge(edge); err != nil {
 		return nil, err
 	}
-	return s.IssueUser(EdgeAccountName(edge), edge+"-control", policy.ControlPermissions(),
+	return s.IssueUser(EdgeAccountName(edge), edge+"-control", contract.ControlPermissions(),
 		jwt.StringList{jwt.ConnectionTypeStandard}, time.Now().Add(ttl))
 }
 
@@ -60,7 +60,7 @@ func (s *Store) cloudUserFile(name string) string { return s.path("users", name+
 var ErrUserExists = errors.New("user already exists")
 
 // AddCloudUser creates a user of the CLOUD account with the role's
-// permissions (policy.CloudRolePermissions), writes its creds to
+// permissions (contract.CloudRolePermissions), writes its creds to
 // users/<name>.creds (0600) and returns that path. A zero expires means it
 // does not expire. Nothing is written on error.
 func (s *Store) AddCloudUser(name, role string, edges []string, expires time.Time) (string, error) {
@@ -79,7 +79,7 @@ func (s *Store) AddCloudUser(name, role string, edges []string, expires time.Tim
 	if _, err := os.Stat(path); err == nil {
 		return "", fmt.Errorf("user %s: %w (%s)", name, ErrUserExists, path)
 	}
-	perms, err := policy.CloudRolePermissions(role, edges)
+	perms, err := contract.CloudRolePermissions(role, edges)
 	if err != nil {
 		return "", fmt.Errorf("user %s: %w", name, err)
 	}

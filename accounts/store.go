@@ -14,9 +14,9 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/pki"
 	"github.com/tether-fabric/tether/internal/securefile"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // Errors returned by the store.
@@ -247,7 +247,7 @@ func (s *Store) createOperator() error {
 		return err
 	}
 	cloudPub, err := s.createAccount(CloudAccountName, skp, func(ac *jwt.AccountClaims) {
-		ac.Exports = policy.CloudExports()
+		ac.Exports = contract.CloudExports()
 		ac.Limits.JetStreamLimits = jwt.JetStreamLimits{
 			MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit, Streams: jwt.NoLimit, Consumer: jwt.NoLimit,
 		}

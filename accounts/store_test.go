@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/securefile"
-	"github.com/tether-fabric/tether/policy"
 )
 
 func newStore(t *testing.T) *Store {
@@ -102,7 +102,7 @@ func TestAddEdge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ac.Imports) != len(policy.EdgeImports("plant-7", "A")) || ac.Limits.LeafNodeConn != edgeLeafConns {
+	if len(ac.Imports) != len(contract.EdgeImports("plant-7", "A")) || ac.Limits.LeafNodeConn != edgeLeafConns {
 		t.Errorf("edge account imports=%d leaf limit=%d", len(ac.Imports), ac.Limits.LeafNodeConn)
 	}
 	if _, err := s.AddEdge("plant-7"); !errors.Is(err, ErrEdgeExists) {
@@ -156,8 +156,8 @@ func TestLeafUsersAreScoped(t *testing.T) {
 	if scope == nil || scope.Role != LeafRole {
 		t.Fatalf("edge account has no scoped %q signing key: %v", LeafRole, ac.SigningKeys)
 	}
-	if !reflect.DeepEqual(scope.Template.Permissions, policy.LeafPermissions()) {
-		t.Errorf("scope template permissions = %+v, want policy.LeafPermissions()", scope.Template.Permissions)
+	if !reflect.DeepEqual(scope.Template.Permissions, contract.LeafPermissions()) {
+		t.Errorf("scope template permissions = %+v, want contract.LeafPermissions()", scope.Template.Permissions)
 	}
 	if ac.Limits.Payload != edgeMaxPayload || ac.Limits.JetStreamLimits.DiskStorage != 0 {
 		t.Errorf("edge limits payload=%d js disk=%d, want %d and no JetStream", ac.Limits.Payload, ac.Limits.JetStreamLimits.DiskStorage, edgeMaxPayload)
@@ -354,12 +354,12 @@ func TestUpgrade(t *testing.T) {
 	}
 	cloud, _ := s.Account(CloudAccountName)
 	cc, _ := jwt.DecodeAccountClaims(cloud.JWT)
-	if len(cc.Exports) != len(policy.CloudExports()) {
-		t.Errorf("CLOUD exports after upgrade: %d, want %d", len(cc.Exports), len(policy.CloudExports()))
+	if len(cc.Exports) != len(contract.CloudExports()) {
+		t.Errorf("CLOUD exports after upgrade: %d, want %d", len(cc.Exports), len(contract.CloudExports()))
 	}
 	e, _ := s.Edge("plant-7")
 	ec, _ := jwt.DecodeAccountClaims(e.Account.JWT)
-	if len(ec.Imports) != len(policy.EdgeImports("plant-7", cloud.Pub)) || len(ec.SigningKeys) == 0 {
+	if len(ec.Imports) != len(contract.EdgeImports("plant-7", cloud.Pub)) || len(ec.SigningKeys) == 0 {
 		t.Errorf("edge account after upgrade: %d imports, %d signing keys", len(ec.Imports), len(ec.SigningKeys))
 	}
 	if _, err := s.SignLeafUser("plant-7", mustUserPub(t), time.Time{}); err != nil {

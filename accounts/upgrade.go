@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/securefile"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // Upgrade brings the account JWTs of a store made by an older Tether up to
@@ -32,7 +32,7 @@ func (s *Store) Upgrade() ([]string, error) {
 		return nil, err
 	}
 	up, err := s.resign(cloud, signer, func(ac *jwt.AccountClaims) error {
-		if want := policy.CloudExports(); !sameElements(ac.Exports, want) {
+		if want := contract.CloudExports(); !sameElements(ac.Exports, want) {
 			ac.Exports = want
 		}
 		return nil
@@ -53,7 +53,7 @@ func (s *Store) Upgrade() ([]string, error) {
 			return changed, err
 		}
 		up, err := s.resign(acc, signer, func(ac *jwt.AccountClaims) error {
-			if want := policy.EdgeImports(e, cloud.Pub); !sameElements(ac.Imports, want) {
+			if want := contract.EdgeImports(e, cloud.Pub); !sameElements(ac.Imports, want) {
 				ac.Imports = want
 			}
 			ac.Limits.LeafNodeConn, ac.Limits.Conn, ac.Limits.Payload = edgeLeafConns, edgeMaxConns, edgeMaxPayload
@@ -123,7 +123,7 @@ func sameJSON(a, b any) bool {
 }
 
 // sameElements compares two lists as sets of their JSON forms (a JWT
-// keeps exports and imports sorted, policy builds them in its own order).
+// keeps exports and imports sorted, contract builds them in its own order).
 func sameElements[T any](a, b []T) bool {
 	if len(a) != len(b) {
 		return false

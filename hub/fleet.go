@@ -10,9 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/edgereport"
 	"github.com/tether-fabric/tether/internal/sysreq"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // EdgeView is one edge as the cloud sees it: its link (from the hubs'
@@ -144,7 +144,7 @@ func Fleet(ctx context.Context, sys, cloud *nats.Conn, accounts map[string]strin
 		var report *edgereport.Report
 		var reportAge time.Duration
 		if statusStream != nil {
-			if m, err := statusStream.GetLastMsgForSubject(ctx, policy.CloudStatusSubject(name)); err == nil {
+			if m, err := statusStream.GetLastMsgForSubject(ctx, contract.CloudStatusSubject(name)); err == nil {
 				if r, err := edgereport.Unmarshal(m.Data); err == nil {
 					report, reportAge = &r, max(0, time.Since(m.Time))
 				} else {
@@ -154,13 +154,13 @@ func Fleet(ctx context.Context, sys, cloud *nats.Conn, accounts map[string]strin
 		}
 		cloudLast := time.Duration(-1)
 		if telemetry != nil {
-			if m, err := telemetry.GetLastMsgForSubject(ctx, policy.CloudTelemetrySubject(name)); err == nil {
+			if m, err := telemetry.GetLastMsgForSubject(ctx, contract.CloudTelemetrySubject(name)); err == nil {
 				v.CloudLastReceived = m.Time
 				cloudLast = max(0, time.Since(m.Time))
 			}
 		}
 		assess(&v, report, reportAge, cloudLast)
-		if ci, err := js.Consumer(ctx, policy.CommandsStream, policy.CommandConsumer(name)); err == nil {
+		if ci, err := js.Consumer(ctx, contract.CommandsStream, contract.CommandConsumer(name)); err == nil {
 			info := ci.CachedInfo()
 			v.CommandsWaiting = info.NumPending + uint64(info.NumAckPending)
 		} else {

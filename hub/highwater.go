@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tether-fabric/tether/policy"
+	"github.com/tether-fabric/tether/contract"
 )
 
 // HighWater is how far an edge's telemetry got into the cloud: the origin
@@ -38,7 +38,7 @@ func (s *Server) serveHighWater(ctx context.Context, credsFile string) error {
 		return err
 	}
 	defer nc.Close()
-	sub, err := nc.QueueSubscribe(policy.CloudHighWaterSubject("*"), highWaterQueue, func(m *nats.Msg) {
+	sub, err := nc.QueueSubscribe(contract.CloudHighWaterSubject("*"), highWaterQueue, func(m *nats.Msg) {
 		hw := lookupHighWater(ctx, js, strings.Split(m.Subject, ".")[1])
 		data, _ := json.Marshal(hw)
 		_ = m.Respond(data)
@@ -58,16 +58,16 @@ func lookupHighWater(ctx context.Context, js jetstream.JetStream, edge string) H
 	if err != nil {
 		return HighWater{Error: "telemetry stream: " + err.Error()}
 	}
-	m, err := st.GetLastMsgForSubject(ctx, policy.CloudTelemetrySubject(edge))
+	m, err := st.GetLastMsgForSubject(ctx, contract.CloudTelemetrySubject(edge))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return HighWater{}
 	}
 	if err != nil {
 		return HighWater{Error: "last message of " + edge + ": " + err.Error()}
 	}
-	seq, err := strconv.ParseUint(m.Header.Get(policy.HeaderSeq), 10, 64)
+	seq, err := strconv.ParseUint(m.Header.Get(contract.HeaderSeq), 10, 64)
 	if err != nil {
-		return HighWater{Error: fmt.Sprintf("last message of %s has no %s header", edge, policy.HeaderSeq)}
+		return HighWater{Error: fmt.Sprintf("last message of %s has no %s header", edge, contract.HeaderSeq)}
 	}
-	return HighWater{Origin: m.Header.Get(policy.HeaderOrigin), Seq: seq}
+	return HighWater{Origin: m.Header.Get(contract.HeaderOrigin), Seq: seq}
 }

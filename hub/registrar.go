@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/accounts"
-	"github.com/tether-fabric/tether/policy"
+	"github.com/tether-fabric/tether/contract"
 )
 
 // The registrar answers enrollment requests. Every hub runs one, connected
@@ -82,13 +82,13 @@ func (s *Server) startRegistrar(ctx context.Context, store *accounts.Store) erro
 		return fmt.Errorf("registrar: bucket %s: %w", EnrollBucket, err)
 	}
 	msgs := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanQueueSubscribe(policy.CloudEnrollAll, enrollQueue, msgs)
+	sub, err := nc.ChanQueueSubscribe(contract.CloudEnrollAll, enrollQueue, msgs)
 	if err == nil {
 		err = nc.Flush()
 	}
 	if err != nil {
 		nc.Close()
-		return fmt.Errorf("registrar: subscribe %s: %w", policy.CloudEnrollAll, err)
+		return fmt.Errorf("registrar: subscribe %s: %w", contract.CloudEnrollAll, err)
 	}
 	r := &registrar{store: store, kv: kv, log: s.log.With("component", "registrar")}
 	s.wg.Add(1)
@@ -105,7 +105,7 @@ func (s *Server) startRegistrar(ctx context.Context, store *accounts.Store) erro
 			}
 		}
 	}()
-	s.log.Info("registrar ready", "subject", policy.CloudEnrollAll, "bucket", EnrollBucket)
+	s.log.Info("registrar ready", "subject", contract.CloudEnrollAll, "bucket", EnrollBucket)
 	return nil
 }
 
@@ -113,7 +113,7 @@ func (s *Server) startRegistrar(ctx context.Context, store *accounts.Store) erro
 func (r *registrar) handle(ctx context.Context, m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(ctx, enrollTimeout)
 	defer cancel()
-	edge := strings.TrimPrefix(m.Subject, policy.EnrollSubject+".")
+	edge := strings.TrimPrefix(m.Subject, contract.EnrollSubject+".")
 	var req accounts.EnrollRequest
 	ujwt, enrollUser, err := r.enroll(ctx, edge, m, &req)
 	attrs := []any{"edge", edge, "enroll_user", enrollUser, "user", req.User}

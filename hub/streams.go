@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tether-fabric/tether/policy"
+	"github.com/tether-fabric/tether/contract"
 )
 
 // TelemetryStream is the CLOUD account's stream holding every edge's
@@ -73,7 +73,7 @@ func telemetryConfig(c Config) jetstream.StreamConfig {
 func commandsConfig(c Config) jetstream.StreamConfig {
 	tc := telemetryConfig(c)
 	return jetstream.StreamConfig{
-		Name:        policy.CommandsStream,
+		Name:        contract.CommandsStream,
 		Description: "Tether: commands waiting for edges, delivered in order, once, on reconnect",
 		Subjects:    []string{"edges.*.cmd.>"},
 		Storage:     jetstream.FileStorage,
@@ -90,10 +90,10 @@ func commandsConfig(c Config) jetstream.StreamConfig {
 // EnsureCommandConsumer creates (or updates) the durable consumer through
 // which edge pulls its queued commands. js must act in the CLOUD account.
 func EnsureCommandConsumer(ctx context.Context, js jetstream.JetStream, edge string) error {
-	_, err := js.CreateOrUpdateConsumer(ctx, policy.CommandsStream, jetstream.ConsumerConfig{
-		Durable:       policy.CommandConsumer(edge),
+	_, err := js.CreateOrUpdateConsumer(ctx, contract.CommandsStream, jetstream.ConsumerConfig{
+		Durable:       contract.CommandConsumer(edge),
 		Description:   "Tether: commands for edge " + edge,
-		FilterSubject: policy.CloudCommandSubject(edge),
+		FilterSubject: contract.CloudCommandSubject(edge),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		// Short: a delivery lost with a dying link (typically to a pull
 		// the edge made just before the link died) blocks this edge's
@@ -202,18 +202,18 @@ func ForgetEdge(ctx context.Context, cloud *nats.Conn, edge string) (EdgeDataRem
 	if err != nil {
 		return out, err
 	}
-	err = js.DeleteConsumer(ctx, policy.CommandsStream, policy.CommandConsumer(edge))
+	err = js.DeleteConsumer(ctx, contract.CommandsStream, contract.CommandConsumer(edge))
 	switch {
 	case err == nil:
 		out.Consumer = true
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 	default:
-		return out, fmt.Errorf("forget edge %s: delete consumer %s: %w", edge, policy.CommandConsumer(edge), err)
+		return out, fmt.Errorf("forget edge %s: delete consumer %s: %w", edge, contract.CommandConsumer(edge), err)
 	}
 	for _, p := range []struct {
 		stream string
 		n      *uint64
-	}{{TelemetryStream, &out.TelemetryMsgs}, {policy.CommandsStream, &out.CommandMsgs}, {EdgeStatusStream, new(uint64)}} {
+	}{{TelemetryStream, &out.TelemetryMsgs}, {contract.CommandsStream, &out.CommandMsgs}, {EdgeStatusStream, new(uint64)}} {
 		st, err := js.Stream(ctx, p.stream)
 		if err != nil {
 			return out, fmt.Errorf("forget edge %s: stream %s: %w", edge, p.stream, err)

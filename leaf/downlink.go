@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/edgereport"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // The edge's downlink: commands for the edge wait in the CLOUD stream
@@ -63,7 +63,7 @@ func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        CommandStream,
 		Description: "Tether: commands delivered to this edge",
-		Subjects:    []string{policy.LocalCommands},
+		Subjects:    []string{contract.LocalCommands},
 		Storage:     jetstream.FileStorage,
 		MaxAge:      7 * 24 * time.Hour,
 		MaxBytes:    maxBytes,
@@ -76,7 +76,7 @@ func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int
 	// connection, so a pull's answer is never sent before the hub knows
 	// where to deliver it (a per-request inbox could lose the delivery and
 	// hold the command until its ack wait expires).
-	inbox := policy.UplinkInbox + ".down." + nats.NewInbox()[len(nats.InboxPrefix):]
+	inbox := contract.UplinkInbox + ".down." + nats.NewInbox()[len(nats.InboxPrefix):]
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return nil, fmt.Errorf("downlink inbox: %w", err)
@@ -118,7 +118,7 @@ func (d *downlink) next(ctx context.Context) error {
 	req, _ := json.Marshal(map[string]any{"batch": 1, "expires": downlinkWait.Nanoseconds()})
 	rctx, cancel := context.WithTimeout(ctx, downlinkWait+3*time.Second)
 	defer cancel()
-	if err := d.nc.PublishRequest(policy.DownlinkNext, d.inbox, req); err != nil {
+	if err := d.nc.PublishRequest(contract.DownlinkNext, d.inbox, req); err != nil {
 		return fmt.Errorf("ask the cloud for commands: %w", err)
 	}
 	m, err := d.sub.NextMsgWithContext(rctx)

@@ -18,9 +18,9 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/natslog"
 	"github.com/tether-fabric/tether/internal/pki"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // Enrollment errors on the device.
@@ -157,7 +157,7 @@ func requestLeafUser(ctx context.Context, cfg Config, tok *accounts.EnrollToken,
 	if !ns.ReadyForConnections(readyTimeout) {
 		return "", errors.New("enrollment server not ready")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-enroll"), nats.CustomInboxPrefix(policy.EnrollInbox))
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-enroll"), nats.CustomInboxPrefix(contract.EnrollInbox))
 	if err != nil {
 		return "", err
 	}
@@ -180,7 +180,7 @@ func requestLeafUser(ctx context.Context, cfg Config, tok *accounts.EnrollToken,
 		}
 		if linked {
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			m, err := nc.RequestWithContext(rctx, policy.EnrollSubject, data)
+			m, err := nc.RequestWithContext(rctx, contract.EnrollSubject, data)
 			cancel()
 			if err == nil {
 				var rep accounts.EnrollReply

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/tether-fabric/tether/policy"
+	"github.com/tether-fabric/tether/contract"
 )
 
 // highWaterWait bounds the question to the cloud at the start of a
@@ -18,7 +18,7 @@ import (
 // within the duplicate window.
 const highWaterWait = 2 * time.Second
 
-// highWater is the hubs' answer on policy.UplinkHighWater (hub.HighWater).
+// highWater is the hubs' answer on contract.UplinkHighWater (hub.HighWater).
 type highWater struct {
 	Origin string `json:"origin"`
 	Seq    uint64 `json:"seq"`
@@ -38,7 +38,7 @@ func (u *uplink) skipHeld(ctx context.Context, first, last uint64) uint64 {
 	}
 	ctx, cancel := context.WithTimeout(ctx, highWaterWait)
 	defer cancel()
-	m, err := u.nc.RequestWithContext(ctx, policy.UplinkHighWater, nil)
+	m, err := u.nc.RequestWithContext(ctx, contract.UplinkHighWater, nil)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
 			u.logger().Debug("cloud high-water mark not available; relying on the duplicate window", "err", err)

@@ -4,7 +4,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
-	"github.com/tether-fabric/tether/policy"
+	"github.com/tether-fabric/tether/contract"
 )
 
 // Local users of the edge's embedded server: clients at the site connect
@@ -21,15 +21,15 @@ import (
 func localPermissions(edge string) *server.Permissions {
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Deny: []string{
-			policy.UplinkPrefix + ">",
+			contract.UplinkPrefix + ">",
 			"tether.down.>",
-			"$JS.ACK." + policy.CommandsStream + "." + policy.CommandConsumer(edge) + ".>",
-			policy.ControlPrefix + ".>",
-			policy.UplinkInbox + ".>",
+			"$JS.ACK." + contract.CommandsStream + "." + contract.CommandConsumer(edge) + ".>",
+			contract.ControlPrefix + ".>",
+			contract.UplinkInbox + ".>",
 		}},
 		Subscribe: &server.SubjectPermission{Deny: []string{
-			policy.UplinkInbox + ".>",
-			policy.ControlPrefix + ".>",
+			contract.UplinkInbox + ".>",
+			contract.ControlPrefix + ".>",
 		}},
 	}
 }

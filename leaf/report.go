@@ -5,14 +5,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/buildinfo"
 	"github.com/tether-fabric/tether/internal/edgereport"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // The edge reports its status to the cloud so the fleet view can show
 // what only the edge knows: the backlog on its disk and why it is not
-// moving. Reports are core publishes on policy.UplinkStatus (edges.<edge>.status
+// moving. Reports are core publishes on contract.UplinkStatus (edges.<edge>.status
 // in CLOUD, where the stream EDGE_STATUS keeps the last one per edge): a
 // lost report is replaced by the next one, and reports never queue behind
 // buffered telemetry.
@@ -115,5 +115,5 @@ func (s *Server) publishReport(r edgereport.Report) error {
 	if err != nil {
 		return err
 	}
-	return s.nc.Publish(policy.UplinkStatus, data)
+	return s.nc.Publish(contract.UplinkStatus, data)
 }

@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/diskspace"
 	"github.com/tether-fabric/tether/internal/edgereport"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // The edge's store-and-forward buffer: every local publish on telemetry.>
@@ -31,12 +31,12 @@ const (
 	BufferStream = "TELEMETRY"
 	// uplinkInbox is the forwarder's inbox prefix; the leaf user may
 	// receive it, so cloud PubAcks reach the edge.
-	uplinkInbox = policy.UplinkInbox
+	uplinkInbox = contract.UplinkInbox
 
 	// Headers on every forwarded message.
 	HeaderEdge   = "Tether-Edge"
-	HeaderSeq    = policy.HeaderSeq
-	HeaderOrigin = policy.HeaderOrigin
+	HeaderSeq    = contract.HeaderSeq
+	HeaderOrigin = contract.HeaderOrigin
 
 	// uplinkWindow is how many messages may await the cloud's PubAck.
 	uplinkWindow = 2048
@@ -95,7 +95,7 @@ func bufferConfig(c Config, maxBytes int64) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        BufferStream,
 		Description: "Tether store-and-forward buffer: telemetry waiting for the cloud",
-		Subjects:    []string{policy.LocalTelemetry},
+		Subjects:    []string{contract.LocalTelemetry},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxBytes:    maxBytes,
@@ -468,7 +468,7 @@ func cancelOnLinkLoss(ctx context.Context, linked func() bool, cancel context.Ca
 // waitForData returns when something is published on telemetry.>, after a
 // short while, or when ctx ends.
 func (u *uplink) waitForData(ctx context.Context) error {
-	sub, err := u.nc.SubscribeSync(policy.LocalTelemetry)
+	sub, err := u.nc.SubscribeSync(contract.LocalTelemetry)
 	if err != nil {
 		return err
 	}
@@ -498,7 +498,7 @@ func (u *uplink) outbound(m jetstream.Msg) (*nats.Msg, uint64, error) {
 	h.Set(HeaderEdge, u.edge)
 	h.Set(HeaderSeq, seq)
 	h.Set(HeaderOrigin, u.origin)
-	return &nats.Msg{Subject: policy.UplinkPrefix + m.Subject(), Header: h, Data: m.Data()}, md.Sequence.Stream, nil
+	return &nats.Msg{Subject: contract.UplinkPrefix + m.Subject(), Header: h, Data: m.Data()}, md.Sequence.Stream, nil
 }
 
 // status reports the uplink's state; its budget is the buffer stream's

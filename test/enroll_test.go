@@ -20,10 +20,10 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // enrollConfig is a leaf config for a device that has no bundle yet: the
@@ -285,7 +285,7 @@ func TestEnrollForgedRequestInfo(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := edgeState(t, store, "a") + edgeState(t, store, "b")
-			m := nats.NewMsg(policy.CloudEnrollSubject(tc.edge))
+			m := nats.NewMsg(contract.CloudEnrollSubject(tc.edge))
 			m.Data, _ = json.Marshal(tc.req)
 			if tc.account != "" {
 				m.Header.Set(server.ClientInfoHdr, fmt.Sprintf(`{"acc":%q,"user":%q}`, tc.account, enrollA))
@@ -330,7 +330,7 @@ func TestEnrollTwiceOnOneDevice(t *testing.T) {
 	l := tethertest.RunLeaf(t, c, nil)
 	tethertest.WaitLinked(t, l, 10*time.Second)
 	local := tethertest.Connect(t, l.ClientURL())
-	if _, err := local.Request(policy.EnrollSubject, []byte("{}"), 500*time.Millisecond); err == nil {
+	if _, err := local.Request(contract.EnrollSubject, []byte("{}"), 500*time.Millisecond); err == nil {
 		t.Error("the edge's leaf user reached the registrar")
 	}
 }
@@ -401,7 +401,7 @@ func TestEnrollRepeatedRequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := nats.NewMsg(policy.CloudEnrollSubject("plant-7"))
+		m := nats.NewMsg(contract.CloudEnrollSubject("plant-7"))
 		m.Data, _ = json.Marshal(req)
 		m.Header.Set(server.ClientInfoHdr, fmt.Sprintf(`{"acc":%q,"user":%q}`, tok.Account, enrollPub))
 		resp, err := cloud.RequestMsg(m, 5*time.Second)

@@ -10,9 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // TestFastBatchThroughImport pins what the forwarder's fast batches rely
@@ -27,7 +27,7 @@ func TestFastBatchThroughImport(t *testing.T) {
 	// The edge's own connection: site clients may not publish on
 	// tether.up.> (and only _TETHER_INBOX.> crosses the link back).
 	nc := f.leaf.InternalConn()
-	inbox := policy.UplinkInbox + ".fbtest"
+	inbox := contract.UplinkInbox + ".fbtest"
 	sub, err := nc.SubscribeSync(inbox + ".>")
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +35,7 @@ func TestFastBatchThroughImport(t *testing.T) {
 	// The hub learns the inbox's interest and the telemetry import's
 	// interest reaches the edge: a plain request proves the path.
 	tethertest.WaitFor(t, 10*time.Second, func() error {
-		_, err := nc.Request(policy.UplinkPrefix+"telemetry.probe", []byte("probe"), time.Second)
+		_, err := nc.Request(contract.UplinkPrefix+"telemetry.probe", []byte("probe"), time.Second)
 		return err
 	})
 	reply := func(seq, op int) string { return fmt.Sprintf("%s.b1.2.fail.%d.%d.$FI", inbox, seq, op) }
@@ -67,7 +67,7 @@ func TestFastBatchThroughImport(t *testing.T) {
 		if i == 1 {
 			op = 0
 		}
-		m := &nats.Msg{Subject: policy.UplinkPrefix + "telemetry.fb", Reply: reply(i, op), Data: []byte(fmt.Sprint(i))}
+		m := &nats.Msg{Subject: contract.UplinkPrefix + "telemetry.fb", Reply: reply(i, op), Data: []byte(fmt.Sprint(i))}
 		m.Header = nats.Header{nats.MsgIdHdr: []string{fmt.Sprintf("fbtest-%d", i)}}
 		if err := nc.PublishMsg(m); err != nil {
 			t.Fatal(err)
@@ -80,7 +80,7 @@ func TestFastBatchThroughImport(t *testing.T) {
 			t.Fatalf("got %+v, want a flow ack for %d every 2", a, want)
 		}
 	}
-	if err := nc.PublishMsg(&nats.Msg{Subject: policy.UplinkPrefix + "telemetry.fb", Reply: reply(5, 3)}); err != nil {
+	if err := nc.PublishMsg(&nats.Msg{Subject: contract.UplinkPrefix + "telemetry.fb", Reply: reply(5, 3)}); err != nil {
 		t.Fatal(err)
 	}
 	if a := next(); a.Type != "" || a.Batch != "b1" || a.Count != 4 {

@@ -11,9 +11,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // TestFreshHubKeepsItsStreams starts hubs on empty data dirs and checks
@@ -44,7 +44,7 @@ func TestFreshHubKeepsItsStreams(t *testing.T) {
 			t.Fatalf("start %d: %v", i+1, err)
 		}
 		streams := filepath.Join(c.DataDir, "jetstream", server.JetStreamStoreDir, cloud.Pub, "streams")
-		for _, name := range []string{hub.TelemetryStream, policy.CommandsStream, hub.EdgeStatusStream} {
+		for _, name := range []string{hub.TelemetryStream, contract.CommandsStream, hub.EdgeStatusStream} {
 			if _, err := os.Stat(filepath.Join(streams, name, "meta.inf")); err != nil {
 				t.Fatalf("start %d of a fresh hub: stream %s is not on disk after the hub is ready: %v", i+1, name, err)
 			}

@@ -14,10 +14,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/edgectl"
 	"github.com/tether-fabric/tether/internal/tethertest"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // TestRotateEdge: on a 3-hub cluster, rotating an edge's credentials while
@@ -204,7 +204,7 @@ func TestRemoveEdge(t *testing.T) {
 	if err != nil || len(info.State.Subjects) != 0 {
 		t.Errorf("cloud still holds the removed edge's telemetry: %v %v", info.State.Subjects, err)
 	}
-	if _, err := cjs.Consumer(ctx, policy.CommandsStream, policy.CommandConsumer("plant-7")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if _, err := cjs.Consumer(ctx, contract.CommandsStream, contract.CommandConsumer("plant-7")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Errorf("command consumer of the removed edge: %v, want not found", err)
 	}
 	if _, err := store.Edge("plant-7"); !errors.Is(err, accounts.ErrNoEdge) {

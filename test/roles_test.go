@@ -11,9 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // TestCloudRoles: users made by 'tether user add' get exactly their role:
@@ -67,7 +67,7 @@ func TestCloudRoles(t *testing.T) {
 	}
 
 	// reader
-	_, rjs := connect("dashboard", policy.RoleReader)
+	_, rjs := connect("dashboard", contract.RoleReader)
 	cons, err := rjs.OrderedConsumer(ctx, hub.TelemetryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"edges.plant-7.telemetry.>"}})
 	if err != nil {
 		t.Fatalf("reader: ordered consumer on TELEMETRY: %v", err)
@@ -92,7 +92,7 @@ func TestCloudRoles(t *testing.T) {
 	refused("$JS.API.STREAM.DELETE.TELEMETRY")
 
 	// commander narrowed to plant-7
-	_, cjs := connect("ops", policy.RoleCommander, "plant-7")
+	_, cjs := connect("ops", contract.RoleCommander, "plant-7")
 	if _, err := cjs.Publish(ctx, "edges.plant-7.cmd.reboot", []byte("now")); err != nil {
 		t.Fatalf("commander: command to plant-7: %v", err)
 	}

@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // refusedBy waits until both logs show the refusal, then asserts the edge
@@ -126,7 +126,7 @@ func TestBadCredsRefused(t *testing.T) {
 	tethertest.AddEdge(t, store, "plant-7", h)
 	acc := accounts.EdgeAccountName("plant-7")
 
-	expired, err := store.IssueUser(acc, "old", policy.LeafPermissions(), policy.LeafConnectionTypes(), time.Now().Add(-time.Minute))
+	expired, err := store.IssueUser(acc, "old", contract.LeafPermissions(), contract.LeafConnectionTypes(), time.Now().Add(-time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func forgeUser(t *testing.T, store *accounts.Store, account string) string {
 	useed, _ := ukp.Seed()
 	uc := jwt.NewUserClaims(upub)
 	uc.IssuerAccount = a.Pub
-	uc.Permissions = policy.LeafPermissions()
+	uc.Permissions = contract.LeafPermissions()
 	ujwt, err := uc.Encode(rogue)
 	if err != nil {
 		t.Fatal(err)

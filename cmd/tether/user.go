@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/accounts"
-	"github.com/tether-fabric/tether/policy"
+	"github.com/tether-fabric/tether/contract"
 )
 
 func newUserCmd(d *deps) *cobra.Command {
@@ -43,9 +43,9 @@ to users/NAME.creds in the store (mode 0600). Roles:
 		Args: exactArgs(1, "one user NAME"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			if role == "" {
-				return usageError{fmt.Errorf("--role is required: one of %s", strings.Join(policy.Roles(), ", "))}
+				return usageError{fmt.Errorf("--role is required: one of %s", strings.Join(contract.Roles(), ", "))}
 			}
-			if _, err := policy.CloudRolePermissions(role, edges); err != nil {
+			if _, err := contract.CloudRolePermissions(role, edges); err != nil {
 				return usageError{fmt.Errorf("--role: %w", err)}
 			}
 			if ttl < 0 {
@@ -68,7 +68,7 @@ to users/NAME.creds in the store (mode 0600). Roles:
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
-	cmd.Flags().StringVar(&role, "role", "", "role: "+strings.Join(policy.Roles(), ", "))
+	cmd.Flags().StringVar(&role, "role", "", "role: "+strings.Join(contract.Roles(), ", "))
 	cmd.Flags().StringArrayVar(&edges, "edge", nil, "with --role commander: only this edge (repeatable)")
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "expiry (0: none)")
 	return cmd

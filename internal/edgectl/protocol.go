@@ -22,14 +22,14 @@ import (
 
 	"github.com/nats-io/nkeys"
 
-	"github.com/tether-fabric/tether/policy"
+	"github.com/tether-fabric/tether/contract"
 )
 
 // Control subjects (edge-local; the same at the hub in the edge account).
 const (
-	SubjectRotateKey     = policy.ControlPrefix + ".ROTATE.KEY"
-	SubjectRotateInstall = policy.ControlPrefix + ".ROTATE.INSTALL"
-	SubjectWhoami        = policy.ControlPrefix + ".WHOAMI"
+	SubjectRotateKey     = contract.ControlPrefix + ".ROTATE.KEY"
+	SubjectRotateInstall = contract.ControlPrefix + ".ROTATE.INSTALL"
+	SubjectWhoami        = contract.ControlPrefix + ".WHOAMI"
 )
 
 // KeyRequest asks the edge for a new key pair.

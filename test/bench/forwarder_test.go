@@ -10,9 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/netproxy"
 	"github.com/tether-fabric/tether/leaf"
-	"github.com/tether-fabric/tether/policy"
 )
 
 // startForwarderSF is the third system of the store-and-forward bench:
@@ -38,8 +38,8 @@ func startForwarderSF(t *testing.T) *sfTopo {
 	}
 	if _, err := hjs.CreateStream(ctx, jetstream.StreamConfig{
 		Name:              "TELEMETRY",
-		Subjects:          []string{policy.UplinkPrefix + policy.LocalTelemetry},
-		SubjectTransform:  &jetstream.SubjectTransformConfig{Source: policy.UplinkPrefix + "telemetry.>", Destination: cloudSubject},
+		Subjects:          []string{contract.UplinkPrefix + contract.LocalTelemetry},
+		SubjectTransform:  &jetstream.SubjectTransformConfig{Source: contract.UplinkPrefix + "telemetry.>", Destination: cloudSubject},
 		Storage:           jetstream.FileStorage,
 		Duplicates:        2 * time.Minute,
 		AllowBatchPublish: true,
@@ -47,7 +47,7 @@ func startForwarderSF(t *testing.T) *sfTopo {
 		t.Fatalf("hub stream: %v", err)
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(edge), nats.Name("bench-forwarder"),
-		nats.MaxReconnects(-1), nats.CustomInboxPrefix(policy.UplinkInbox))
+		nats.MaxReconnects(-1), nats.CustomInboxPrefix(contract.UplinkInbox))
 	if err != nil {
 		t.Fatal(err)
 	}

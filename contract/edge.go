@@ -1,4 +1,4 @@
-package policy
+package contract
 
 import (
 	"github.com/nats-io/jwt/v2"

@@ -1,4 +1,4 @@
-package policy
+package contract
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ func TestGolden(t *testing.T) {
 		"enroll-permissions.json": EnrollPermissions(),
 	}
 	path := filepath.Join("testdata", "contract.txtar")
-	ar := &txtar.Archive{Comment: []byte("Golden data-path contract. Regenerate: go test ./policy -update\n")}
+	ar := &txtar.Archive{Comment: []byte("Golden data-path contract. Regenerate: go test ./contract -update\n")}
 	for _, name := range []string{"leaf-permissions.json", "leaf-conn-types.json", "edge-imports.json", "cloud-exports.json", "control-perms.json", "cloud-roles.json", "enroll-permissions.json"} {
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
@@ -45,7 +45,7 @@ func TestGolden(t *testing.T) {
 	}
 	want, err := txtar.ParseFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./policy -update)", err)
+		t.Fatalf("%v (run go test ./contract -update)", err)
 	}
 	if len(want.Files) != len(ar.Files) {
 		t.Fatalf("golden has %d files, want %d (run -update)", len(want.Files), len(ar.Files))
