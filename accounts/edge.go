@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
@@ -44,7 +46,7 @@ func (s *Store) edgeCredsFile(name string) string { return s.path("edges", name,
 func (s *Store) edgeUserFile(name string) string { return s.path("edges", name, "leaf.jwt") }
 
 func (s *Store) leafSignerFile(name string) string {
-	return s.path("accounts", EdgeAccountName(name), "leaf-signing.nk")
+	return s.path("accounts", contract.EdgeAccountName(name), "leaf-signing.nk")
 }
 
 // leafScope is the scoped signing key of an edge's leaf users: a user JWT
@@ -71,13 +73,13 @@ func (s *Store) AddEdge(name string) (*Edge, error) { return s.addEdge(name, tru
 func (s *Store) AddEdgeForEnrollment(name string) (*Edge, error) { return s.addEdge(name, false) }
 
 func (s *Store) addEdge(name string, withCreds bool) (*Edge, error) {
-	if err := ValidateEdgeName(name); err != nil {
+	if err := contract.ValidateEdgeName(name); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(s.path("edges", name)); err == nil {
 		return nil, fmt.Errorf("add edge %s: %w", name, ErrEdgeExists)
 	}
-	cloud, err := s.Account(CloudAccountName)
+	cloud, err := s.Account(contract.CloudAccountName)
 	if err != nil {
 		return nil, fmt.Errorf("add edge %s: %w", name, err)
 	}
@@ -90,7 +92,7 @@ func (s *Store) addEdge(name string, withCreds bool) (*Edge, error) {
 		return nil, fmt.Errorf("add edge %s: %w", name, err)
 	}
 	leafPub, _ := leafKP.PublicKey()
-	accName := EdgeAccountName(name)
+	accName := contract.EdgeAccountName(name)
 	_, err = s.createAccount(accName, opSigner, func(ac *jwt.AccountClaims) {
 		ac.Imports = contract.EdgeImports(name, cloud.Pub)
 		ac.SigningKeys.AddScopedSigner(leafScope(leafPub))
@@ -129,13 +131,13 @@ func (s *Store) addEdge(name string, withCreds bool) (*Edge, error) {
 
 // Edge returns the named edge.
 func (s *Store) Edge(name string) (*Edge, error) {
-	if err := ValidateEdgeName(name); err != nil {
+	if err := contract.ValidateEdgeName(name); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(s.path("edges", name)); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("edge %s: %w", name, ErrNoEdge)
 	}
-	acc, err := s.Account(EdgeAccountName(name))
+	acc, err := s.Account(contract.EdgeAccountName(name))
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: %w", name, err)
 	}
@@ -159,7 +161,7 @@ func (s *Store) Edges() ([]string, error) {
 }
 
 // Bundle returns everything the named edge needs to join the fabric.
-func (s *Store) Bundle(name string) (*Bundle, error) {
+func (s *Store) Bundle(name string) (*sitefile.Bundle, error) {
 	e, err := s.Edge(name)
 	if err != nil {
 		return nil, err
@@ -175,11 +177,11 @@ func (s *Store) Bundle(name string) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", name, err)
 	}
-	b := &Bundle{
-		Version:       BundleVersion,
+	b := &sitefile.Bundle{
+		Version:       sitefile.BundleVersion,
 		Edge:          name,
 		Account:       e.Account.Pub,
-		Domain:        EdgeDomain(name),
+		Domain:        contract.EdgeDomain(name),
 		HubURLs:       s.fabric.HubURLs,
 		WebsocketURLs: s.fabric.WebsocketURLs,
 		CA:            string(ca),

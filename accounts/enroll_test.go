@@ -13,6 +13,7 @@ import (
 
 	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/securefile"
+	"github.com/tether-fabric/tether/internal/sitefile"
 )
 
 // TestEnrollTokenRoundTrip: a token written to a file reads back equal; its
@@ -29,13 +30,13 @@ func TestEnrollTokenRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "plant-7.token")
-	if err := WriteEnrollToken(path, tok); err != nil {
+	if err := sitefile.WriteEnrollToken(path, tok); err != nil {
 		t.Fatal(err)
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
 		t.Errorf("token mode %04o, want 0600", fi.Mode().Perm())
 	}
-	got, err := LoadEnrollToken(path, nil)
+	got, err := sitefile.LoadEnrollToken(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,18 +111,18 @@ func TestEnrollTokenErrors(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		mutate func(*EnrollToken)
+		mutate func(*sitefile.EnrollToken)
 		want   string
 	}{
-		{"version", func(k *EnrollToken) { k.Version = 2 }, "version: got 2, want 1"},
-		{"edge", func(k *EnrollToken) { k.Edge = "Bad" }, "edge: invalid edge name"},
-		{"no hubs", func(k *EnrollToken) { k.HubURLs = nil }, "hub_urls: at least one tls:// URL"},
-		{"bad url", func(k *EnrollToken) { k.HubURLs = []string{"http://h:1"} }, `hub_urls[0]: "http://h:1": want tls://host:port`},
-		{"ca", func(k *EnrollToken) { k.CA = "x" }, "ca: "},
-		{"jwt", func(k *EnrollToken) { k.JWT = "x" }, "jwt: "},
-		{"other account", func(k *EnrollToken) { k.Account = other.Account.Pub; k.Domain = "edge-plant-7" }, "jwt: user belongs to account"},
-		{"seed", func(k *EnrollToken) { kp, _ := nkeys.CreateUser(); sd, _ := kp.Seed(); k.Seed = string(sd) }, "seed: belongs to"},
-		{"expires", func(k *EnrollToken) { k.Expires = time.Time{} }, "expires: missing"},
+		{"version", func(k *sitefile.EnrollToken) { k.Version = 2 }, "version: got 2, want 1"},
+		{"edge", func(k *sitefile.EnrollToken) { k.Edge = "Bad" }, "edge: invalid edge name"},
+		{"no hubs", func(k *sitefile.EnrollToken) { k.HubURLs = nil }, "hub_urls: at least one tls:// URL"},
+		{"bad url", func(k *sitefile.EnrollToken) { k.HubURLs = []string{"http://h:1"} }, `hub_urls[0]: "http://h:1": want tls://host:port`},
+		{"ca", func(k *sitefile.EnrollToken) { k.CA = "x" }, "ca: "},
+		{"jwt", func(k *sitefile.EnrollToken) { k.JWT = "x" }, "jwt: "},
+		{"other account", func(k *sitefile.EnrollToken) { k.Account = other.Account.Pub; k.Domain = "edge-plant-7" }, "jwt: user belongs to account"},
+		{"seed", func(k *sitefile.EnrollToken) { kp, _ := nkeys.CreateUser(); sd, _ := kp.Seed(); k.Seed = string(sd) }, "seed: belongs to"},
+		{"expires", func(k *sitefile.EnrollToken) { k.Expires = time.Time{} }, "expires: missing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := *good
@@ -130,27 +131,27 @@ func TestEnrollTokenErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = ParseEnrollToken(text)
-			if !errors.Is(err, ErrBadToken) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("got %v, want %v containing %q", err, ErrBadToken, tc.want)
+			_, err = sitefile.ParseEnrollToken(text)
+			if !errors.Is(err, sitefile.ErrBadToken) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want %v containing %q", err, sitefile.ErrBadToken, tc.want)
 			}
 		})
 	}
 	for _, text := range []string{"not base64!", "bm90IGpzb24", "eyJob3N0IjoxfQ"} { // "not json", {"host":1}
-		if _, err := ParseEnrollToken([]byte(text)); !errors.Is(err, ErrBadToken) {
-			t.Errorf("ParseEnrollToken(%q) = %v, want %v", text, err, ErrBadToken)
+		if _, err := sitefile.ParseEnrollToken([]byte(text)); !errors.Is(err, sitefile.ErrBadToken) {
+			t.Errorf("sitefile.ParseEnrollToken(%q) = %v, want %v", text, err, sitefile.ErrBadToken)
 		}
 	}
 	path := filepath.Join(t.TempDir(), "t.token")
-	if err := WriteEnrollToken(path, good); err != nil {
+	if err := sitefile.WriteEnrollToken(path, good); err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(path, 0o640)
-	if _, err := LoadEnrollToken(path, nil); !errors.Is(err, securefile.ErrTooOpen) || !strings.Contains(err.Error(), path) {
+	if _, err := sitefile.LoadEnrollToken(path, nil); !errors.Is(err, securefile.ErrTooOpen) || !strings.Contains(err.Error(), path) {
 		t.Errorf("group-readable token: %v, want %v naming the file", err, securefile.ErrTooOpen)
 	}
-	if _, err := s.NewEnrollToken("plant-7", MaxEnrollTTL+time.Second); err == nil {
-		t.Error("token longer than MaxEnrollTTL accepted")
+	if _, err := s.NewEnrollToken("plant-7", contract.MaxEnrollTTL+time.Second); err == nil {
+		t.Error("token longer than contract.MaxEnrollTTL accepted")
 	}
 	if _, err := s.RevokeEdge("plant-7"); err != nil {
 		t.Fatal(err)
@@ -173,7 +174,7 @@ func TestEnrollRequestVerify(t *testing.T) {
 	}
 	enrollPub, _ := tok.EnrollUser()
 	ukp, _ := nkeys.CreateUser()
-	req, err := NewEnrollRequest(tok, ukp)
+	req, err := tok.NewEnrollRequest(ukp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,15 +186,15 @@ func TestEnrollRequestVerify(t *testing.T) {
 	for _, tc := range []struct {
 		name            string
 		edge, enrollPub string
-		mutate          func(*EnrollRequest)
+		mutate          func(*contract.EnrollRequest)
 		want            string
 	}{
-		{"other edge", "plant-8", enrollPub, func(*EnrollRequest) {}, "proof of possession"},
-		{"other token", "plant-7", otherPub, func(*EnrollRequest) {}, "proof of possession"},
-		{"swapped key", "plant-7", enrollPub, func(r *EnrollRequest) { r.User = otherPub }, "proof of possession"},
-		{"no token sig", "plant-7", enrollPub, func(r *EnrollRequest) { r.TokenSig = r.UserSig }, "proof of holding the token"},
-		{"not a user", "plant-7", enrollPub, func(r *EnrollRequest) { r.User = tok.Account }, "not a user public key"},
-		{"token key", "plant-7", enrollPub, func(r *EnrollRequest) { r.User = enrollPub }, "must not be the token's key"},
+		{"other edge", "plant-8", enrollPub, func(*contract.EnrollRequest) {}, "proof of possession"},
+		{"other token", "plant-7", otherPub, func(*contract.EnrollRequest) {}, "proof of possession"},
+		{"swapped key", "plant-7", enrollPub, func(r *contract.EnrollRequest) { r.User = otherPub }, "proof of possession"},
+		{"no token sig", "plant-7", enrollPub, func(r *contract.EnrollRequest) { r.TokenSig = r.UserSig }, "proof of holding the token"},
+		{"not a user", "plant-7", enrollPub, func(r *contract.EnrollRequest) { r.User = tok.Account }, "not a user public key"},
+		{"token key", "plant-7", enrollPub, func(r *contract.EnrollRequest) { r.User = enrollPub }, "must not be the token's key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := *req

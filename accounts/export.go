@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/tether-fabric/tether/contract"
+
 	"github.com/tether-fabric/tether/internal/securefile"
 )
 
@@ -46,7 +48,7 @@ func (s *Store) hubFiles() (map[string]fs.FileMode, error) {
 		return nil, err
 	}
 	for _, e := range edges {
-		files[filepath.Join("accounts", EdgeAccountName(e), "leaf-signing.nk")] = secretMode
+		files[filepath.Join("accounts", contract.EdgeAccountName(e), "leaf-signing.nk")] = secretMode
 		for _, f := range []string{"leaf.jwt", "revoked"} {
 			if _, err := os.Stat(s.path("edges", e, f)); err == nil {
 				files[filepath.Join("edges", e, f)] = publicMode
@@ -106,7 +108,7 @@ func (s *Store) ExportHub(dir string) (*HubExport, error) {
 	keepDir := map[string]bool{}
 	for _, e := range edges {
 		keepDir[filepath.Join("edges", e)] = true
-		keepDir[filepath.Join("accounts", EdgeAccountName(e))] = true
+		keepDir[filepath.Join("accounts", contract.EdgeAccountName(e))] = true
 		if err := os.MkdirAll(filepath.Join(dir, "edges", e), dirMode); err != nil {
 			return nil, fmt.Errorf("export hub store: %w", err)
 		}

@@ -1,7 +1,6 @@
 package accounts
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/tether-fabric/tether/contract"
@@ -24,7 +22,7 @@ func (s *Store) ControlCreds(edge string, ttl time.Duration) ([]byte, error) {
 	if _, err := s.Edge(edge); err != nil {
 		return nil, err
 	}
-	return s.IssueUser(EdgeAccountName(edge), edge+"-control", contract.ControlPermissions(),
+	return s.IssueUser(contract.EdgeAccountName(edge), edge+"-control", contract.ControlPermissions(),
 		jwt.StringList{jwt.ConnectionTypeStandard}, time.Now().Add(ttl))
 }
 
@@ -64,7 +62,7 @@ var ErrUserExists = errors.New("user already exists")
 // users/<name>.creds (0600) and returns that path. A zero expires means it
 // does not expire. Nothing is written on error.
 func (s *Store) AddCloudUser(name, role string, edges []string, expires time.Time) (string, error) {
-	if err := ValidateUserName(name); err != nil {
+	if err := contract.ValidateUserName(name); err != nil {
 		return "", err
 	}
 	if name == "sys" || name == "cloud" {
@@ -83,7 +81,7 @@ func (s *Store) AddCloudUser(name, role string, edges []string, expires time.Tim
 	if err != nil {
 		return "", fmt.Errorf("user %s: %w", name, err)
 	}
-	creds, err := s.IssueUser(CloudAccountName, name, perms, nil, expires)
+	creds, err := s.IssueUser(contract.CloudAccountName, name, perms, nil, expires)
 	if err != nil {
 		return "", fmt.Errorf("user %s: %w", name, err)
 	}
@@ -136,36 +134,25 @@ func (s *Store) CloudUsers() ([]CloudUser, error) {
 	return out, nil
 }
 
-// DeleteResult is one hub's answer to an account deletion.
-type DeleteResult = PushResult
-
-// DeleteAccountClaims asks every hub's resolver, through nc (a system
-// connection), to delete the account pub, with a request signed by the
-// operator signing key; hubs that did not answer are named in the error,
-// as for Push.
-func (s *Store) DeleteAccountClaims(ctx context.Context, nc *nats.Conn, pub string) ([]DeleteResult, error) {
+// SignAccountDeletion returns the request that asks the hubs' resolvers to
+// delete the account pub ($SYS.REQ.CLAIMS.DELETE), signed by the operator
+// signing key (fleet.DeleteAccount sends it).
+func (s *Store) SignAccountDeletion(pub string) (string, error) {
 	signer, err := s.readKey("operator", "signing.nk")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	spub, _ := signer.PublicKey()
 	if !nkeys.IsValidPublicAccountKey(pub) {
-		return nil, fmt.Errorf("delete account %q: not an account public key", pub)
+		return "", fmt.Errorf("delete account %q: not an account public key", pub)
 	}
 	gc := jwt.NewGenericClaims(spub)
 	gc.Data["accounts"] = []any{pub}
 	req, err := gc.Encode(signer)
 	if err != nil {
-		return nil, fmt.Errorf("delete account %s: %w", pub, err)
+		return "", fmt.Errorf("delete account %s: %w", pub, err)
 	}
-	hubs, err := Hubs(ctx, nc, 250*time.Millisecond)
-	if err != nil {
-		return nil, fmt.Errorf("find hubs: %w", err)
-	}
-	if len(hubs) == 0 {
-		return nil, fmt.Errorf("delete account %s: no hub answered", pub)
-	}
-	return askHubs(ctx, nc, "$SYS.REQ.CLAIMS.DELETE", []byte(req), hubs)
+	return req, nil
 }
 
 // RemoveEdge deletes the edge from the store: its account directory (keys
@@ -184,7 +171,7 @@ func (s *Store) RemoveEdge(name string) error {
 	if err := os.Rename(s.path("edges", name), filepath.Join(trash, "edge")); err != nil {
 		return fmt.Errorf("remove edge %s: %w", name, err)
 	}
-	if err := os.Rename(s.path("accounts", EdgeAccountName(name)), filepath.Join(trash, "account")); err != nil {
+	if err := os.Rename(s.path("accounts", contract.EdgeAccountName(name)), filepath.Join(trash, "account")); err != nil {
 		_ = os.Rename(filepath.Join(trash, "edge"), s.path("edges", name))
 		return fmt.Errorf("remove edge %s: %w", name, err)
 	}

@@ -242,11 +242,11 @@ func (s *Store) createOperator() error {
 		return err
 	}
 
-	sysPub, err := s.createAccount(SystemAccountName, skp, func(*jwt.AccountClaims) {})
+	sysPub, err := s.createAccount(contract.SystemAccountName, skp, func(*jwt.AccountClaims) {})
 	if err != nil {
 		return err
 	}
-	cloudPub, err := s.createAccount(CloudAccountName, skp, func(ac *jwt.AccountClaims) {
+	cloudPub, err := s.createAccount(contract.CloudAccountName, skp, func(ac *jwt.AccountClaims) {
 		ac.Exports = contract.CloudExports()
 		ac.Limits.JetStreamLimits = jwt.JetStreamLimits{
 			MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit, Streams: jwt.NoLimit, Consumer: jwt.NoLimit,
@@ -270,10 +270,10 @@ func (s *Store) createOperator() error {
 		return err
 	}
 
-	if err := s.writeUser(SystemAccountName, "sys", jwt.Permissions{}, nil, s.SystemCredsFile()); err != nil {
+	if err := s.writeUser(contract.SystemAccountName, "sys", jwt.Permissions{}, nil, s.SystemCredsFile()); err != nil {
 		return err
 	}
-	return s.writeUser(CloudAccountName, "cloud", jwt.Permissions{}, nil, s.CloudCredsFile())
+	return s.writeUser(contract.CloudAccountName, "cloud", jwt.Permissions{}, nil, s.CloudCredsFile())
 }
 
 // createAccount makes an account with an identity key and a signing key,

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
@@ -51,11 +53,11 @@ func TestInitModesAndTrust(t *testing.T) {
 	if !oc.StrictSigningKeyUsage || len(oc.SigningKeys) != 1 {
 		t.Errorf("operator: strict=%v signing keys=%d, want strict with one signing key", oc.StrictSigningKeyUsage, len(oc.SigningKeys))
 	}
-	sys, err := s.Account(SystemAccountName)
+	sys, err := s.Account(contract.SystemAccountName)
 	if err != nil || oc.SystemAccount != sys.Pub {
 		t.Errorf("operator system account %q, SYS %q (%v)", oc.SystemAccount, sys.Pub, err)
 	}
-	for _, a := range []string{SystemAccountName, CloudAccountName} {
+	for _, a := range []string{contract.SystemAccountName, contract.CloudAccountName} {
 		acc, err := s.Account(a)
 		if err != nil {
 			t.Fatal(err)
@@ -90,7 +92,7 @@ func TestInitRefusesExistingAndLeavesNothingOnError(t *testing.T) {
 
 func TestAddEdge(t *testing.T) {
 	s := newStore(t)
-	cloudBefore, _ := s.Account(CloudAccountName)
+	cloudBefore, _ := s.Account(contract.CloudAccountName)
 	e, err := s.AddEdge("plant-7")
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +110,7 @@ func TestAddEdge(t *testing.T) {
 	if _, err := s.AddEdge("plant-7"); !errors.Is(err, ErrEdgeExists) {
 		t.Errorf("second add = %v, want ErrEdgeExists", err)
 	}
-	cloudAfter, _ := s.Account(CloudAccountName)
+	cloudAfter, _ := s.Account(contract.CloudAccountName)
 	if cloudAfter.JWT != cloudBefore.JWT {
 		t.Error("adding an edge changed the CLOUD account JWT")
 	}
@@ -121,13 +123,13 @@ func TestAddEdge(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "b.bundle")
-	if err := WriteBundle(path, b); err != nil {
+	if err := sitefile.WriteBundle(path, b); err != nil {
 		t.Fatal(err)
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
 		t.Errorf("bundle mode %v, want 0600", fi.Mode().Perm())
 	}
-	if _, err := LoadBundle(path); err != nil {
+	if _, err := sitefile.LoadBundle(path); err != nil {
 		t.Errorf("LoadBundle: %v", err)
 	}
 	// Not a search for "SU": random public keys contain it about one run
@@ -185,7 +187,7 @@ func TestLeafUsersAreScoped(t *testing.T) {
 func TestAddEdgeRejectsBadNames(t *testing.T) {
 	s := newStore(t)
 	for _, name := range []string{"", "Plant-7", "plant_7", "-x", "x-", "a.b", strings.Repeat("a", 64)} {
-		if _, err := s.AddEdge(name); !errors.Is(err, ErrInvalidEdgeName) {
+		if _, err := s.AddEdge(name); !errors.Is(err, contract.ErrInvalidEdgeName) {
 			t.Errorf("AddEdge(%q) = %v, want ErrInvalidEdgeName", name, err)
 		}
 	}
@@ -214,7 +216,7 @@ func TestLoadBundleErrors(t *testing.T) {
 		return p
 	}
 	gp := filepath.Join(dir, "good")
-	if err := WriteBundle(gp, good); err != nil {
+	if err := sitefile.WriteBundle(gp, good); err != nil {
 		t.Fatal(err)
 	}
 	gdata, _ := os.ReadFile(gp)
@@ -229,7 +231,7 @@ func TestLoadBundleErrors(t *testing.T) {
 			[]string{"version: got 9", "edge:", "hub_urls[0]", "ca:", "creds:"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := LoadBundle(tc.path)
+			_, err := sitefile.LoadBundle(tc.path)
 			if err == nil {
 				t.Fatal("LoadBundle succeeded, want an error")
 			}
@@ -338,8 +340,8 @@ func TestUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	age(CloudAccountName, func(ac *jwt.AccountClaims) { ac.Exports = ac.Exports[:1] })
-	age(EdgeAccountName("plant-7"), func(ac *jwt.AccountClaims) {
+	age(contract.CloudAccountName, func(ac *jwt.AccountClaims) { ac.Exports = ac.Exports[:1] })
+	age(contract.EdgeAccountName("plant-7"), func(ac *jwt.AccountClaims) {
 		ac.Imports = ac.Imports[:1]
 		ac.SigningKeys = jwt.SigningKeys{}
 	})
@@ -349,10 +351,10 @@ func TestUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(changed, []string{CloudAccountName, EdgeAccountName("plant-7")}) {
+	if !reflect.DeepEqual(changed, []string{contract.CloudAccountName, contract.EdgeAccountName("plant-7")}) {
 		t.Errorf("Upgrade changed %v, want CLOUD and EDGE_plant-7", changed)
 	}
-	cloud, _ := s.Account(CloudAccountName)
+	cloud, _ := s.Account(contract.CloudAccountName)
 	cc, _ := jwt.DecodeAccountClaims(cloud.JWT)
 	if len(cc.Exports) != len(contract.CloudExports()) {
 		t.Errorf("CLOUD exports after upgrade: %d, want %d", len(cc.Exports), len(contract.CloudExports()))

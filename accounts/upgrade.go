@@ -27,7 +27,7 @@ func (s *Store) Upgrade() ([]string, error) {
 		return nil, fmt.Errorf("upgrade: %w", err)
 	}
 	var changed []string
-	cloud, err := s.Account(CloudAccountName)
+	cloud, err := s.Account(contract.CloudAccountName)
 	if err != nil {
 		return nil, err
 	}
@@ -41,14 +41,14 @@ func (s *Store) Upgrade() ([]string, error) {
 		return nil, err
 	}
 	if up {
-		changed = append(changed, CloudAccountName)
+		changed = append(changed, contract.CloudAccountName)
 	}
 	edges, err := s.Edges()
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range edges {
-		acc, err := s.Account(EdgeAccountName(e))
+		acc, err := s.Account(contract.EdgeAccountName(e))
 		if err != nil {
 			return changed, err
 		}
@@ -96,7 +96,7 @@ func (s *Store) resign(acc Account, signer nkeys.KeyPair, edit func(*jwt.Account
 // ensureLeafScope gives the edge account its scoped leaf signing key with
 // this version's template, creating the key when the store has none.
 func (s *Store) ensureLeafScope(edge string, ac *jwt.AccountClaims) error {
-	kp, err := s.readKey("accounts", EdgeAccountName(edge), "leaf-signing.nk")
+	kp, err := s.readKey("accounts", contract.EdgeAccountName(edge), "leaf-signing.nk")
 	if err != nil {
 		if kp, err = nkeys.CreateAccount(); err != nil {
 			return err

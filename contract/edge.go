@@ -28,7 +28,7 @@ const (
 	CommandsStream = "COMMANDS"
 	// DownlinkNext is the edge-local subject on which the edge's downlink
 	// asks its own command consumer in the cloud for the next commands.
-	DownlinkNext = "tether.down.next"
+	DownlinkNext = DownlinkPrefix + "next"
 
 	// EnrollSubject is the edge-local subject on which a device holding an
 	// enrollment token asks for its leaf user; the edge account imports it

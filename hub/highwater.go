@@ -15,15 +15,6 @@ import (
 	"github.com/tether-fabric/tether/contract"
 )
 
-// HighWater is how far an edge's telemetry got into the cloud: the origin
-// and buffer sequence of the last message of the edge that the CLOUD
-// TELEMETRY stream holds. Empty when it holds none.
-type HighWater struct {
-	Origin string `json:"origin,omitempty"`
-	Seq    uint64 `json:"seq,omitempty"`
-	Error  string `json:"error,omitempty"`
-}
-
 // highWaterQueue makes one hub of a cluster answer each question.
 const highWaterQueue = "tether-high-water"
 
@@ -51,23 +42,23 @@ func (s *Server) serveHighWater(ctx context.Context, credsFile string) error {
 	return nil
 }
 
-func lookupHighWater(ctx context.Context, js jetstream.JetStream, edge string) HighWater {
+func lookupHighWater(ctx context.Context, js jetstream.JetStream, edge string) contract.HighWater {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, TelemetryStream)
+	st, err := js.Stream(ctx, contract.TelemetryStream)
 	if err != nil {
-		return HighWater{Error: "telemetry stream: " + err.Error()}
+		return contract.HighWater{Error: "telemetry stream: " + err.Error()}
 	}
 	m, err := st.GetLastMsgForSubject(ctx, contract.CloudTelemetrySubject(edge))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return HighWater{}
+		return contract.HighWater{}
 	}
 	if err != nil {
-		return HighWater{Error: "last message of " + edge + ": " + err.Error()}
+		return contract.HighWater{Error: "last message of " + edge + ": " + err.Error()}
 	}
 	seq, err := strconv.ParseUint(m.Header.Get(contract.HeaderSeq), 10, 64)
 	if err != nil {
-		return HighWater{Error: fmt.Sprintf("last message of %s has no %s header", edge, contract.HeaderSeq)}
+		return contract.HighWater{Error: fmt.Sprintf("last message of %s has no %s header", edge, contract.HeaderSeq)}
 	}
-	return HighWater{Origin: m.Header.Get(contract.HeaderOrigin), Seq: seq}
+	return contract.HighWater{Origin: m.Header.Get(contract.HeaderOrigin), Seq: seq}
 }

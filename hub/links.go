@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tether-fabric/tether/internal/cloudjs"
 )
 
 // One live link per edge identity. Each run of an edge has its own server
@@ -62,7 +63,7 @@ func (s *Server) guardLinks(ctx context.Context, credsFile string) error {
 	}
 	defer nc.Close()
 	var kv jetstream.KeyValue
-	if err := retry(ctx, func(ctx context.Context) error {
+	if err := cloudjs.Retry(ctx, func(ctx context.Context) error {
 		kv, err = js.CreateOrUpdateKeyValue(ctx, linksBucketConfig(s.cfg))
 		return err
 	}); err != nil {

@@ -9,11 +9,9 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/netaddr"
 )
-
-// JetStreamDomain is the hubs' JetStream domain.
-const JetStreamDomain = "hub"
 
 // material is what Start loads from the store before building options.
 type material struct {
@@ -32,7 +30,7 @@ func buildOptions(c Config, m material) (*server.Options, error) {
 		MaxPingsOut:      c.MaxPingsOut,
 		LameDuckDuration: c.LameDuck,
 		JetStream:        true,
-		JetStreamDomain:  JetStreamDomain,
+		JetStreamDomain:  contract.CloudDomain,
 		StoreDir:         filepath.Join(c.DataDir, "jetstream"),
 		TrustedOperators: []*jwt.OperatorClaims{m.operator},
 		SystemAccount:    m.operator.SystemAccount,

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tether-fabric/tether/internal/cloudjs"
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -58,7 +61,7 @@ func enrollBucketConfig(c Config) jetstream.KeyValueConfig {
 		History:     1,
 		// Longer than any token lives: a used token stays refused until
 		// the hubs refuse its expired user anyway.
-		TTL:      accounts.MaxEnrollTTL + 24*time.Hour,
+		TTL:      contract.MaxEnrollTTL + 24*time.Hour,
 		Storage:  jetstream.FileStorage,
 		Replicas: telemetryConfig(c).Replicas,
 	}
@@ -73,7 +76,7 @@ func (s *Server) startRegistrar(ctx context.Context, store *accounts.Store) erro
 		return fmt.Errorf("registrar: %w", err)
 	}
 	var kv jetstream.KeyValue
-	err = retry(ctx, func(ctx context.Context) error {
+	err = cloudjs.Retry(ctx, func(ctx context.Context) error {
 		kv, err = js.CreateOrUpdateKeyValue(ctx, enrollBucketConfig(s.cfg))
 		return err
 	})
@@ -114,10 +117,10 @@ func (r *registrar) handle(ctx context.Context, m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(ctx, enrollTimeout)
 	defer cancel()
 	edge := strings.TrimPrefix(m.Subject, contract.EnrollSubject+".")
-	var req accounts.EnrollRequest
+	var req contract.EnrollRequest
 	ujwt, enrollUser, err := r.enroll(ctx, edge, m, &req)
 	attrs := []any{"edge", edge, "enroll_user", enrollUser, "user", req.User}
-	var reply accounts.EnrollReply
+	var reply contract.EnrollReply
 	if err != nil {
 		reply.Error = err.Error()
 		r.log.Warn("enrollment refused", append(attrs, "reason", err.Error())...)
@@ -134,8 +137,8 @@ func (r *registrar) handle(ctx context.Context, m *nats.Msg) {
 // enroll checks a request and, when it is good, marks the token used and
 // returns the new leaf user's JWT. It returns the enroll user's key for
 // the audit log, as far as it is known.
-func (r *registrar) enroll(ctx context.Context, edge string, m *nats.Msg, req *accounts.EnrollRequest) (string, string, error) {
-	if err := accounts.ValidateEdgeName(edge); err != nil {
+func (r *registrar) enroll(ctx context.Context, edge string, m *nats.Msg, req *contract.EnrollRequest) (string, string, error) {
+	if err := contract.ValidateEdgeName(edge); err != nil {
 		return "", "", err
 	}
 	var ci server.ClientInfo
@@ -219,7 +222,7 @@ func (r *registrar) checkEnrollUser(e *accounts.Edge, enrollJWT, requestor strin
 		return nil, fmt.Errorf("enroll user JWT not issued by edge %s's account", e.Name)
 	}
 	if uc.Expires == 0 || time.Now().Unix() >= uc.Expires {
-		return nil, fmt.Errorf("%w (at %s)", accounts.ErrTokenExpired, time.Unix(uc.Expires, 0).UTC().Format(time.RFC3339))
+		return nil, fmt.Errorf("%w (at %s)", sitefile.ErrTokenExpired, time.Unix(uc.Expires, 0).UTC().Format(time.RFC3339))
 	}
 	if ac.IsClaimRevoked(uc) {
 		return nil, fmt.Errorf("enrollment token revoked")

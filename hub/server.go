@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -107,7 +109,7 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("hub %s: %s: %w", s.cfg.Name, l.key, err)
 		}
 	}
-	cloud, err := store.Account(accounts.CloudAccountName)
+	cloud, err := store.Account(contract.CloudAccountName)
 	if err != nil {
 		return err
 	}

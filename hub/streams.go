@@ -2,23 +2,16 @@ package hub
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tether-fabric/tether/internal/cloudjs"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/contract"
 )
-
-// TelemetryStream is the CLOUD account's stream holding every edge's
-// telemetry as edges.<edge>.telemetry.>.
-const TelemetryStream = "TELEMETRY"
-
-// EdgeStatusStream is the CLOUD account's stream holding the last status
-// report of every edge as edges.<edge>.status.
-const EdgeStatusStream = "EDGE_STATUS"
 
 // edgeStatusMaxAge is how long an edge's last report is kept once it stops
 // reporting: long enough to show an edge that has been offline for days
@@ -30,9 +23,9 @@ const edgeStatusMaxAge = 7 * 24 * time.Hour
 // per edge.
 func edgeStatusConfig(c Config) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:              EdgeStatusStream,
+		Name:              contract.EdgeStatusStream,
 		Description:       "Tether: the last status report of every edge (backlog, last error, stalled)",
-		Subjects:          []string{"edges.*.status"},
+		Subjects:          []string{contract.CloudStatusAll},
 		Storage:           jetstream.FileStorage,
 		Replicas:          telemetryConfig(c).Replicas,
 		MaxMsgsPerSubject: 1,
@@ -56,9 +49,9 @@ func telemetryConfig(c Config) jetstream.StreamConfig {
 		}
 	}
 	return jetstream.StreamConfig{
-		Name:        TelemetryStream,
+		Name:        contract.TelemetryStream,
 		Description: "Tether: telemetry of every edge, exactly once and in order per edge",
-		Subjects:    []string{"edges.*.telemetry.>"},
+		Subjects:    []string{contract.CloudTelemetryAll},
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 		Duplicates:  c.TelemetryDedupWindow,
@@ -75,7 +68,7 @@ func commandsConfig(c Config) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        contract.CommandsStream,
 		Description: "Tether: commands waiting for edges, delivered in order, once, on reconnect",
-		Subjects:    []string{"edges.*.cmd.>"},
+		Subjects:    []string{contract.CloudCommandsAll},
 		Storage:     jetstream.FileStorage,
 		Replicas:    tc.Replicas,
 		MaxAge:      c.CommandTTL,
@@ -85,29 +78,6 @@ func commandsConfig(c Config) jetstream.StreamConfig {
 		Discard:    jetstream.DiscardNew,
 		Duplicates: 2 * time.Minute,
 	}
-}
-
-// EnsureCommandConsumer creates (or updates) the durable consumer through
-// which edge pulls its queued commands. js must act in the CLOUD account.
-func EnsureCommandConsumer(ctx context.Context, js jetstream.JetStream, edge string) error {
-	_, err := js.CreateOrUpdateConsumer(ctx, contract.CommandsStream, jetstream.ConsumerConfig{
-		Durable:       contract.CommandConsumer(edge),
-		Description:   "Tether: commands for edge " + edge,
-		FilterSubject: contract.CloudCommandSubject(edge),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		// Short: a delivery lost with a dying link (typically to a pull
-		// the edge made just before the link died) blocks this edge's
-		// queue (one in flight) until it is redelivered. A redelivery of
-		// a command that did arrive is recognised and only acked again.
-		AckWait: 2 * time.Second,
-		// One command in flight per edge keeps them in order.
-		MaxAckPending: 1,
-		MaxDeliver:    -1,
-	})
-	if err != nil {
-		return fmt.Errorf("command consumer for edge %s: %w", edge, err)
-	}
-	return nil
 }
 
 // ensureStreams creates or updates the CLOUD streams once JetStream is
@@ -125,7 +95,7 @@ func (s *Server) ensureStreams(ctx context.Context, credsFile string, edges []st
 		}
 	}
 	for _, e := range edges {
-		if err := retry(ctx, func(ctx context.Context) error { return EnsureCommandConsumer(ctx, js, e) }); err != nil {
+		if err := cloudjs.Retry(ctx, func(ctx context.Context) error { return cloudjs.EnsureCommandConsumer(ctx, js, e) }); err != nil {
 			return err
 		}
 	}
@@ -133,7 +103,7 @@ func (s *Server) ensureStreams(ctx context.Context, credsFile string, edges []st
 }
 
 func (s *Server) ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
-	err := retry(ctx, func(ctx context.Context) error {
+	err := cloudjs.Retry(ctx, func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateStream(ctx, cfg)
 		return err
 	})
@@ -142,26 +112,6 @@ func (s *Server) ensureStream(ctx context.Context, js jetstream.JetStream, cfg j
 	}
 	s.log.Info("cloud stream ready", "stream", cfg.Name, "replicas", cfg.Replicas)
 	return nil
-}
-
-// retry runs op (each try bounded to 5s) until it succeeds or ctx ends:
-// in a forming cluster JetStream answers "no leader" for a while.
-func retry(ctx context.Context, op func(context.Context) error) error {
-	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := op(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		t := time.NewTimer(250 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-	}
 }
 
 // WaitReady waits until the hub's JetStream, CLOUD streams and enrollment
@@ -175,64 +125,6 @@ func (s *Server) WaitReady(ctx context.Context) error {
 	}
 }
 
-// PrepareEdge sets up the cloud side of a new edge on running hubs (its
-// command consumer), through cloud, a connection of a CLOUD user.
-func PrepareEdge(ctx context.Context, cloud *nats.Conn, edge string) error {
-	js, err := jetstream.NewWithDomain(cloud, JetStreamDomain)
-	if err != nil {
-		return err
-	}
-	return retry(ctx, func(ctx context.Context) error { return EnsureCommandConsumer(ctx, js, edge) })
-}
-
-// EdgeDataRemoved counts what ForgetEdge deleted.
-type EdgeDataRemoved struct {
-	TelemetryMsgs uint64 `json:"telemetry_msgs"`
-	CommandMsgs   uint64 `json:"command_msgs"`
-	Consumer      bool   `json:"consumer"`
-}
-
-// ForgetEdge deletes the cloud side of an edge, as the cloud user: its
-// command consumer and every message of edges.<edge>.> in the CLOUD
-// streams (telemetry, queued commands, its last status report). It is
-// idempotent.
-func ForgetEdge(ctx context.Context, cloud *nats.Conn, edge string) (EdgeDataRemoved, error) {
-	var out EdgeDataRemoved
-	js, err := jetstream.NewWithDomain(cloud, JetStreamDomain)
-	if err != nil {
-		return out, err
-	}
-	err = js.DeleteConsumer(ctx, contract.CommandsStream, contract.CommandConsumer(edge))
-	switch {
-	case err == nil:
-		out.Consumer = true
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-	default:
-		return out, fmt.Errorf("forget edge %s: delete consumer %s: %w", edge, contract.CommandConsumer(edge), err)
-	}
-	for _, p := range []struct {
-		stream string
-		n      *uint64
-	}{{TelemetryStream, &out.TelemetryMsgs}, {contract.CommandsStream, &out.CommandMsgs}, {EdgeStatusStream, new(uint64)}} {
-		st, err := js.Stream(ctx, p.stream)
-		if err != nil {
-			return out, fmt.Errorf("forget edge %s: stream %s: %w", edge, p.stream, err)
-		}
-		subj := "edges." + edge + ".>"
-		info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
-		if err != nil {
-			return out, fmt.Errorf("forget edge %s: stream %s: %w", edge, p.stream, err)
-		}
-		for _, n := range info.State.Subjects {
-			*p.n += n
-		}
-		if err := st.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
-			return out, fmt.Errorf("forget edge %s: purge %s in %s: %w", edge, subj, p.stream, err)
-		}
-	}
-	return out, nil
-}
-
 // cloudJetStream waits for JetStream and connects in process as the cloud
 // user (named name), for the hub's own services; the caller closes nc.
 func (s *Server) cloudJetStream(ctx context.Context, credsFile, name string) (*nats.Conn, jetstream.JetStream, error) {
@@ -243,7 +135,7 @@ func (s *Server) cloudJetStream(ctx context.Context, credsFile, name string) (*n
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := jetstream.NewWithDomain(nc, JetStreamDomain)
+	js, err := jetstream.NewWithDomain(nc, contract.CloudDomain)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -255,7 +147,7 @@ func (s *Server) cloudJetStream(ctx context.Context, credsFile, name string) (*n
 // ends: under load the in-process pipe can fail while the server settles.
 func (s *Server) connectCloud(ctx context.Context, credsFile, name string) (*nats.Conn, error) {
 	var nc *nats.Conn
-	err := retry(ctx, func(context.Context) error {
+	err := cloudjs.Retry(ctx, func(context.Context) error {
 		var err error
 		nc, err = nats.Connect("", nats.InProcessServer(s.ns), nats.UserCredentials(credsFile), nats.Name(name),
 			nats.MaxReconnects(-1))

@@ -7,12 +7,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
-
-	"github.com/tether-fabric/tether/accounts"
-	"github.com/tether-fabric/tether/internal/edgectl"
 )
 
 // identity holds the edge's leaf credentials in memory. The link signs
@@ -61,10 +61,10 @@ func (id *identity) linkedUser() string {
 // link.
 func (s *Server) startControl() error {
 	handlers := map[string]nats.MsgHandler{
-		edgectl.SubjectRotateKey:     s.handleRotateKey,
-		edgectl.SubjectRotateInstall: s.handleRotateInstall,
-		edgectl.SubjectWhoami: func(m *nats.Msg) {
-			respondJSON(m, edgectl.WhoamiResponse{Edge: s.bundle.Edge, User: s.id.linkedUser()})
+		contract.ControlRotateKey:     s.handleRotateKey,
+		contract.ControlRotateInstall: s.handleRotateInstall,
+		contract.ControlWhoami: func(m *nats.Msg) {
+			respondJSON(m, contract.WhoamiResponse{Edge: s.bundle.Edge, User: s.id.linkedUser()})
 		},
 	}
 	for subj, h := range handlers {
@@ -81,14 +81,14 @@ func respondJSON(m *nats.Msg, v any) {
 }
 
 func (s *Server) handleRotateKey(m *nats.Msg) {
-	var req edgectl.KeyRequest
+	var req contract.RotateKeyRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil || len(req.Nonce) < 16 {
-		respondJSON(m, edgectl.KeyResponse{Error: "rotate: want {\"nonce\": at least 16 characters}"})
+		respondJSON(m, contract.RotateKeyResponse{Error: "rotate: want {\"nonce\": at least 16 characters}"})
 		return
 	}
 	kp, err := nkeys.CreateUser()
 	if err != nil {
-		respondJSON(m, edgectl.KeyResponse{Error: "rotate: new key: " + err.Error()})
+		respondJSON(m, contract.RotateKeyResponse{Error: "rotate: new key: " + err.Error()})
 		return
 	}
 	pub, _ := kp.PublicKey()
@@ -97,30 +97,30 @@ func (s *Server) handleRotateKey(m *nats.Msg) {
 	s.id.pending = kp
 	s.id.mu.Unlock()
 	curPub, _ := cur.PublicKey()
-	challenge := edgectl.Challenge(s.bundle.Edge, req.Nonce, pub)
-	sig, err1 := edgectl.Sign(kp, challenge)
-	csig, err2 := edgectl.Sign(cur, challenge)
+	challenge := contract.RotateChallenge(s.bundle.Edge, req.Nonce, pub)
+	sig, err1 := contract.Sign(kp, challenge)
+	csig, err2 := contract.Sign(cur, challenge)
 	if err := errors.Join(err1, err2); err != nil {
-		respondJSON(m, edgectl.KeyResponse{Error: "rotate: sign: " + err.Error()})
+		respondJSON(m, contract.RotateKeyResponse{Error: "rotate: sign: " + err.Error()})
 		return
 	}
 	s.log.Info("rotation: new key made on the device", "user", pub, "current", curPub)
-	respondJSON(m, edgectl.KeyResponse{User: pub, Sig: sig, Current: curPub, CurrentSig: csig})
+	respondJSON(m, contract.RotateKeyResponse{User: pub, Sig: sig, Current: curPub, CurrentSig: csig})
 }
 
 func (s *Server) handleRotateInstall(m *nats.Msg) {
-	var req edgectl.InstallRequest
+	var req contract.RotateInstallRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil {
-		respondJSON(m, edgectl.InstallResponse{Error: "rotate: want {\"jwt\": user JWT}"})
+		respondJSON(m, contract.RotateInstallResponse{Error: "rotate: want {\"jwt\": user JWT}"})
 		return
 	}
 	user, err := s.installCreds(req.JWT)
 	if err != nil {
 		s.log.Error("rotation refused", "err", err)
-		respondJSON(m, edgectl.InstallResponse{Error: err.Error()})
+		respondJSON(m, contract.RotateInstallResponse{Error: err.Error()})
 		return
 	}
-	respondJSON(m, edgectl.InstallResponse{User: user})
+	respondJSON(m, contract.RotateInstallResponse{User: user})
 }
 
 // installCreds checks that ujwt is a user JWT of this edge's account for
@@ -158,7 +158,7 @@ func (s *Server) installCreds(ujwt string) (string, error) {
 	if err := nb.Validate(); err != nil {
 		return "", fmt.Errorf("rotate: %w", err)
 	}
-	if err := accounts.WriteBundle(s.cfg.Bundle, &nb); err != nil {
+	if err := sitefile.WriteBundle(s.cfg.Bundle, &nb); err != nil {
 		return "", fmt.Errorf("rotate: write bundle %s: %w", s.cfg.Bundle, err)
 	}
 	old, _ := s.id.kp.PublicKey()

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/contract"
-	"github.com/tether-fabric/tether/internal/edgereport"
 )
 
 // The edge's downlink: commands for the edge wait in the CLOUD stream
@@ -27,9 +26,9 @@ import (
 // published twice.
 const (
 	// CommandStream is the edge-local stream of delivered commands.
-	CommandStream = "COMMANDS"
+	CommandStream = contract.EdgeCommandsStream
 	// HeaderCloudSeq carries the command's sequence in the cloud stream.
-	HeaderCloudSeq = "Tether-Cloud-Seq"
+	HeaderCloudSeq = contract.HeaderCloudSeq
 
 	// downlinkWait is how long one pull waits at the hub: a pull made
 	// just before the link dies stays there this long and can take a
@@ -53,7 +52,7 @@ type downlink struct {
 }
 
 // DownlinkStatus is the command path's state.
-type DownlinkStatus = edgereport.Commands
+type DownlinkStatus = contract.CommandStatus
 
 func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int64, linked func() bool) (*downlink, error) {
 	js, err := jetstream.New(nc)
@@ -81,7 +80,7 @@ func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int
 	if err != nil {
 		return nil, fmt.Errorf("downlink inbox: %w", err)
 	}
-	d := &downlink{edge: edge, nc: nc, js: js, linked: linked, prefix: "edges." + edge + ".", inbox: inbox, sub: sub}
+	d := &downlink{edge: edge, nc: nc, js: js, linked: linked, prefix: contract.CloudCommandPrefix(edge), inbox: inbox, sub: sub}
 	if info := st.CachedInfo(); info.State.Msgs > 0 {
 		m, err := st.GetMsg(ctx, info.State.LastSeq)
 		if err == nil {

@@ -12,12 +12,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/natslog"
 	"github.com/tether-fabric/tether/internal/pki"
@@ -47,7 +48,7 @@ const enrollWarnAfter = 10 * time.Second
 // CA, the returned JWT and the new seed) to cfg.Bundle with mode 0600. It
 // opens no listener. A device that already has a bundle is refused and
 // nothing is written; so is an expired token, before anything is dialled.
-func Enroll(ctx context.Context, cfg Config, tok *accounts.EnrollToken, log *slog.Logger) (*accounts.Bundle, error) {
+func Enroll(ctx context.Context, cfg Config, tok *sitefile.EnrollToken, log *slog.Logger) (*sitefile.Bundle, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("leaf config: %w", err)
 	}
@@ -63,7 +64,7 @@ func Enroll(ctx context.Context, cfg Config, tok *accounts.EnrollToken, log *slo
 	}
 	if tok.Expired(time.Now()) {
 		return nil, fmt.Errorf("enroll edge %s: %w at %s (ask the operator for a new one: tether edge token %s)",
-			tok.Edge, accounts.ErrTokenExpired, tok.Expires.Format(time.RFC3339), tok.Edge)
+			tok.Edge, sitefile.ErrTokenExpired, tok.Expires.Format(time.RFC3339), tok.Edge)
 	}
 	// A token is used up once the registrar answers: make sure the bundle
 	// can be written before asking.
@@ -74,7 +75,7 @@ func Enroll(ctx context.Context, cfg Config, tok *accounts.EnrollToken, log *slo
 	if err != nil {
 		return nil, err
 	}
-	req, err := accounts.NewEnrollRequest(tok, ukp)
+	req, err := tok.NewEnrollRequest(ukp)
 	if err != nil {
 		return nil, fmt.Errorf("enroll edge %s: token: %w", tok.Edge, err)
 	}
@@ -98,7 +99,7 @@ func Enroll(ctx context.Context, cfg Config, tok *accounts.EnrollToken, log *slo
 	if err != nil {
 		return nil, fmt.Errorf("enroll edge %s: %w", tok.Edge, err)
 	}
-	if err := accounts.WriteBundle(cfg.Bundle, b); err != nil {
+	if err := sitefile.WriteBundle(cfg.Bundle, b); err != nil {
 		return nil, fmt.Errorf("enroll edge %s: %w", tok.Edge, err)
 	}
 	log.Info("enrolled", "user", upub, "bundle", cfg.Bundle)
@@ -121,7 +122,7 @@ func checkWritable(dir string) error {
 
 // requestLeafUser runs a listener-less leaf server with the token's enroll
 // user, waits for the link and asks the registrar until it answers.
-func requestLeafUser(ctx context.Context, cfg Config, tok *accounts.EnrollToken, req *accounts.EnrollRequest, log *slog.Logger) (string, error) {
+func requestLeafUser(ctx context.Context, cfg Config, tok *sitefile.EnrollToken, req *contract.EnrollRequest, log *slog.Logger) (string, error) {
 	tkp, err := tok.KeyPair()
 	if err != nil {
 		return "", err
@@ -134,7 +135,7 @@ func requestLeafUser(ctx context.Context, cfg Config, tok *accounts.EnrollToken,
 	if err != nil {
 		return "", fmt.Errorf("token: ca: %w", err)
 	}
-	b := &accounts.Bundle{Edge: tok.Edge, Domain: tok.Domain, HubURLs: tok.HubURLs, WebsocketURLs: tok.WebsocketURLs}
+	b := &sitefile.Bundle{Edge: tok.Edge, Domain: tok.Domain, HubURLs: tok.HubURLs, WebsocketURLs: tok.WebsocketURLs}
 	opts, err := buildOptions(cfg, b, sign, pki.ClientTLS(pool))
 	if err != nil {
 		return "", err
@@ -183,7 +184,7 @@ func requestLeafUser(ctx context.Context, cfg Config, tok *accounts.EnrollToken,
 			m, err := nc.RequestWithContext(rctx, contract.EnrollSubject, data)
 			cancel()
 			if err == nil {
-				var rep accounts.EnrollReply
+				var rep contract.EnrollReply
 				if err := json.Unmarshal(m.Data, &rep); err != nil {
 					return "", fmt.Errorf("registrar's answer: %w", err)
 				}
@@ -206,13 +207,13 @@ func requestLeafUser(ctx context.Context, cfg Config, tok *accounts.EnrollToken,
 }
 
 // hubRefusal explains why the hub refused the token's connection.
-func hubRefusal(tok *accounts.EnrollToken, why string) error {
+func hubRefusal(tok *sitefile.EnrollToken, why string) error {
 	if uc, err := jwt.DecodeUserClaims(tok.JWT); err == nil && uc.Expires > 0 && time.Now().Unix() >= uc.Expires {
-		return fmt.Errorf("%w by the hub (%s): %w at %s", ErrEnrollRefused, why, accounts.ErrTokenExpired,
+		return fmt.Errorf("%w by the hub (%s): %w at %s", ErrEnrollRefused, why, sitefile.ErrTokenExpired,
 			time.Unix(uc.Expires, 0).UTC().Format(time.RFC3339))
 	}
 	if strings.Contains(why, "Expired") {
-		return fmt.Errorf("%w by the hub (%s): %w", ErrEnrollRefused, why, accounts.ErrTokenExpired)
+		return fmt.Errorf("%w by the hub (%s): %w", ErrEnrollRefused, why, sitefile.ErrTokenExpired)
 	}
 	return fmt.Errorf("%w by the hub (%s): authorization failed: the token is forged, revoked, from another fabric, or its edge is not known to the hubs yet", ErrEnrollRefused, why)
 }

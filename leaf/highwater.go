@@ -18,13 +18,6 @@ import (
 // within the duplicate window.
 const highWaterWait = 2 * time.Second
 
-// highWater is the hubs' answer on contract.UplinkHighWater (hub.HighWater).
-type highWater struct {
-	Origin string `json:"origin"`
-	Seq    uint64 `json:"seq"`
-	Error  string `json:"error"`
-}
-
 // skipHeld asks the cloud how far this edge's telemetry got and purges
 // from the buffer what the cloud already holds of this buffer's
 // incarnation (origin). That covers a batch the cloud stored whose
@@ -45,7 +38,7 @@ func (u *uplink) skipHeld(ctx context.Context, first, last uint64) uint64 {
 		}
 		return first
 	}
-	var hw highWater
+	var hw contract.HighWater
 	if err := json.Unmarshal(m.Data, &hw); err != nil || hw.Error != "" {
 		u.logger().Warn("cloud high-water mark unreadable; relying on the duplicate window", "err", err, "cloud_error", hw.Error)
 		return first

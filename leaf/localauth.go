@@ -22,7 +22,7 @@ func localPermissions(edge string) *server.Permissions {
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Deny: []string{
 			contract.UplinkPrefix + ">",
-			"tether.down.>",
+			contract.DownlinkPrefix + ">",
 			"$JS.ACK." + contract.CommandsStream + "." + contract.CommandConsumer(edge) + ".>",
 			contract.ControlPrefix + ".>",
 			contract.UplinkInbox + ".>",

@@ -6,9 +6,11 @@ import (
 	"net/url"
 	"path/filepath"
 
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/internal/netaddr"
 )
 
@@ -21,9 +23,9 @@ const (
 
 // buildOptions turns a validated Config and a loaded bundle into
 // nats-server options. It does no I/O.
-func buildOptions(c Config, b *accounts.Bundle, sign server.SignatureHandler, hubTLS *tls.Config) (*server.Options, error) {
+func buildOptions(c Config, b *sitefile.Bundle, sign server.SignatureHandler, hubTLS *tls.Config) (*server.Options, error) {
 	o := &server.Options{
-		ServerName:      accounts.EdgeDomain(b.Edge),
+		ServerName:      contract.EdgeDomain(b.Edge),
 		NoSigs:          true,
 		PingInterval:    c.PingInterval,
 		MaxPingsOut:     c.MaxPingsOut,

@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/internal/sitefile"
 )
 
-func testBundle() *accounts.Bundle {
-	return &accounts.Bundle{
-		Version: accounts.BundleVersion, Edge: "plant-7", Account: "AEDGE", Domain: "edge-plant-7",
+func testBundle() *sitefile.Bundle {
+	return &sitefile.Bundle{
+		Version: sitefile.BundleVersion, Edge: "plant-7", Account: "AEDGE", Domain: "edge-plant-7",
 		HubURLs:       []string{"tls://hub-1:7422", "tls://hub-2:7422"},
 		WebsocketURLs: []string{"wss://hub.example.com:443"},
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/internal/tethertest"
@@ -77,7 +79,7 @@ func (e *refitEdge) buffer(t *testing.T) *jetstream.StreamInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := e.js.Stream(ctx, leaf.BufferStream)
+	s, err := e.js.Stream(ctx, contract.EdgeBufferStream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/buildinfo"
-	"github.com/tether-fabric/tether/internal/edgereport"
 )
 
 // The edge reports its status to the cloud so the fleet view can show
@@ -23,12 +22,12 @@ import (
 const reportResend = time.Second
 
 // Report returns the status report the edge would send now.
-func (s *Server) Report(ctx context.Context) edgereport.Report {
+func (s *Server) Report(ctx context.Context) contract.StatusReport {
 	var since time.Time
 	if l := s.Link(); l.Connected {
 		since = l.Since.UTC()
 	}
-	return edgereport.Report{
+	return contract.StatusReport{
 		LinkedSince: since,
 		Edge:        s.bundle.Edge,
 		Version:     buildinfo.Version,
@@ -105,13 +104,13 @@ func (s *Server) logFull(b UplinkStatus) {
 }
 
 // changeKey is what, when it changes, makes the edge report at once.
-func changeKey(r edgereport.Report) string {
+func changeKey(r contract.StatusReport) string {
 	b := r.Buffer
 	return fmt.Sprint(b.Stalled, b.Full, b.BacklogMsgs == 0, b.LastError, b.LastErrorAt.UnixNano(), r.Commands.LastError)
 }
 
-func (s *Server) publishReport(r edgereport.Report) error {
-	data, err := edgereport.Marshal(r)
+func (s *Server) publishReport(r contract.StatusReport) error {
+	data, err := contract.MarshalReport(r)
 	if err != nil {
 		return err
 	}

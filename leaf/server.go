@@ -10,12 +10,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/nats-io/nuid"
 
-	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/internal/natslog"
 	"github.com/tether-fabric/tether/internal/netaddr"
 	"github.com/tether-fabric/tether/internal/pki"
@@ -34,7 +35,7 @@ type Server struct {
 	log    *slog.Logger
 	ns     *server.Server
 	opts   *server.Options
-	bundle *accounts.Bundle
+	bundle *sitefile.Bundle
 	nc     *nats.Conn
 	up     *uplink
 	down   *downlink
@@ -96,7 +97,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.ns != nil {
 		return errors.New("leaf already started")
 	}
-	b, err := accounts.LoadBundle(s.cfg.Bundle)
+	b, err := sitefile.LoadBundle(s.cfg.Bundle)
 	if err != nil {
 		return err
 	}

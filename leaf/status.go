@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
+	"github.com/tether-fabric/tether/contract"
 )
 
 // StatusSubject is the local subject on which an edge answers with its
 // Status as JSON. It is served on the edge's loopback port only: the leaf
 // user's permissions do not let it cross to the hub.
-const StatusSubject = "$TETHER.LEAF.STATUS"
+const StatusSubject = contract.LeafStatusSubject
 
 // Status is what 'tether leaf status' shows.
 type Status struct {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/diskspace"
-	"github.com/tether-fabric/tether/internal/edgereport"
 )
 
 // The edge's store-and-forward buffer: every local publish on telemetry.>
@@ -28,13 +27,13 @@ import (
 // confirmed, oldest first.
 const (
 	// BufferStream is the edge-local stream that buffers telemetry.
-	BufferStream = "TELEMETRY"
+	BufferStream = contract.EdgeBufferStream
 	// uplinkInbox is the forwarder's inbox prefix; the leaf user may
 	// receive it, so cloud PubAcks reach the edge.
 	uplinkInbox = contract.UplinkInbox
 
 	// Headers on every forwarded message.
-	HeaderEdge   = "Tether-Edge"
+	HeaderEdge   = contract.HeaderEdge
 	HeaderSeq    = contract.HeaderSeq
 	HeaderOrigin = contract.HeaderOrigin
 
@@ -83,7 +82,7 @@ type uplink struct {
 
 // UplinkStatus is the buffer's state as 'tether leaf status' shows it and
 // as the edge reports it to the cloud.
-type UplinkStatus = edgereport.Buffer
+type UplinkStatus = contract.BufferStatus
 
 // bufferConfig is the edge stream's configuration with the budget
 // maxBytes.

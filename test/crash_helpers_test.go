@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -61,7 +63,7 @@ func attachCrashLeaf(t *testing.T, p *binaryProcess) *crashLeaf {
 // status asks the edge for its status over its local port.
 func (l *crashLeaf) status() (leaf.Status, error) {
 	var st leaf.Status
-	m, err := l.nc.Request(leaf.StatusSubject, nil, 3*time.Second)
+	m, err := l.nc.Request(contract.LeafStatusSubject, nil, 3*time.Second)
 	if err != nil {
 		return st, fmt.Errorf("%s: status: %w", l.proc.name, err)
 	}
@@ -243,7 +245,7 @@ type crashCloudMsg struct {
 // crashCloudCount returns how many messages of edge the CLOUD stream holds.
 func crashCloudCount(t *testing.T, cloud *nats.Conn, edge string) int {
 	t.Helper()
-	js, err := jetstream.NewWithDomain(cloud, hub.JetStreamDomain)
+	js, err := jetstream.NewWithDomain(cloud, contract.CloudDomain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +255,7 @@ func crashCloudCount(t *testing.T, cloud *nats.Conn, edge string) int {
 	binaryWaitFor(t, 20*time.Second, "cloud stream info", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		s, err := js.Stream(ctx, hub.TelemetryStream)
+		s, err := js.Stream(ctx, contract.TelemetryStream)
 		if err != nil {
 			return err
 		}
@@ -274,7 +276,7 @@ func crashCloudCount(t *testing.T, cloud *nats.Conn, edge string) int {
 // within d. Payloads are "<producer>:<i>".
 func crashReadCloud(t *testing.T, cloud *nats.Conn, edge string, n int, d time.Duration) []crashCloudMsg {
 	t.Helper()
-	js, err := jetstream.NewWithDomain(cloud, hub.JetStreamDomain)
+	js, err := jetstream.NewWithDomain(cloud, contract.CloudDomain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +286,7 @@ func crashReadCloud(t *testing.T, cloud *nats.Conn, edge string, n int, d time.D
 	binaryWaitFor(t, d, "a consumer on the cloud stream", func() error {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		cons, err = js.OrderedConsumer(cctx, hub.TelemetryStream, jetstream.OrderedConsumerConfig{
+		cons, err = js.OrderedConsumer(cctx, contract.TelemetryStream, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{"edges." + edge + ".telemetry.>"},
 		})
 		return err
@@ -297,19 +299,19 @@ func crashReadCloud(t *testing.T, cloud *nats.Conn, edge string, n int, d time.D
 		}
 		for m := range batch.Messages() {
 			h := m.Headers()
-			if got := h.Get(leaf.HeaderEdge); got != edge {
-				t.Fatalf("message without the %s header naming %s: %v", leaf.HeaderEdge, edge, h)
+			if got := h.Get(contract.HeaderEdge); got != edge {
+				t.Fatalf("message without the %s header naming %s: %v", contract.HeaderEdge, edge, h)
 			}
 			producer, num, _ := strings.Cut(string(m.Data()), ":")
 			i, err := strconv.Atoi(num)
 			if err != nil {
 				t.Fatalf("bad payload %q", m.Data())
 			}
-			seq, err := strconv.ParseUint(h.Get(leaf.HeaderSeq), 10, 64)
+			seq, err := strconv.ParseUint(h.Get(contract.HeaderSeq), 10, 64)
 			if err != nil {
-				t.Fatalf("bad %s header: %v", leaf.HeaderSeq, h)
+				t.Fatalf("bad %s header: %v", contract.HeaderSeq, h)
 			}
-			out = append(out, crashCloudMsg{producer: producer, idx: i, origin: h.Get(leaf.HeaderOrigin), seq: seq})
+			out = append(out, crashCloudMsg{producer: producer, idx: i, origin: h.Get(contract.HeaderOrigin), seq: seq})
 		}
 		if ctx.Err() != nil {
 			t.Fatalf("read %d of %d messages from the cloud in %s", len(out), n, d)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"encoding/json"
 
 	"github.com/nats-io/jwt/v2"
@@ -21,7 +23,6 @@ import (
 
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/contract"
-	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
 )
@@ -34,7 +35,7 @@ func enrollConfig(t *testing.T) leaf.Config {
 	return c
 }
 
-func enroll(t *testing.T, c leaf.Config, tok *accounts.EnrollToken, log *tethertest.LogBuffer) (*accounts.Bundle, error) {
+func enroll(t *testing.T, c leaf.Config, tok *sitefile.EnrollToken, log *tethertest.LogBuffer) (*sitefile.Bundle, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -50,7 +51,7 @@ func TestEnroll(t *testing.T) {
 	var hubLog tethertest.LogBuffer
 	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), hubLog.Logger())
 	cloud := tethertest.ConnectCloud(t, store, h)
-	js, _ := jetstream.NewWithDomain(cloud, hub.JetStreamDomain)
+	js, _ := jetstream.NewWithDomain(cloud, contract.CloudDomain)
 	for _, transport := range []string{leaf.TransportTLS, leaf.TransportWebsocket} {
 		t.Run(transport, func(t *testing.T) {
 			edgeName := "plant-" + transport
@@ -98,7 +99,7 @@ func TestEnroll(t *testing.T) {
 			tethertest.WaitFor(t, 10*time.Second, func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				defer cancel()
-				s, err := js.Stream(ctx, hub.TelemetryStream)
+				s, err := js.Stream(ctx, contract.TelemetryStream)
 				if err != nil {
 					return err
 				}
@@ -158,7 +159,7 @@ func assertStoreLacks(t *testing.T, store *accounts.Store, edge, secret string) 
 // account JWT and its recorded leaf user.
 func edgeState(t *testing.T, store *accounts.Store, edge string) string {
 	t.Helper()
-	a, err := store.Account(accounts.EdgeAccountName(edge))
+	a, err := store.Account(contract.EdgeAccountName(edge))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +197,7 @@ func TestEnrollRefused(t *testing.T) {
 	})
 
 	forged := tethertest.EnrollToken(t, store, "forged", 0, h)
-	forgedCreds := forgeUser(t, store, accounts.EdgeAccountName("forged"))
+	forgedCreds := forgeUser(t, store, contract.EdgeAccountName("forged"))
 	forged.JWT, _ = jwt.ParseDecoratedJWT([]byte(forgedCreds))
 	fkp, _ := jwt.ParseDecoratedUserNKey([]byte(forgedCreds))
 	fseed, _ := fkp.Seed()
@@ -206,18 +207,18 @@ func TestEnrollRefused(t *testing.T) {
 	// account, whose import names a, and the registrar sees the mismatch.
 	tethertest.EnrollToken(t, store, "b", 0, h)
 	aForB := tethertest.EnrollToken(t, store, "a", 0, h)
-	aForB.Edge, aForB.Domain = "b", accounts.EdgeDomain("b")
+	aForB.Edge, aForB.Domain = "b", contract.EdgeDomain("b")
 
 	for _, tc := range []struct {
 		name, edge string
-		tok        *accounts.EnrollToken
+		tok        *sitefile.EnrollToken
 		is         error
 		want       string
 		hubLog     string
 	}{
 		{"reused", "used", used, leaf.ErrEnrollRefused, "enrollment token already used", "reason=\"enrollment token already used\""},
-		{"expired", "old", expired, accounts.ErrTokenExpired, "ask the operator for a new one", ""},
-		{"expired at the hub", "stale", stale, accounts.ErrTokenExpired, "refused by the hub (Authorization Violation): enrollment token expired at", ""},
+		{"expired", "old", expired, sitefile.ErrTokenExpired, "ask the operator for a new one", ""},
+		{"expired at the hub", "stale", stale, sitefile.ErrTokenExpired, "refused by the hub (Authorization Violation): enrollment token expired at", ""},
 		{"forged", "forged", forged, leaf.ErrEnrollRefused, "authorization failed", ""},
 		{"edge a's token for edge b", "b", aForB, leaf.ErrEnrollRefused, `the token is for edge "b" but was used on edge a`, "enrollment refused"},
 	} {
@@ -266,7 +267,7 @@ func TestEnrollForgedRequestInfo(t *testing.T) {
 	cloud := tethertest.ConnectCloud(t, store, h)
 
 	ukp, _ := nkeys.CreateUser()
-	good, err := accounts.NewEnrollRequest(tokA, ukp)
+	good, err := tokA.NewEnrollRequest(ukp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +277,7 @@ func TestEnrollForgedRequestInfo(t *testing.T) {
 	noSeed.TokenSig = good.UserSig
 	for _, tc := range []struct {
 		name, edge, account string
-		req                 *accounts.EnrollRequest
+		req                 *contract.EnrollRequest
 		want                string
 	}{
 		{"no request info", "a", "", good, "no requestor identity"},
@@ -294,7 +295,7 @@ func TestEnrollForgedRequestInfo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var rep accounts.EnrollReply
+			var rep contract.EnrollReply
 			json.Unmarshal(resp.Data, &rep)
 			if rep.JWT != "" || !strings.Contains(rep.Error, tc.want) {
 				t.Errorf("reply %+v, want an error saying %q", rep, tc.want)
@@ -395,9 +396,9 @@ func TestEnrollRepeatedRequest(t *testing.T) {
 	tok := tethertest.EnrollToken(t, store, "plant-7", 0, h)
 	enrollPub, _ := tok.EnrollUser()
 	cloud := tethertest.ConnectCloud(t, store, h)
-	ask := func(kp nkeys.KeyPair) accounts.EnrollReply {
+	ask := func(kp nkeys.KeyPair) contract.EnrollReply {
 		t.Helper()
-		req, err := accounts.NewEnrollRequest(tok, kp)
+		req, err := tok.NewEnrollRequest(kp)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -408,7 +409,7 @@ func TestEnrollRepeatedRequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var rep accounts.EnrollReply
+		var rep contract.EnrollReply
 		if err := json.Unmarshal(resp.Data, &rep); err != nil {
 			t.Fatal(err)
 		}

@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/netproxy"
 	"github.com/tether-fabric/tether/internal/tethertest"
 )
@@ -49,7 +50,7 @@ func TestExactlyOnceBeyondDedupWindow(t *testing.T) {
 		publish(t, js, "eo", 0, total)
 	}()
 	cloud := tethertest.ConnectCloud(t, store, h)
-	cjs, _ := jetstream.NewWithDomain(cloud, hub.JetStreamDomain)
+	cjs, _ := jetstream.NewWithDomain(cloud, contract.CloudDomain)
 	tethertest.WaitFor(t, 20*time.Second, func() error {
 		n, err := cloudCount(cjs, "edges.plant-7.>")
 		if err == nil && n < 1000 {
@@ -86,7 +87,7 @@ func TestExactlyOnceBeyondDedupWindow(t *testing.T) {
 func cloudCount(js jetstream.JetStream, filter string) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, hub.TelemetryStream)
+	st, err := js.Stream(ctx, contract.TelemetryStream)
 	if err != nil {
 		return 0, err
 	}

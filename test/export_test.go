@@ -6,9 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/fleet"
+
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/hub"
-	"github.com/tether-fabric/tether/internal/edgectl"
 	"github.com/tether-fabric/tether/internal/tethertest"
 )
 
@@ -65,14 +66,14 @@ func TestHubFromExport(t *testing.T) {
 
 // rotateEdge rotates edge's key over its live link through hub h, as
 // 'tether edge rotate' does.
-func rotateEdge(t *testing.T, store *accounts.Store, h *hub.Server, edge string) (*edgectl.RotateResult, error) {
+func rotateEdge(t *testing.T, store *accounts.Store, h *hub.Server, edge string) (*fleet.RotateResult, error) {
 	t.Helper()
-	sys, err := store.ConnectSystem(h.ClientURL())
+	sys, err := fleet.ConnectSystem(store, h.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sys.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	return edgectl.Rotate(ctx, store, h.ClientURL(), sys, edge)
+	return fleet.Rotate(ctx, store, h.ClientURL(), sys, edge)
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/contract"
-	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
 )
 
@@ -86,13 +85,13 @@ func TestFastBatchThroughImport(t *testing.T) {
 	if a := next(); a.Type != "" || a.Batch != "b1" || a.Count != 4 {
 		t.Fatalf("got %+v, want the PubAck of batch b1 with 4 messages", a)
 	}
-	js, err := jetstream.NewWithDomain(f.cloud, hub.JetStreamDomain)
+	js, err := jetstream.NewWithDomain(f.cloud, contract.CloudDomain)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, hub.TelemetryStream)
+	s, err := js.Stream(ctx, contract.TelemetryStream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -94,7 +96,7 @@ func (c *checker) verify(want map[string]int) error {
 // until it holds total messages or d passes.
 func drainCloud(t *testing.T, cloud *nats.Conn, edge string, c *checker, total int, d time.Duration) {
 	t.Helper()
-	js, err := jetstream.NewWithDomain(cloud, hub.JetStreamDomain)
+	js, err := jetstream.NewWithDomain(cloud, contract.CloudDomain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +104,7 @@ func drainCloud(t *testing.T, cloud *nats.Conn, edge string, c *checker, total i
 	defer cancel()
 	var cons jetstream.Consumer
 	tethertest.WaitFor(t, d, func() error { // a hub may just have died
-		cons, err = js.OrderedConsumer(ctx, hub.TelemetryStream, jetstream.OrderedConsumerConfig{
+		cons, err = js.OrderedConsumer(ctx, contract.TelemetryStream, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{"edges." + edge + ".telemetry.>"},
 		})
 		return err
@@ -113,8 +115,8 @@ func drainCloud(t *testing.T, cloud *nats.Conn, edge string, c *checker, total i
 			t.Fatalf("fetch: %v", err)
 		}
 		for m := range batch.Messages() {
-			if got := m.Headers().Get(leaf.HeaderEdge); got != edge {
-				t.Fatalf("message without the %s header naming %s: %v", leaf.HeaderEdge, edge, m.Headers())
+			if got := m.Headers().Get(contract.HeaderEdge); got != edge {
+				t.Fatalf("message without the %s header naming %s: %v", contract.HeaderEdge, edge, m.Headers())
 			}
 			if err := c.add(m.Data()); err != nil {
 				t.Fatal(err)
@@ -325,7 +327,7 @@ func TestCommandsQueuedWhileOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	local.Flush()
-	cloudJS, err := jetstream.NewWithDomain(f.cloud, hub.JetStreamDomain)
+	cloudJS, err := jetstream.NewWithDomain(f.cloud, contract.CloudDomain)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -99,14 +101,14 @@ func TestHubSIGKILLDuringCatchUp(t *testing.T) {
 		return nc
 	}
 	nc := cloudAt(hubs[0])
-	js, err := jetstream.NewWithDomain(nc, hub.JetStreamDomain)
+	js, err := jetstream.NewWithDomain(nc, contract.CloudDomain)
 	if err != nil {
 		t.Fatal(err)
 	}
 	leaderOf := func() (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		s, err := js.Stream(ctx, hub.TelemetryStream)
+		s, err := js.Stream(ctx, contract.TelemetryStream)
 		if err != nil {
 			return "", err
 		}
@@ -172,11 +174,11 @@ func TestHubSIGKILLDuringCatchUp(t *testing.T) {
 	tethertest.WaitFor(t, 60*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		cjs, err := jetstream.NewWithDomain(cloud, hub.JetStreamDomain)
+		cjs, err := jetstream.NewWithDomain(cloud, contract.CloudDomain)
 		if err != nil {
 			return err
 		}
-		s, err := cjs.Stream(ctx, hub.TelemetryStream)
+		s, err := cjs.Stream(ctx, contract.TelemetryStream)
 		if err != nil {
 			return err
 		}

@@ -10,9 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/contract"
-	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
 )
 
@@ -29,7 +27,7 @@ import (
 func TestFreshHubKeepsItsStreams(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	store := tethertest.NewStore(t)
-	cloud, err := store.Account(accounts.CloudAccountName)
+	cloud, err := store.Account(contract.CloudAccountName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +42,7 @@ func TestFreshHubKeepsItsStreams(t *testing.T) {
 			t.Fatalf("start %d: %v", i+1, err)
 		}
 		streams := filepath.Join(c.DataDir, "jetstream", server.JetStreamStoreDir, cloud.Pub, "streams")
-		for _, name := range []string{hub.TelemetryStream, contract.CommandsStream, hub.EdgeStatusStream} {
+		for _, name := range []string{contract.TelemetryStream, contract.CommandsStream, contract.EdgeStatusStream} {
 			if _, err := os.Stat(filepath.Join(streams, name, "meta.inf")); err != nil {
 				t.Fatalf("start %d of a fresh hub: stream %s is not on disk after the hub is ready: %v", i+1, name, err)
 			}

@@ -10,13 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/fleet"
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/contract"
-	"github.com/tether-fabric/tether/hub"
-	"github.com/tether-fabric/tether/internal/edgectl"
 	"github.com/tether-fabric/tether/internal/tethertest"
 )
 
@@ -54,7 +55,7 @@ func TestRotateEdge(t *testing.T) {
 		publish(t, js, "rot", 0, total)
 	}()
 
-	sys, err := store.ConnectSystem(hubs[0].ClientURL())
+	sys, err := fleet.ConnectSystem(store, hubs[0].ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestRotateEdge(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	start := time.Now()
-	res, err := edgectl.Rotate(ctx, store, hubs[1].ClientURL(), sys, "plant-7")
+	res, err := fleet.Rotate(ctx, store, hubs[1].ClientURL(), sys, "plant-7")
 	if err != nil {
 		t.Fatalf("rotate: %v", err)
 	}
@@ -104,7 +105,7 @@ func TestRotateEdge(t *testing.T) {
 	oldBundle := readBundle(t, bundle)
 	oldBundle.Creds = oldCreds
 	oldPath := filepath.Join(t.TempDir(), "old.bundle")
-	if err := accounts.WriteBundle(oldPath, oldBundle); err != nil {
+	if err := sitefile.WriteBundle(oldPath, oldBundle); err != nil {
 		t.Fatal(err)
 	}
 	var oldLog tethertest.LogBuffer
@@ -127,13 +128,13 @@ func TestRotateOfflineEdge(t *testing.T) {
 	tethertest.AddEdge(t, store, "plant-7", h)
 	before, _ := store.Edge("plant-7")
 	user, _ := store.LeafUser("plant-7")
-	sys, err := store.ConnectSystem(h.ClientURL())
+	sys, err := fleet.ConnectSystem(store, h.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sys.Close()
-	_, err = edgectl.Rotate(context.Background(), store, h.ClientURL(), sys, "plant-7")
-	if !errors.Is(err, edgectl.ErrEdgeOffline) || !strings.Contains(err.Error(), "plant-7") {
+	_, err = fleet.Rotate(context.Background(), store, h.ClientURL(), sys, "plant-7")
+	if !errors.Is(err, fleet.ErrEdgeOffline) || !strings.Contains(err.Error(), "plant-7") {
 		t.Fatalf("rotate offline edge = %v, want ErrEdgeOffline naming plant-7", err)
 	}
 	after, _ := store.Edge("plant-7")
@@ -142,9 +143,9 @@ func TestRotateOfflineEdge(t *testing.T) {
 	}
 }
 
-func readBundle(t *testing.T, path string) *accounts.Bundle {
+func readBundle(t *testing.T, path string) *sitefile.Bundle {
 	t.Helper()
-	b, err := accounts.LoadBundle(path)
+	b, err := sitefile.LoadBundle(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,14 +174,14 @@ func TestRemoveEdge(t *testing.T) {
 	drainCloud(t, cloud, "plant-7", newChecker(), 100, 20*time.Second)
 	e, _ := store.Edge("plant-7")
 
-	sys, err := store.ConnectSystem(hubs[0].ClientURL())
+	sys, err := fleet.ConnectSystem(store, hubs[0].ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sys.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := edgectl.Remove(ctx, store, sys, cloud, "plant-7", false)
+	res, err := fleet.Remove(ctx, store, sys, cloud, "plant-7", false)
 	if err != nil {
 		t.Fatalf("remove: %v (%+v)", err, res)
 	}
@@ -195,8 +196,8 @@ func TestRemoveEdge(t *testing.T) {
 			t.Errorf("hub %s's resolver still has the account of the removed edge", h.NATS().Name())
 		}
 	}
-	cjs, _ := jetstream.NewWithDomain(cloud, hub.JetStreamDomain)
-	st, err := cjs.Stream(ctx, hub.TelemetryStream)
+	cjs, _ := jetstream.NewWithDomain(cloud, contract.CloudDomain)
+	st, err := cjs.Stream(ctx, contract.TelemetryStream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/fleet"
+
 	"github.com/tether-fabric/tether/internal/tethertest"
 )
 
@@ -26,7 +28,7 @@ func TestRevokeEdge(t *testing.T) {
 	if _, err := store.RevokeEdge("plant-7"); err != nil {
 		t.Fatal(err)
 	}
-	sys, err := store.ConnectSystem(hubs[0].ClientURL())
+	sys, err := fleet.ConnectSystem(store, hubs[0].ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func TestRevokeEdge(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	res, err := store.PushAccount(ctx, sys, accounts.EdgeAccountName("plant-7"))
+	res, err := fleet.PushAccount(ctx, store, sys, contract.EdgeAccountName("plant-7"))
 	if err != nil || len(res) != 3 {
 		t.Fatalf("push revocation: %v %+v", err, res)
 	}

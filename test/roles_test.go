@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/contract"
-	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
 )
 
@@ -27,7 +26,7 @@ func TestCloudRoles(t *testing.T) {
 	tethertest.AddEdge(t, store, "plant-8", h)
 	// Some telemetry in the cloud stream, published as the admin cloud user.
 	admin := tethertest.ConnectCloud(t, store, h)
-	ajs, _ := jetstream.NewWithDomain(admin, hub.JetStreamDomain)
+	ajs, _ := jetstream.NewWithDomain(admin, contract.CloudDomain)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if _, err := ajs.Publish(ctx, "edges.plant-7.telemetry.temp", []byte("21.5")); err != nil {
@@ -62,13 +61,13 @@ func TestCloudRoles(t *testing.T) {
 				violations = append(violations, err.Error())
 				mu.Unlock()
 			}))
-		js, _ := jetstream.NewWithDomain(nc, hub.JetStreamDomain, jetstream.WithDefaultTimeout(2*time.Second))
+		js, _ := jetstream.NewWithDomain(nc, contract.CloudDomain, jetstream.WithDefaultTimeout(2*time.Second))
 		return nc, js
 	}
 
 	// reader
 	_, rjs := connect("dashboard", contract.RoleReader)
-	cons, err := rjs.OrderedConsumer(ctx, hub.TelemetryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"edges.plant-7.telemetry.>"}})
+	cons, err := rjs.OrderedConsumer(ctx, contract.TelemetryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"edges.plant-7.telemetry.>"}})
 	if err != nil {
 		t.Fatalf("reader: ordered consumer on TELEMETRY: %v", err)
 	}
@@ -86,7 +85,7 @@ func TestCloudRoles(t *testing.T) {
 		t.Error("reader could queue a command")
 	}
 	refused("edges.plant-7.cmd.reboot")
-	if err := rjs.DeleteStream(short(), hub.TelemetryStream); err == nil {
+	if err := rjs.DeleteStream(short(), contract.TelemetryStream); err == nil {
 		t.Error("reader could delete the TELEMETRY stream")
 	}
 	refused("$JS.API.STREAM.DELETE.TELEMETRY")
@@ -100,7 +99,7 @@ func TestCloudRoles(t *testing.T) {
 		t.Error("commander narrowed to plant-7 could command plant-8")
 	}
 	refused("edges.plant-8.cmd.reboot")
-	if _, err := cjs.OrderedConsumer(short(), hub.TelemetryStream, jetstream.OrderedConsumerConfig{}); err == nil {
+	if _, err := cjs.OrderedConsumer(short(), contract.TelemetryStream, jetstream.OrderedConsumerConfig{}); err == nil {
 		t.Error("commander could read telemetry")
 	}
 	refused("$JS.API.CONSUMER.CREATE.TELEMETRY")

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
@@ -64,7 +66,7 @@ func TestLeafWithForeignCARefused(t *testing.T) {
 	b.CA = string(foreignCA)
 	b.HubURLs = []string{h.LeafURL()}
 	path := t.TempDir() + "/plant-7.bundle"
-	if err := accounts.WriteBundle(path, b); err != nil {
+	if err := sitefile.WriteBundle(path, b); err != nil {
 		t.Fatal(err)
 	}
 	l := tethertest.RunLeaf(t, tethertest.LeafConfig(t, path), edgeLog.Logger())
@@ -124,7 +126,7 @@ func TestBadCredsRefused(t *testing.T) {
 	var hubLog tethertest.LogBuffer
 	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), hubLog.Logger())
 	tethertest.AddEdge(t, store, "plant-7", h)
-	acc := accounts.EdgeAccountName("plant-7")
+	acc := contract.EdgeAccountName("plant-7")
 
 	expired, err := store.IssueUser(acc, "old", contract.LeafPermissions(), contract.LeafConnectionTypes(), time.Now().Add(-time.Minute))
 	if err != nil {
@@ -161,7 +163,7 @@ func TestBadCredsRefused(t *testing.T) {
 			}
 			b.HubURLs = []string{h.LeafURL()}
 			path := t.TempDir() + "/b.bundle"
-			if err := accounts.WriteBundle(path, b); err != nil {
+			if err := sitefile.WriteBundle(path, b); err != nil {
 				t.Fatal(err)
 			}
 			var edgeLog tethertest.LogBuffer

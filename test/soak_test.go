@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/fleet"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/tether-fabric/tether/accounts"
-	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
 )
@@ -237,7 +238,7 @@ func (s *soak) verifyCloud(t *testing.T, cloud *nats.Conn) int {
 // checkFleet waits (bounded) until the fleet view shows every edge ok.
 func (s *soak) checkFleet(t *testing.T, store *accounts.Store, cloud *nats.Conn) {
 	t.Helper()
-	sys, err := store.ConnectSystem(s.hubs[0].ClientURL())
+	sys, err := fleet.ConnectSystem(store, s.hubs[0].ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,13 +256,13 @@ func (s *soak) checkFleet(t *testing.T, store *accounts.Store, cloud *nats.Conn)
 	tethertest.WaitFor(t, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		views, err := hub.Fleet(ctx, sys, cloud, pubs, names)
+		views, err := fleet.Fleet(ctx, sys, cloud, pubs, names)
 		if err != nil {
 			return err
 		}
 		var bad []string
 		for _, v := range views {
-			if v.State != hub.StateOK {
+			if v.State != fleet.StateOK {
 				bad = append(bad, fmt.Sprintf("%s %s (%s)", v.Edge, v.State, v.StateReason))
 			}
 		}

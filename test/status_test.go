@@ -6,11 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/fleet"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tether-fabric/tether/hub"
-	"github.com/tether-fabric/tether/internal/edgereport"
 	"github.com/tether-fabric/tether/internal/netproxy"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
@@ -21,7 +22,7 @@ import (
 func TestFleetStatus(t *testing.T) {
 	f := newFabric(t)
 	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
-	sys, err := f.store.ConnectSystem(f.hub.ClientURL())
+	sys, err := fleet.ConnectSystem(f.store, f.hub.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,10 +32,10 @@ func TestFleetStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	pubs := map[string]string{"plant-7": e.Account.Pub}
-	view := func() hub.EdgeView {
+	view := func() fleet.EdgeView {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		v, err := hub.Fleet(ctx, sys, f.cloud, pubs, []string{"plant-7"})
+		v, err := fleet.Fleet(ctx, sys, f.cloud, pubs, []string{"plant-7"})
 		if err != nil || len(v) != 1 {
 			t.Fatalf("Fleet = %v, %v", v, err)
 		}
@@ -47,7 +48,7 @@ func TestFleetStatus(t *testing.T) {
 		return nil
 	})
 	f.proxy.SetMode(netproxy.Cut)
-	js, _ := jetstream.NewWithDomain(f.cloud, hub.JetStreamDomain)
+	js, _ := jetstream.NewWithDomain(f.cloud, contract.CloudDomain)
 	tethertest.WaitFor(t, 10*time.Second, func() error {
 		if v := view(); v.Online {
 			return fmt.Errorf("cut edge still shown online: %+v", v)
@@ -65,9 +66,9 @@ func TestFleetStatus(t *testing.T) {
 }
 
 // fleetView returns the fleet view of plant-7 in f.
-func fleetView(t *testing.T, f *fabric) hub.EdgeView {
+func fleetView(t *testing.T, f *fabric) fleet.EdgeView {
 	t.Helper()
-	sys, err := f.store.ConnectSystem(f.hub.ClientURL())
+	sys, err := fleet.ConnectSystem(f.store, f.hub.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func fleetView(t *testing.T, f *fabric) hub.EdgeView {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	v, err := hub.Fleet(ctx, sys, f.cloud, map[string]string{"plant-7": e.Account.Pub}, []string{"plant-7"})
+	v, err := fleet.Fleet(ctx, sys, f.cloud, map[string]string{"plant-7": e.Account.Pub}, []string{"plant-7"})
 	if err != nil || len(v) != 1 {
 		t.Fatalf("Fleet = %v, %v", v, err)
 	}
@@ -94,13 +95,13 @@ func fastReports(c *leaf.Config) {
 // messages once it holds max (max < 0: accept again).
 func setCloudTelemetryLimit(t *testing.T, cloud *nats.Conn, max int64) {
 	t.Helper()
-	js, err := jetstream.NewWithDomain(cloud, hub.JetStreamDomain)
+	js, err := jetstream.NewWithDomain(cloud, contract.CloudDomain)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, hub.TelemetryStream)
+	st, err := js.Stream(ctx, contract.TelemetryStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func setCloudTelemetryLimit(t *testing.T, cloud *nats.Conn, max int64) {
 	}
 }
 
-func backlogOf(v hub.EdgeView) string {
+func backlogOf(v fleet.EdgeView) string {
 	if v.BacklogMsgs == nil {
 		return "unknown"
 	}
@@ -130,7 +131,7 @@ func TestFleetStatusBacklog(t *testing.T) {
 	f := newFabric(t, fastReports)
 	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
 	tethertest.WaitFor(t, 10*time.Second, func() error {
-		if v := fleetView(t, f); v.State != hub.StateOK || v.BacklogMsgs == nil || *v.BacklogMsgs != 0 {
+		if v := fleetView(t, f); v.State != fleet.StateOK || v.BacklogMsgs == nil || *v.BacklogMsgs != 0 {
 			return fmt.Errorf("linked idle edge: state %s (%s), backlog %s", v.State, v.StateReason, backlogOf(v))
 		}
 		return nil
@@ -140,16 +141,16 @@ func TestFleetStatusBacklog(t *testing.T) {
 
 	setCloudTelemetryLimit(t, f.cloud, 1) // the cloud refuses whatever comes next
 	publish(t, f.edge, "p1", 1, 501)
-	var v hub.EdgeView
+	var v fleet.EdgeView
 	tethertest.WaitFor(t, 15*time.Second, func() error {
 		v = fleetView(t, f)
-		if v.State != hub.StateStalled || v.BacklogMsgs == nil || *v.BacklogMsgs != 500 || v.LastError == "" {
+		if v.State != fleet.StateStalled || v.BacklogMsgs == nil || *v.BacklogMsgs != 500 || v.LastError == "" {
 			return fmt.Errorf("refused transfer: state %s (%s), backlog %s, last error %q", v.State, v.StateReason, backlogOf(v), v.LastError)
 		}
 		return nil
 	})
 	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
-	data, err := edgereport.Marshal(f.leaf.Report(rctx))
+	data, err := contract.MarshalReport(f.leaf.Report(rctx))
 	rcancel()
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +164,7 @@ func TestFleetStatusBacklog(t *testing.T) {
 	f.proxy.SetMode(netproxy.Cut)
 	tethertest.WaitFor(t, 30*time.Second, func() error {
 		v = fleetView(t, f)
-		if v.Online || v.State != hub.StateOffline || v.BacklogMsgs == nil || *v.BacklogMsgs != 500 || v.ReportAge == "" {
+		if v.Online || v.State != fleet.StateOffline || v.BacklogMsgs == nil || *v.BacklogMsgs != 500 || v.ReportAge == "" {
 			return fmt.Errorf("cut edge: online %v, state %s (%s), backlog %s, report age %q", v.Online, v.State, v.StateReason, backlogOf(v), v.ReportAge)
 		}
 		return nil
@@ -183,7 +184,7 @@ func TestFleetStatusBacklog(t *testing.T) {
 	healed := time.Now()
 	tethertest.WaitFor(t, 30*time.Second, func() error {
 		v = fleetView(t, f)
-		if v.State != hub.StateOK || v.BacklogMsgs == nil || *v.BacklogMsgs != 0 || !v.Online {
+		if v.State != fleet.StateOK || v.BacklogMsgs == nil || *v.BacklogMsgs != 0 || !v.Online {
 			return fmt.Errorf("healed edge: online %v, state %s (%s), backlog %s", v.Online, v.State, v.StateReason, backlogOf(v))
 		}
 		return nil
@@ -203,20 +204,20 @@ func TestFleetStatusStalledBlackhole(t *testing.T) {
 	f := newFabric(t, fastReports)
 	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
 	tethertest.WaitFor(t, 10*time.Second, func() error {
-		if v := fleetView(t, f); v.State != hub.StateOK {
+		if v := fleetView(t, f); v.State != fleet.StateOK {
 			return fmt.Errorf("linked edge: state %s (%s)", v.State, v.StateReason)
 		}
 		return nil
 	})
 	f.proxy.SetMode(netproxy.Blackhole)
 	start := time.Now()
-	var v hub.EdgeView
+	var v fleet.EdgeView
 	tethertest.WaitFor(t, 10*time.Second, func() error {
 		v = fleetView(t, f)
-		if v.State == hub.StateOK {
+		if v.State == fleet.StateOK {
 			return fmt.Errorf("black-holed edge still ok: %+v", v)
 		}
-		if v.Online && v.State != hub.StateStalled {
+		if v.Online && v.State != fleet.StateStalled {
 			return fmt.Errorf("black-holed edge listed by the hub but state %s (%s)", v.State, v.StateReason)
 		}
 		return nil

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/accounts"
@@ -181,7 +183,7 @@ func startDevEdge(ctx context.Context, log *slog.Logger, store *accounts.Store, 
 	b.HubURLs = []string{h.LeafURL()}
 	b.WebsocketURLs = []string{h.WebsocketURL()}
 	bundle := filepath.Join(dir, name+".bundle")
-	if err := accounts.WriteBundle(bundle, b); err != nil {
+	if err := sitefile.WriteBundle(bundle, b); err != nil {
 		return nil, err
 	}
 	lc := leaf.Defaults()

@@ -7,11 +7,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/fleet"
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/accounts"
-	"github.com/tether-fabric/tether/hub"
 )
 
 func newEdgeCmd(d *deps) *cobra.Command {
@@ -48,7 +51,7 @@ the site 'tether leaf --enroll FILE' generates the edge's key on the device.`,
 		Args: exactArgs(1, "one edge NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if err := accounts.ValidateEdgeName(name); err != nil {
+			if err := contract.ValidateEdgeName(name); err != nil {
 				return usageError{err}
 			}
 			if err := tf.validate(); err != nil {
@@ -76,7 +79,7 @@ the site 'tether leaf --enroll FILE' generates the edge's key on the device.`,
 				return err
 			}
 			if pushURL != "" {
-				if err := pushAccount(cmd.Context(), d, s, pushURL, accounts.EdgeAccountName(name)); err != nil {
+				if err := pushAccount(cmd.Context(), d, s, pushURL, contract.EdgeAccountName(name)); err != nil {
 					return err
 				}
 				return prepareEdge(cmd.Context(), s, pushURL, name)
@@ -100,7 +103,7 @@ func addWithBundle(d *deps, s *accounts.Store, name, out string) error {
 	if err != nil {
 		return err
 	}
-	if err := accounts.WriteBundle(out, b); err != nil {
+	if err := sitefile.WriteBundle(out, b); err != nil {
 		return err
 	}
 	fmt.Fprintf(d.stdout, "edge %s: account %s, bundle %s (0600)\n", name, b.Account, out)
@@ -108,14 +111,14 @@ func addWithBundle(d *deps, s *accounts.Store, name, out string) error {
 }
 
 func pushAccount(ctx context.Context, d *deps, s *accounts.Store, url, account string) error {
-	nc, err := s.ConnectSystem(url)
+	nc, err := fleet.ConnectSystem(s, url)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	res, err := s.PushAccount(ctx, nc, account)
+	res, err := fleet.PushAccount(ctx, s, nc, account)
 	for _, r := range res {
 		state := "ok"
 		if !r.OK {
@@ -123,7 +126,7 @@ func pushAccount(ctx context.Context, d *deps, s *accounts.Store, url, account s
 		}
 		fmt.Fprintf(d.stdout, "  push to %s: %s %s\n", r.Hub, state, r.Message)
 	}
-	if errors.Is(err, accounts.ErrPushIncomplete) {
+	if errors.Is(err, fleet.ErrPushIncomplete) {
 		return fmt.Errorf("push %s: %w (hubs that missed it converge through their resolvers)", account, err)
 	}
 	return err
@@ -139,7 +142,7 @@ func prepareEdge(ctx context.Context, s *accounts.Store, url, edge string) error
 	defer cloud.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return hub.PrepareEdge(ctx, cloud, edge)
+	return fleet.PrepareEdge(ctx, cloud, edge)
 }
 
 func newEdgeLsCmd(d *deps) *cobra.Command {
@@ -178,7 +181,7 @@ version (from its last report). Without --hub or --dev nothing is dialled.`,
 				Since   time.Time `json:"since,omitzero"`
 				Version string    `json:"version,omitempty"`
 			}
-			views := map[string]hub.EdgeView{}
+			views := map[string]fleet.EdgeView{}
 			if live {
 				vs, err := fleetView(cmd.Context(), s, url)
 				if err != nil {
@@ -194,7 +197,7 @@ version (from its last report). Without --hub or --dev nothing is dialled.`,
 				if err != nil {
 					return err
 				}
-				r := row{Name: n, Account: e.Account.Pub, Domain: accounts.EdgeDomain(n)}
+				r := row{Name: n, Account: e.Account.Pub, Domain: contract.EdgeDomain(n)}
 				if at, ok := s.Revoked(n); ok {
 					r.Revoked = at.Format(time.RFC3339)
 				}
@@ -249,7 +252,7 @@ when they (re)start. A revoked edge gets no new bundle.`,
 		Args:    exactArgs(1, "one edge NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if err := accounts.ValidateEdgeName(name); err != nil {
+			if err := contract.ValidateEdgeName(name); err != nil {
 				return usageError{err}
 			}
 			s, err := accounts.Open(dir)
@@ -265,7 +268,7 @@ when they (re)start. A revoked edge gets no new bundle.`,
 				fmt.Fprintf(d.stderr, "warning: not pushed; running hubs keep accepting the edge until they restart (use --push)\n")
 				return nil
 			}
-			return pushAccount(cmd.Context(), d, s, pushURL, accounts.EdgeAccountName(name))
+			return pushAccount(cmd.Context(), d, s, pushURL, contract.EdgeAccountName(name))
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", defaultDir("fabric"), "store directory")

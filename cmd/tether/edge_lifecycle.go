@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/spf13/cobra"
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/fleet"
 
-	"github.com/tether-fabric/tether/accounts"
-	"github.com/tether-fabric/tether/internal/edgectl"
+	"github.com/spf13/cobra"
 )
 
 func printJSON(d *deps, v any) error {
@@ -18,7 +18,7 @@ func printJSON(d *deps, v any) error {
 	return enc.Encode(v)
 }
 
-func printPushes(d *deps, what string, res []accounts.PushResult) {
+func printPushes(d *deps, what string, res []fleet.PushResult) {
 	for _, r := range res {
 		state := "ok"
 		if !r.OK {
@@ -47,21 +47,21 @@ edge is refused and nothing changes.`,
 		Args: exactArgs(1, "one edge NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if err := accounts.ValidateEdgeName(name); err != nil {
+			if err := contract.ValidateEdgeName(name); err != nil {
 				return usageError{err}
 			}
 			s, url, err := ff.open()
 			if err != nil {
 				return err
 			}
-			sys, err := s.ConnectSystem(url)
+			sys, err := fleet.ConnectSystem(s, url)
 			if err != nil {
 				return err
 			}
 			defer sys.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			res, err := edgectl.Rotate(ctx, s, url, sys, name)
+			res, err := fleet.Rotate(ctx, s, url, sys, name)
 			if res != nil {
 				if asJSON {
 					_ = printJSON(d, res)
@@ -98,7 +98,7 @@ they are back (every step is idempotent). Needs --yes.`,
 		Args:    exactArgs(1, "one edge NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if err := accounts.ValidateEdgeName(name); err != nil {
+			if err := contract.ValidateEdgeName(name); err != nil {
 				return usageError{err}
 			}
 			if !yes {
@@ -111,7 +111,7 @@ they are back (every step is idempotent). Needs --yes.`,
 			if _, err := s.Edge(name); err != nil {
 				return err
 			}
-			sys, err := s.ConnectSystem(url)
+			sys, err := fleet.ConnectSystem(s, url)
 			if err != nil {
 				return err
 			}
@@ -123,7 +123,7 @@ they are back (every step is idempotent). Needs --yes.`,
 			defer cloud.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			res, err := edgectl.Remove(ctx, s, sys, cloud, name, keepData)
+			res, err := fleet.Remove(ctx, s, sys, cloud, name, keepData)
 			if res != nil {
 				if asJSON {
 					_ = printJSON(d, res)

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -27,12 +30,12 @@ type tokenFlags struct {
 }
 
 func (f *tokenFlags) add(fs *pflag.FlagSet) {
-	fs.DurationVar(&f.ttl, "token-ttl", accounts.DefaultEnrollTTL, "how long the enrollment token is valid (at most "+accounts.MaxEnrollTTL.String()+")")
+	fs.DurationVar(&f.ttl, "token-ttl", contract.DefaultEnrollTTL, "how long the enrollment token is valid (at most "+contract.MaxEnrollTTL.String()+")")
 }
 
 func (f *tokenFlags) validate() error {
-	if f.ttl <= 0 || f.ttl > accounts.MaxEnrollTTL {
-		return usageError{fmt.Errorf("--token-ttl %s: want more than 0 and at most %s", f.ttl, accounts.MaxEnrollTTL)}
+	if f.ttl <= 0 || f.ttl > contract.MaxEnrollTTL {
+		return usageError{fmt.Errorf("--token-ttl %s: want more than 0 and at most %s", f.ttl, contract.MaxEnrollTTL)}
 	}
 	return nil
 }
@@ -48,7 +51,7 @@ func writeToken(d *deps, s *accounts.Store, name string, f tokenFlags) error {
 	if out == "" {
 		out = name + ".token"
 	}
-	if err := accounts.WriteEnrollToken(out, tok); err != nil {
+	if err := sitefile.WriteEnrollToken(out, tok); err != nil {
 		return err
 	}
 	fmt.Fprintf(d.stdout, "edge %s: account %s, enrollment token %s (0600, single use, expires %s)\n",
@@ -73,7 +76,7 @@ the store never sees the device's seed.`,
 		Args:    exactArgs(1, "one edge NAME"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			name := args[0]
-			if err := accounts.ValidateEdgeName(name); err != nil {
+			if err := contract.ValidateEdgeName(name); err != nil {
 				return usageError{err}
 			}
 			if err := f.validate(); err != nil {
@@ -108,13 +111,13 @@ func (f *enrollFlags) requested() bool { return f.token != "" || os.Getenv(enrol
 
 // load reads the token from the file, stdin or the environment and applies
 // --hub.
-func (f *enrollFlags) load(d *deps) (*accounts.EnrollToken, error) {
-	var tok *accounts.EnrollToken
+func (f *enrollFlags) load(d *deps) (*sitefile.EnrollToken, error) {
+	var tok *sitefile.EnrollToken
 	var err error
 	if f.token != "" {
-		tok, err = accounts.LoadEnrollToken(f.token, d.stdin)
+		tok, err = sitefile.LoadEnrollToken(f.token, d.stdin)
 	} else {
-		tok, err = accounts.ParseEnrollToken([]byte(os.Getenv(enrollTokenEnv)))
+		tok, err = sitefile.ParseEnrollToken([]byte(os.Getenv(enrollTokenEnv)))
 		if err != nil {
 			err = fmt.Errorf("load enrollment token from %s: %w", enrollTokenEnv, err)
 		}

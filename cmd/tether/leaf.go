@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
@@ -108,7 +110,7 @@ func newLeafStatusCmd(d *deps) *cobra.Command {
 				return fmt.Errorf("connect to edge at %s: %w", url, err)
 			}
 			defer nc.Close()
-			m, err := nc.Request(leaf.StatusSubject, nil, 3*time.Second)
+			m, err := nc.Request(contract.LeafStatusSubject, nil, 3*time.Second)
 			if err != nil {
 				return fmt.Errorf("ask edge at %s for status: %w", url, err)
 			}

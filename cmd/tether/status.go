@@ -10,10 +10,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tether-fabric/tether/fleet"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/accounts"
-	"github.com/tether-fabric/tether/hub"
 )
 
 func newStatusCmd(d *deps) *cobra.Command {
@@ -55,7 +56,7 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 				enc := json.NewEncoder(d.stdout)
 				enc.SetIndent("", "  ")
 				if views == nil {
-					views = []hub.EdgeView{}
+					views = []fleet.EdgeView{}
 				}
 				return enc.Encode(views)
 			}
@@ -98,7 +99,7 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 }
 
 // fleetView gathers every edge of the store as the hubs at url see it.
-func fleetView(ctx context.Context, s *accounts.Store, url string) ([]hub.EdgeView, error) {
+func fleetView(ctx context.Context, s *accounts.Store, url string) ([]fleet.EdgeView, error) {
 	names, err := s.Edges()
 	if err != nil {
 		return nil, err
@@ -111,7 +112,7 @@ func fleetView(ctx context.Context, s *accounts.Store, url string) ([]hub.EdgeVi
 		}
 		pubs[n] = e.Account.Pub
 	}
-	sys, err := s.ConnectSystem(url)
+	sys, err := fleet.ConnectSystem(s, url)
 	if err != nil {
 		return nil, err
 	}
@@ -123,5 +124,5 @@ func fleetView(ctx context.Context, s *accounts.Store, url string) ([]hub.EdgeVi
 	defer cloud.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(len(names)+5)*time.Second)
 	defer cancel()
-	return hub.Fleet(ctx, sys, cloud, pubs, names)
+	return fleet.Fleet(ctx, sys, cloud, pubs, names)
 }

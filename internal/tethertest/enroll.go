@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/hub"
 )
@@ -19,7 +21,7 @@ func AddEnrollEdge(t testing.TB, store *accounts.Store, edge string, hubs ...*hu
 
 // EnrollToken makes an enrollment token for edge (adding the edge for
 // enrollment if needed) valid for ttl, pointed at the given hubs.
-func EnrollToken(t testing.TB, store *accounts.Store, edge string, ttl time.Duration, hubs ...*hub.Server) *accounts.EnrollToken {
+func EnrollToken(t testing.TB, store *accounts.Store, edge string, ttl time.Duration, hubs ...*hub.Server) *sitefile.EnrollToken {
 	t.Helper()
 	AddEnrollEdge(t, store, edge, hubs...)
 	tok, err := store.NewEnrollToken(edge, ttl)
@@ -35,10 +37,10 @@ func EnrollToken(t testing.TB, store *accounts.Store, edge string, ttl time.Dura
 }
 
 // TokenFile writes tok to a 0600 file and returns its path.
-func TokenFile(t testing.TB, tok *accounts.EnrollToken) string {
+func TokenFile(t testing.TB, tok *sitefile.EnrollToken) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), tok.Edge+".token")
-	if err := accounts.WriteEnrollToken(path, tok); err != nil {
+	if err := sitefile.WriteEnrollToken(path, tok); err != nil {
 		t.Fatalf("write token: %v", err)
 	}
 	return path

@@ -19,6 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/fleet"
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/tether-fabric/tether/accounts"
@@ -269,13 +273,13 @@ func addEdge(t testing.TB, store *accounts.Store, edge string, create func(strin
 	if _, err := create(edge); err != nil {
 		t.Fatalf("add edge: %v", err)
 	}
-	PushAccount(t, store, accounts.EdgeAccountName(edge), hubs...)
+	PushAccount(t, store, contract.EdgeAccountName(edge), hubs...)
 	if len(hubs) > 0 {
 		cloud := ConnectCloud(t, store, hubs[0])
 		defer cloud.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if err := hub.PrepareEdge(ctx, cloud, edge); err != nil {
+		if err := fleet.PrepareEdge(ctx, cloud, edge); err != nil {
 			t.Fatalf("prepare edge %s: %v", edge, err)
 		}
 	}
@@ -291,7 +295,7 @@ func BundleFile(t testing.TB, store *accounts.Store, edge string, tlsURLs, wsURL
 	}
 	b.HubURLs, b.WebsocketURLs = tlsURLs, wsURLs
 	path := filepath.Join(t.TempDir(), edge+".bundle")
-	if err := accounts.WriteBundle(path, b); err != nil {
+	if err := sitefile.WriteBundle(path, b); err != nil {
 		t.Fatalf("write bundle: %v", err)
 	}
 	return path
@@ -304,14 +308,14 @@ func PushAccount(t testing.TB, store *accounts.Store, name string, hubs ...*hub.
 	if len(hubs) == 0 {
 		return
 	}
-	nc, err := store.ConnectSystem(hubs[0].ClientURL())
+	nc, err := fleet.ConnectSystem(store, hubs[0].ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := store.PushAccount(ctx, nc, name)
+	res, err := fleet.PushAccount(ctx, store, nc, name)
 	if err != nil {
 		t.Fatalf("push %s: %v (%+v)", name, err, res)
 	}

@@ -16,7 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/tether-fabric/tether/internal/tethertest"
 )
 
@@ -54,12 +55,12 @@ func measureBinary(t *testing.T) binaryResult {
 	})
 	leafURL := ready["leaf"].(string)
 	// The bundle names the fabric's default hub URL; point it at this hub.
-	b, err := accounts.LoadBundle(bundle)
+	b, err := sitefile.LoadBundle(bundle)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.HubURLs = []string{leafURL}
-	if err := accounts.WriteBundle(bundle, b); err != nil {
+	if err := sitefile.WriteBundle(bundle, b); err != nil {
 		t.Fatal(err)
 	}
 

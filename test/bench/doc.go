@@ -77,7 +77,7 @@
 // TestBenchScale (scale_test.go, issue 3) runs three `tether hub`
 // processes of the static binary in a cluster, creates 1,000 edges in the
 // store (TETHER_SCALE_EDGES) and pushes each account JWT to all hubs with
-// accounts.Push (latency until all three acknowledged), creates each
+// fleet.Push (latency until all three acknowledged), creates each
 // edge's R3 command consumer as 'tether edge add --push' does
 // (TETHER_SCALE_CONSUMERS=all|linked|none), then attaches 200 real leaf
 // connections (TETHER_SCALE_LEAVES) at once: leaf.Server instances in

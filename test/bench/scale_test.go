@@ -34,11 +34,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/fleet"
+	"github.com/tether-fabric/tether/internal/sitefile"
+
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/tether-fabric/tether/accounts"
-	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
 )
@@ -131,7 +134,7 @@ func TestBenchScale(t *testing.T) {
 	tab.add("cluster", "accounts loaded per hub at idle", fmtList(accountCounts(t, hubs)))
 
 	// 2. Edges: create, push, measure.
-	cloudBefore := mustAccount(t, store, accounts.CloudAccountName)
+	cloudBefore := mustAccount(t, store, contract.CloudAccountName)
 	names := make([]string, nEdges)
 	start := time.Now()
 	for i := range names {
@@ -161,7 +164,7 @@ func TestBenchScale(t *testing.T) {
 	tab.add("accounts", "hub RSS delta per pushed account", fmtPerItem(idle, pushed, nEdges))
 	tab.add("accounts", "accounts loaded per hub after the pushes", fmtList(accountCounts(t, hubs)))
 
-	cloudAfter := mustAccount(t, store, accounts.CloudAccountName)
+	cloudAfter := mustAccount(t, store, contract.CloudAccountName)
 	same := cloudAfter.JWT == cloudBefore.JWT
 	for _, h := range hubs {
 		onHub, err := os.ReadFile(filepath.Join(h.dataDir, "jwt", cloudAfter.Pub+".jwt"))
@@ -176,7 +179,7 @@ func TestBenchScale(t *testing.T) {
 	}
 	tab.addf("jwt", "CLOUD account JWT, 0 edges -> all edges", "%d B -> %d B (identical bytes in the store and on every hub: %v)",
 		len(cloudBefore.JWT), len(cloudAfter.JWT), same)
-	exports, imports := describeJWTs(t, cloudAfter.JWT, mustAccount(t, store, accounts.EdgeAccountName(names[0])).JWT)
+	exports, imports := describeJWTs(t, cloudAfter.JWT, mustAccount(t, store, contract.EdgeAccountName(names[0])).JWT)
 	t.Logf("CLOUD exports (wildcards over the edge name): %s", exports)
 	t.Logf("EDGE_%s imports (its own slice only): %s", names[0], imports)
 	edgeSizes, userSizes := jwtSizes(t, store, names)
@@ -216,7 +219,7 @@ func TestBenchScale(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := filepath.Join(bundleDir, name+".bundle")
-		if err := accounts.WriteBundle(path, b); err != nil {
+		if err := sitefile.WriteBundle(path, b); err != nil {
 			t.Fatal(err)
 		}
 		specs[i%nProcs].Bundles = append(specs[i%nProcs].Bundles, path)
@@ -325,7 +328,7 @@ func startScaleCluster(t *testing.T, bin string, store *accounts.Store, leafAddr
 // until every hub acknowledged it.
 func pushEdges(t *testing.T, store *accounts.Store, h *scaleHub, hubNames, names []string) ([]time.Duration, int, time.Duration) {
 	t.Helper()
-	nc, err := store.ConnectSystem(h.client)
+	nc, err := fleet.ConnectSystem(store, h.client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,10 +337,10 @@ func pushEdges(t *testing.T, store *accounts.Store, h *scaleHub, hubNames, names
 	failed := 0
 	start := time.Now()
 	for _, name := range names {
-		acc := mustAccount(t, store, accounts.EdgeAccountName(name))
+		acc := mustAccount(t, store, contract.EdgeAccountName(name))
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		t0 := time.Now()
-		res, err := accounts.Push(ctx, nc, acc.JWT, hubNames)
+		res, err := fleet.Push(ctx, nc, acc.JWT, hubNames)
 		lat = append(lat, time.Since(t0))
 		cancel()
 		if err != nil {
@@ -366,7 +369,7 @@ func prepareEdges(t *testing.T, store *accounts.Store, h *scaleHub, names []stri
 	for _, name := range names {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		t0 := time.Now()
-		err := hub.PrepareEdge(ctx, nc, name)
+		err := fleet.PrepareEdge(ctx, nc, name)
 		lat = append(lat, time.Since(t0))
 		cancel()
 		if err != nil {
@@ -813,7 +816,7 @@ func describeJWTs(t *testing.T, cloudJWT, edgeJWT string) (exports, imports stri
 func jwtSizes(t *testing.T, store *accounts.Store, names []string) (edge, user []int) {
 	t.Helper()
 	for _, n := range names {
-		edge = append(edge, len(mustAccount(t, store, accounts.EdgeAccountName(n)).JWT))
+		edge = append(edge, len(mustAccount(t, store, contract.EdgeAccountName(n)).JWT))
 		b, err := store.Bundle(n)
 		if err != nil {
 			t.Fatal(err)

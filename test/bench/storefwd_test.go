@@ -34,11 +34,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/netproxy"
 	"github.com/tether-fabric/tether/internal/tethertest"
 )
@@ -217,9 +218,9 @@ func startTetherSF(t *testing.T) *sfTopo {
 			return connect(t, h.ClientURL(), nats.UserCredentials(store.CloudCredsFile()), nats.RootCAs(store.CAFile()))
 		},
 		cloudJS: func(nc *nats.Conn) (jetstream.JetStream, error) {
-			return jetstream.NewWithDomain(nc, hub.JetStreamDomain)
+			return jetstream.NewWithDomain(nc, contract.CloudDomain)
 		},
-		stream:  hub.TelemetryStream,
+		stream:  contract.TelemetryStream,
 		subject: "edges." + edgeName + ".telemetry.x",
 		diag: func() string {
 			b, _ := json.Marshal(l.Status())

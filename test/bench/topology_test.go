@@ -13,12 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
+
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/internal/netproxy"
 	"github.com/tether-fabric/tether/internal/pki"
 	"github.com/tether-fabric/tether/internal/tethertest"
@@ -61,7 +62,7 @@ func startTether(t *testing.T, compression string) *topology {
 	var perms jwt.Permissions
 	perms.Pub.Allow.Add("svc.>")
 	perms.Sub.Allow.Add("_INBOX.>")
-	creds, err := store.IssueUser(accounts.EdgeAccountName(edgeName), "bench-cloud", perms, nil, time.Time{})
+	creds, err := store.IssueUser(contract.EdgeAccountName(edgeName), "bench-cloud", perms, nil, time.Time{})
 	if err != nil {
 		t.Fatalf("issue requester user: %v", err)
 	}

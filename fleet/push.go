@@ -1,4 +1,4 @@
-package accounts
+package fleet
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/internal/sysreq"
 )
 
@@ -110,7 +111,7 @@ func askHubs(ctx context.Context, nc *nats.Conn, subject string, payload []byte,
 
 // ConnectSystem connects to a hub as the system user, verifying the hub
 // against the store's CA.
-func (s *Store) ConnectSystem(url string, opts ...nats.Option) (*nats.Conn, error) {
+func ConnectSystem(s *accounts.Store, url string, opts ...nats.Option) (*nats.Conn, error) {
 	base := []nats.Option{
 		nats.Name("tether-admin"),
 		nats.UserCredentials(s.SystemCredsFile()),
@@ -124,9 +125,9 @@ func (s *Store) ConnectSystem(url string, opts ...nats.Option) (*nats.Conn, erro
 	return nc, nil
 }
 
-// PushAccount pushes the named account's JWT to every hub that answers a
+// PushAccount pushes the store s's named account's JWT to every hub that answers a
 // ping through nc within ctx.
-func (s *Store) PushAccount(ctx context.Context, nc *nats.Conn, name string) ([]PushResult, error) {
+func PushAccount(ctx context.Context, s *accounts.Store, nc *nats.Conn, name string) ([]PushResult, error) {
 	acc, err := s.Account(name)
 	if err != nil {
 		return nil, err
@@ -139,4 +140,26 @@ func (s *Store) PushAccount(ctx context.Context, nc *nats.Conn, name string) ([]
 		return nil, fmt.Errorf("push %s: no hub answered", name)
 	}
 	return Push(ctx, nc, acc.JWT, hubs)
+}
+
+// DeleteResult is one hub's answer to an account deletion.
+type DeleteResult = PushResult
+
+// DeleteAccount asks every hub's resolver, through nc (a system
+// connection), to delete the account pub, with a request signed by the
+// store's operator signing key; hubs that did not answer are named in the
+// error, as for Push.
+func DeleteAccount(ctx context.Context, s *accounts.Store, nc *nats.Conn, pub string) ([]DeleteResult, error) {
+	req, err := s.SignAccountDeletion(pub)
+	if err != nil {
+		return nil, err
+	}
+	hubs, err := Hubs(ctx, nc, 250*time.Millisecond)
+	if err != nil {
+		return nil, fmt.Errorf("find hubs: %w", err)
+	}
+	if len(hubs) == 0 {
+		return nil, fmt.Errorf("delete account %s: no hub answered", pub)
+	}
+	return askHubs(ctx, nc, "$SYS.REQ.CLAIMS.DELETE", []byte(req), hubs)
 }

@@ -1,4 +1,4 @@
-package accounts
+package contract
 
 import (
 	"errors"
@@ -37,6 +37,3 @@ func validateLabel(kind error, name, example string) error {
 
 // EdgeAccountName returns the account name of an edge: EDGE_<name>.
 func EdgeAccountName(edge string) string { return edgeAccountPrefix + edge }
-
-// EdgeDomain returns the JetStream domain of an edge: edge-<name>.
-func EdgeDomain(edge string) string { return "edge-" + edge }

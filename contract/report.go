@@ -1,9 +1,9 @@
-// Package edgereport is the status report an edge publishes to the cloud
-// while it is linked: its buffer (the backlog waiting on its disk) and its
-// command path. The leaf writes it, the hub's fleet view reads it; the JSON
-// form is the contract between the two and between versions, so fields are
-// only ever added.
-package edgereport
+package contract
+
+// The status report an edge publishes to the cloud while it is linked: its
+// buffer (the backlog waiting on its disk) and its command path. The leaf
+// writes it, the hub's fleet view reads it; the JSON form is the contract
+// between the two and between versions, so fields are only ever added.
 
 import (
 	"encoding/json"
@@ -11,13 +11,13 @@ import (
 	"time"
 )
 
-// MaxErrorLen bounds each error text in a report, so a report stays small
+// ReportMaxErrorLen bounds each error text in a report, so a report stays small
 // (a few hundred bytes) whatever an error says.
-const MaxErrorLen = 256
+const ReportMaxErrorLen = 256
 
-// Buffer is the edge's store-and-forward buffer: what 'tether leaf status'
+// BufferStatus is the edge's store-and-forward buffer: what 'tether leaf status'
 // shows and what the edge reports to the cloud.
-type Buffer struct {
+type BufferStatus struct {
 	// Backlog is what waits on the edge's disk for the cloud.
 	BacklogMsgs  uint64 `json:"backlog_msgs"`
 	BacklogBytes uint64 `json:"backlog_bytes"`
@@ -42,20 +42,20 @@ type Buffer struct {
 }
 
 // Oldest returns OldestAge as a duration (0 when empty or unreadable).
-func (b Buffer) Oldest() time.Duration {
+func (b BufferStatus) Oldest() time.Duration {
 	d, _ := time.ParseDuration(b.OldestAge)
 	return d
 }
 
 // Commands is the edge's command path.
-type Commands struct {
+type CommandStatus struct {
 	Delivered uint64 `json:"delivered"`
 	LastSeq   uint64 `json:"last_cloud_seq"`
 	LastError string `json:"last_error,omitempty"`
 }
 
-// Report is one status report of an edge.
-type Report struct {
+// StatusReport is one status report of an edge.
+type StatusReport struct {
 	Edge    string `json:"edge"`
 	Version string `json:"version"`
 	// ReportedAt is when the edge made the report, by the edge's clock.
@@ -66,14 +66,14 @@ type Report struct {
 	// before it calls the transfer stalled (a Go duration).
 	StallAfter string `json:"stall_after"`
 	// LinkedSince is when the edge's current link came up (edge clock).
-	LinkedSince time.Time `json:"linked_since,omitzero"`
-	Buffer      Buffer    `json:"buffer"`
-	Commands    Commands  `json:"commands"`
+	LinkedSince time.Time     `json:"linked_since,omitzero"`
+	Buffer      BufferStatus  `json:"buffer"`
+	Commands    CommandStatus `json:"commands"`
 }
 
 // Durations returns Interval and StallAfter, with def for a missing or bad
 // value.
-func (r Report) Durations(defInterval, defStall time.Duration) (interval, stall time.Duration) {
+func (r StatusReport) Durations(defInterval, defStall time.Duration) (interval, stall time.Duration) {
 	interval, stall = defInterval, defStall
 	if d, err := time.ParseDuration(r.Interval); err == nil && d > 0 {
 		interval = d
@@ -84,25 +84,25 @@ func (r Report) Durations(defInterval, defStall time.Duration) (interval, stall 
 	return interval, stall
 }
 
-// Marshal encodes r, with error texts cut to MaxErrorLen.
-func Marshal(r Report) ([]byte, error) {
-	r.Buffer.LastError = clip(r.Buffer.LastError)
-	r.Commands.LastError = clip(r.Commands.LastError)
+// MarshalReport encodes r, with error texts cut to ReportMaxErrorLen.
+func MarshalReport(r StatusReport) ([]byte, error) {
+	r.Buffer.LastError = clipReportError(r.Buffer.LastError)
+	r.Commands.LastError = clipReportError(r.Commands.LastError)
 	return json.Marshal(r)
 }
 
-// Unmarshal decodes a report.
-func Unmarshal(data []byte) (Report, error) {
-	var r Report
+// UnmarshalReport decodes a report.
+func UnmarshalReport(data []byte) (StatusReport, error) {
+	var r StatusReport
 	if err := json.Unmarshal(data, &r); err != nil {
 		return r, fmt.Errorf("edge status report: %w", err)
 	}
 	return r, nil
 }
 
-func clip(s string) string {
-	if len(s) <= MaxErrorLen {
+func clipReportError(s string) string {
+	if len(s) <= ReportMaxErrorLen {
 		return s
 	}
-	return s[:MaxErrorLen-3] + "..."
+	return s[:ReportMaxErrorLen-3] + "..."
 }

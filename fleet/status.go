@@ -1,4 +1,4 @@
-package hub
+package fleet
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/contract"
-	"github.com/tether-fabric/tether/internal/edgereport"
 	"github.com/tether-fabric/tether/internal/sysreq"
 )
 
@@ -104,21 +103,21 @@ type leafzReply struct {
 // connection (for the hubs' LEAFZ), cloud a CLOUD-account connection (for
 // the streams). accounts maps edge names to account public keys.
 func Fleet(ctx context.Context, sys, cloud *nats.Conn, accounts map[string]string, names []string) ([]EdgeView, error) {
-	js, err := jetstream.NewWithDomain(cloud, JetStreamDomain)
+	js, err := jetstream.NewWithDomain(cloud, contract.CloudDomain)
 	if err != nil {
 		return nil, err
 	}
 	var counts map[string]uint64
 	var telemetry, statusStream jetstream.Stream
-	if st, err := js.Stream(ctx, EdgeStatusStream); err == nil {
+	if st, err := js.Stream(ctx, contract.EdgeStatusStream); err == nil {
 		statusStream = st
 	}
-	if st, err := js.Stream(ctx, TelemetryStream); err == nil {
+	if st, err := js.Stream(ctx, contract.TelemetryStream); err == nil {
 		telemetry = st
-		if info, err := st.Info(ctx, jetstream.WithSubjectFilter("edges.*.telemetry.>")); err == nil {
+		if info, err := st.Info(ctx, jetstream.WithSubjectFilter(contract.CloudTelemetryAll)); err == nil {
 			counts = map[string]uint64{}
 			for subj, n := range info.State.Subjects {
-				counts[edgeOf(subj)] += n
+				counts[contract.EdgeOfSubject(subj)] += n
 			}
 		}
 	}
@@ -141,11 +140,11 @@ func Fleet(ctx context.Context, sys, cloud *nats.Conn, accounts map[string]strin
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			v.Error = err.Error()
 		}
-		var report *edgereport.Report
+		var report *contract.StatusReport
 		var reportAge time.Duration
 		if statusStream != nil {
 			if m, err := statusStream.GetLastMsgForSubject(ctx, contract.CloudStatusSubject(name)); err == nil {
-				if r, err := edgereport.Unmarshal(m.Data); err == nil {
+				if r, err := contract.UnmarshalReport(m.Data); err == nil {
 					report, reportAge = &r, max(0, time.Since(m.Time))
 				} else {
 					v.Error = err.Error()
@@ -175,7 +174,7 @@ func Fleet(ctx context.Context, sys, cloud *nats.Conn, accounts map[string]strin
 // the link (v.Online), the edge's last report (nil: none) and its age, and
 // how long ago the cloud last stored telemetry of the edge (< 0: never).
 // Nothing unknown is shown as healthy: no report means StateUnknown.
-func assess(v *EdgeView, r *edgereport.Report, reportAge, cloudLast time.Duration) {
+func assess(v *EdgeView, r *contract.StatusReport, reportAge, cloudLast time.Duration) {
 	if r != nil {
 		b := r.Buffer
 		v.BacklogMsgs, v.BacklogBytes = &b.BacklogMsgs, &b.BacklogBytes
@@ -225,19 +224,4 @@ func assess(v *EdgeView, r *edgereport.Report, reportAge, cloudLast time.Duratio
 	default:
 		v.State = StateOK
 	}
-}
-
-// edgeOf returns <edge> from edges.<edge>.telemetry.<...>.
-func edgeOf(subj string) string {
-	const p = "edges."
-	if len(subj) <= len(p) {
-		return ""
-	}
-	rest := subj[len(p):]
-	for i := 0; i < len(rest); i++ {
-		if rest[i] == '.' {
-			return rest[:i]
-		}
-	}
-	return rest
 }

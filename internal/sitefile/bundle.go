@@ -1,4 +1,9 @@
-package accounts
+// Package sitefile reads and writes the files a site holds: the edge
+// bundle (who the edge is, where the hubs are, the CA, its leaf
+// credentials) and the one-time enrollment token. Both are secrets (0600);
+// a file that group or others may read is refused. The operator's store
+// writes them, the edge reads them.
+package sitefile
 
 import (
 	"encoding/json"
@@ -9,9 +14,13 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/pki"
 	"github.com/tether-fabric/tether/internal/securefile"
 )
+
+// SecretMode is the mode of every secret file a site holds.
+const SecretMode = 0o600
 
 // BundleVersion is the bundle format this build writes and reads.
 const BundleVersion = 1
@@ -43,7 +52,7 @@ func WriteBundle(path string, b *Bundle) error {
 	if err != nil {
 		return err
 	}
-	return securefile.Write(path, append(data, '\n'), secretMode)
+	return securefile.Write(path, append(data, '\n'), SecretMode)
 }
 
 // LoadBundle reads and validates a bundle file; a file that group or others
@@ -80,7 +89,7 @@ func (b *Bundle) Validate() error {
 	if b.Version != BundleVersion {
 		errs = append(errs, fmt.Errorf("version: got %d, want %d", b.Version, BundleVersion))
 	}
-	if err := ValidateEdgeName(b.Edge); err != nil {
+	if err := contract.ValidateEdgeName(b.Edge); err != nil {
 		errs = append(errs, fmt.Errorf("edge: %w", err))
 	}
 	errs = append(errs, validateFabricRefs(b.Edge, b.Domain, b.HubURLs, b.WebsocketURLs, b.CA)...)
@@ -117,8 +126,8 @@ func checkURL(raw, scheme string) error {
 // one tls://) and WebSocket URLs (wss://), and the CA certificate.
 func validateFabricRefs(edge, domain string, hubURLs, wsURLs []string, ca string) []error {
 	var errs []error
-	if domain != EdgeDomain(edge) {
-		errs = append(errs, fmt.Errorf("domain: got %q, want %q", domain, EdgeDomain(edge)))
+	if domain != contract.EdgeDomain(edge) {
+		errs = append(errs, fmt.Errorf("domain: got %q, want %q", domain, contract.EdgeDomain(edge)))
 	}
 	if len(hubURLs) == 0 {
 		errs = append(errs, errors.New("hub_urls: at least one tls:// URL is required"))

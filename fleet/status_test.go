@@ -1,22 +1,22 @@
-package hub
+package fleet
 
 import (
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tether-fabric/tether/internal/edgereport"
+	"github.com/tether-fabric/tether/contract"
 )
 
 func TestAssess(t *testing.T) {
-	report := func(msgs uint64, oldest string, stalled bool) *edgereport.Report {
-		return &edgereport.Report{Interval: "5s", StallAfter: "15s",
-			Buffer: edgereport.Buffer{BacklogMsgs: msgs, BacklogBytes: msgs * 100, OldestAge: oldest, Stalled: stalled}}
+	report := func(msgs uint64, oldest string, stalled bool) *contract.StatusReport {
+		return &contract.StatusReport{Interval: "5s", StallAfter: "15s",
+			Buffer: contract.BufferStatus{BacklogMsgs: msgs, BacklogBytes: msgs * 100, OldestAge: oldest, Stalled: stalled}}
 	}
 	for _, tc := range []struct {
 		name       string
 		online     bool
-		r          *edgereport.Report
+		r          *contract.StatusReport
 		age, cloud time.Duration
 		state      string
 		oldest     string

@@ -1,4 +1,4 @@
-package edgectl
+package fleet
 
 import (
 	"context"
@@ -7,16 +7,15 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/tether-fabric/tether/accounts"
-	"github.com/tether-fabric/tether/hub"
 )
 
 // RemoveResult describes a decommissioned edge.
 type RemoveResult struct {
-	Edge    string                  `json:"edge"`
-	Account string                  `json:"account"`
-	Revoked []accounts.PushResult   `json:"revoked"`
-	Data    *hub.EdgeDataRemoved    `json:"data_removed,omitempty"`
-	Deleted []accounts.DeleteResult `json:"deleted"`
+	Edge    string           `json:"edge"`
+	Account string           `json:"account"`
+	Revoked []PushResult     `json:"revoked"`
+	Data    *EdgeDataRemoved `json:"data_removed,omitempty"`
+	Deleted []DeleteResult   `json:"deleted"`
 }
 
 // Remove decommissions an edge: every credential revoked and pushed (the
@@ -34,18 +33,18 @@ func Remove(ctx context.Context, s *accounts.Store, sys, cloud *nats.Conn, edge 
 	if _, err := s.RevokeEdge(edge); err != nil {
 		return res, err
 	}
-	res.Revoked, err = s.PushAccount(ctx, sys, e.Account.Name)
+	res.Revoked, err = PushAccount(ctx, s, sys, e.Account.Name)
 	if err != nil {
 		return res, fmt.Errorf("remove %s: revoke: %w", edge, err)
 	}
 	if !keepData {
-		d, err := hub.ForgetEdge(ctx, cloud, edge)
+		d, err := ForgetEdge(ctx, cloud, edge)
 		if err != nil {
 			return res, fmt.Errorf("remove %s: %w", edge, err)
 		}
 		res.Data = &d
 	}
-	res.Deleted, err = s.DeleteAccountClaims(ctx, sys, e.Account.Pub)
+	res.Deleted, err = DeleteAccount(ctx, s, sys, e.Account.Pub)
 	if err != nil {
 		return res, fmt.Errorf("remove %s: delete account from the hubs' resolvers: %w", edge, err)
 	}

@@ -1,4 +1,4 @@
-package edgectl
+package fleet
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"io/fs"
 	"os"
 	"time"
+
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/sitefile"
 
 	"github.com/nats-io/nats.go"
 
@@ -25,23 +28,23 @@ const controlTTL = 2 * time.Minute
 
 // RotateResult describes a finished rotation.
 type RotateResult struct {
-	Edge     string                `json:"edge"`
-	Previous string                `json:"previous_user"`
-	User     string                `json:"user"`
-	Pushed   []accounts.PushResult `json:"pushed"`
+	Edge     string       `json:"edge"`
+	Previous string       `json:"previous_user"`
+	User     string       `json:"user"`
+	Pushed   []PushResult `json:"pushed"`
 	// Relinked is how long after the revocation was pushed the edge was
 	// linked again with its new key.
 	Relinked time.Duration `json:"relinked_ns"`
 }
 
-// Connect connects to the hub at url as a fresh control user of the edge's
+// ConnectControl connects to the hub at url as a fresh control user of the edge's
 // account.
-func Connect(s *accounts.Store, url, edge string) (*nats.Conn, error) {
+func ConnectControl(s *accounts.Store, url, edge string) (*nats.Conn, error) {
 	creds, err := s.ControlCreds(edge, controlTTL)
 	if err != nil {
 		return nil, err
 	}
-	ujwt, seed, err := accounts.SplitCreds(creds)
+	ujwt, seed, err := sitefile.SplitCreds(creds)
 	if err != nil {
 		return nil, err
 	}
@@ -74,9 +77,9 @@ func request(ctx context.Context, nc *nats.Conn, edge, subj string, req, resp an
 }
 
 // Whoami asks the edge which user key it connects with.
-func Whoami(ctx context.Context, nc *nats.Conn, edge string) (WhoamiResponse, error) {
-	var r WhoamiResponse
-	err := request(ctx, nc, edge, SubjectWhoami, struct{}{}, &r)
+func Whoami(ctx context.Context, nc *nats.Conn, edge string) (contract.WhoamiResponse, error) {
+	var r contract.WhoamiResponse
+	err := request(ctx, nc, edge, contract.ControlWhoami, struct{}{}, &r)
 	return r, err
 }
 
@@ -97,7 +100,7 @@ func Rotate(ctx context.Context, s *accounts.Store, url string, sys *nats.Conn, 
 	if _, revoked := s.Revoked(edge); revoked {
 		return nil, fmt.Errorf("rotate %s: %w", edge, accounts.ErrEdgeRevoked)
 	}
-	nc, err := Connect(s, url, edge)
+	nc, err := ConnectControl(s, url, edge)
 	if err != nil {
 		return nil, err
 	}
@@ -107,29 +110,29 @@ func Rotate(ctx context.Context, s *accounts.Store, url string, sys *nats.Conn, 
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	var key KeyResponse
-	if err := request(ctx, nc, edge, SubjectRotateKey, KeyRequest{Nonce: base64.RawURLEncoding.EncodeToString(nonce)}, &key); err != nil {
+	var key contract.RotateKeyResponse
+	if err := request(ctx, nc, edge, contract.ControlRotateKey, contract.RotateKeyRequest{Nonce: base64.RawURLEncoding.EncodeToString(nonce)}, &key); err != nil {
 		return nil, fmt.Errorf("rotate %s: %w", edge, err)
 	}
 	if key.Error != "" {
 		return nil, fmt.Errorf("rotate %s: edge refused: %s", edge, key.Error)
 	}
-	challenge := Challenge(edge, base64.RawURLEncoding.EncodeToString(nonce), key.User)
+	challenge := contract.RotateChallenge(edge, base64.RawURLEncoding.EncodeToString(nonce), key.User)
 	if cur == "" {
 		cur = key.Current
 	}
 	if key.Current != cur {
 		return nil, fmt.Errorf("rotate %s: the answer came from key %s, but the edge's current user is %s: refusing", edge, key.Current, cur)
 	}
-	if err := errors.Join(Verify(cur, challenge, key.CurrentSig), Verify(key.User, challenge, key.Sig)); err != nil {
+	if err := errors.Join(contract.Verify(cur, challenge, key.CurrentSig), contract.Verify(key.User, challenge, key.Sig)); err != nil {
 		return nil, fmt.Errorf("rotate %s: proof of possession failed: %w", edge, err)
 	}
 	ujwt, err := s.SignLeafUser(edge, key.User, time.Time{})
 	if err != nil {
 		return nil, err
 	}
-	var inst InstallResponse
-	if err := request(ctx, nc, edge, SubjectRotateInstall, InstallRequest{JWT: ujwt}, &inst); err != nil {
+	var inst contract.RotateInstallResponse
+	if err := request(ctx, nc, edge, contract.ControlRotateInstall, contract.RotateInstallRequest{JWT: ujwt}, &inst); err != nil {
 		return nil, fmt.Errorf("rotate %s: %w", edge, err)
 	}
 	if inst.Error != "" || inst.User != key.User {
@@ -149,7 +152,7 @@ func Rotate(ctx context.Context, s *accounts.Store, url string, sys *nats.Conn, 
 	}
 	res := &RotateResult{Edge: edge, Previous: cur, User: key.User}
 	pushed := time.Now()
-	res.Pushed, err = s.PushAccount(ctx, sys, accounts.EdgeAccountName(edge))
+	res.Pushed, err = PushAccount(ctx, s, sys, contract.EdgeAccountName(edge))
 	if err != nil {
 		return res, fmt.Errorf("rotate %s: new key installed, old key revoked in the store, but: %w", edge, err)
 	}

@@ -1,4 +1,4 @@
-package edgectl
+package contract
 
 import (
 	"errors"
@@ -12,7 +12,7 @@ func TestProofOfPossession(t *testing.T) {
 	next, _ := nkeys.CreateUser()
 	curPub, _ := cur.PublicKey()
 	nextPub, _ := next.PublicKey()
-	ch := Challenge("plant-7", "nonce-0123456789", nextPub)
+	ch := RotateChallenge("plant-7", "nonce-0123456789", nextPub)
 	sig, err := Sign(next, ch)
 	if err != nil {
 		t.Fatal(err)
@@ -29,8 +29,8 @@ func TestProofOfPossession(t *testing.T) {
 		sig string
 	}{
 		"other key":   {nextPub, ch, csig},
-		"other edge":  {nextPub, Challenge("plant-8", "nonce-0123456789", nextPub), sig},
-		"other nonce": {nextPub, Challenge("plant-7", "nonce-x", nextPub), sig},
+		"other edge":  {nextPub, RotateChallenge("plant-8", "nonce-0123456789", nextPub), sig},
+		"other nonce": {nextPub, RotateChallenge("plant-7", "nonce-x", nextPub), sig},
 		"swapped key": {curPub, ch, sig},
 	} {
 		if err := Verify(tc.pub, tc.ch, tc.sig); !errors.Is(err, ErrBadSignature) {
