@@ -63,6 +63,24 @@ func leafScope(key string) *jwt.UserScope {
 	return sc
 }
 
+// EdgeClaims sets on ac what this version of Tether wants of the account
+// of edge: its imports of its own slices of the CLOUD account cloudPub,
+// the scoped leaf signing key leafSigner (whose template carries the leaf
+// user's permissions), its limits and its tag. It is the one description
+// of an edge account: AddEdge, Upgrade and the policy's apply use it.
+func EdgeClaims(ac *jwt.AccountClaims, edge, cloudPub, leafSigner string) {
+	ac.Imports = contract.EdgeImports(edge, cloudPub)
+	if cur, ok := ac.SigningKeys.GetScope(leafSigner); !ok || cur == nil || !sameJSON(cur, leafScope(leafSigner)) {
+		ac.SigningKeys.AddScopedSigner(leafScope(leafSigner))
+	}
+	ac.Limits.LeafNodeConn = edgeLeafConns
+	ac.Limits.Conn = edgeMaxConns
+	ac.Limits.Payload = edgeMaxPayload
+	// No JetStream limits: edge accounts have no JetStream on the hubs;
+	// their data lives in CLOUD streams under CLOUD's limits.
+	ac.Tags.Add("edge:" + edge)
+}
+
 // AddEdge creates the account EDGE_<name> with its imports and limits and a
 // leaf user for it. Nothing is written when name is invalid or taken.
 func (s *Store) AddEdge(name string) (*Edge, error) { return s.addEdge(name, true) }
@@ -94,14 +112,7 @@ func (s *Store) addEdge(name string, withCreds bool) (*Edge, error) {
 	leafPub, _ := leafKP.PublicKey()
 	accName := contract.EdgeAccountName(name)
 	_, err = s.createAccount(accName, opSigner, func(ac *jwt.AccountClaims) {
-		ac.Imports = contract.EdgeImports(name, cloud.Pub)
-		ac.SigningKeys.AddScopedSigner(leafScope(leafPub))
-		ac.Limits.LeafNodeConn = edgeLeafConns
-		ac.Limits.Conn = edgeMaxConns
-		ac.Limits.Payload = edgeMaxPayload
-		// No JetStream limits: edge accounts have no JetStream on the
-		// hubs; their data lives in CLOUD streams under CLOUD's limits.
-		ac.Tags.Add("edge:" + name)
+		EdgeClaims(ac, name, cloud.Pub, leafPub)
 	})
 	if err == nil {
 		err = writeSeed(s.leafSignerFile(name), leafKP)

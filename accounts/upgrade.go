@@ -53,11 +53,16 @@ func (s *Store) Upgrade() ([]string, error) {
 			return changed, err
 		}
 		up, err := s.resign(acc, signer, func(ac *jwt.AccountClaims) error {
-			if want := contract.EdgeImports(e, cloud.Pub); !sameElements(ac.Imports, want) {
-				ac.Imports = want
+			leafSigner, err := s.leafSigner(e)
+			if err != nil {
+				return err
 			}
-			ac.Limits.LeafNodeConn, ac.Limits.Conn, ac.Limits.Payload = edgeLeafConns, edgeMaxConns, edgeMaxPayload
-			return s.ensureLeafScope(e, ac)
+			imports := ac.Imports
+			EdgeClaims(ac, e, cloud.Pub, leafSigner)
+			if sameElements(imports, ac.Imports) {
+				ac.Imports = imports // the same imports in another order: no change
+			}
+			return nil
 		})
 		if err != nil {
 			return changed, err
@@ -93,25 +98,19 @@ func (s *Store) resign(acc Account, signer nkeys.KeyPair, edit func(*jwt.Account
 	return true, securefile.Write(filepath.Join(s.path("accounts", acc.Name), "account.jwt"), []byte(ajwt), publicMode)
 }
 
-// ensureLeafScope gives the edge account its scoped leaf signing key with
-// this version's template, creating the key when the store has none.
-func (s *Store) ensureLeafScope(edge string, ac *jwt.AccountClaims) error {
+// leafSigner returns the public key of the edge's scoped leaf signing key,
+// creating the key when the store has none (stores made before it existed).
+func (s *Store) leafSigner(edge string) (string, error) {
 	kp, err := s.readKey("accounts", contract.EdgeAccountName(edge), "leaf-signing.nk")
 	if err != nil {
 		if kp, err = nkeys.CreateAccount(); err != nil {
-			return err
+			return "", err
 		}
 		if err := writeSeed(s.leafSignerFile(edge), kp); err != nil {
-			return err
+			return "", err
 		}
 	}
-	pub, _ := kp.PublicKey()
-	want := leafScope(pub)
-	if cur, ok := ac.SigningKeys.GetScope(pub); ok && cur != nil && sameJSON(cur, want) {
-		return nil
-	}
-	ac.SigningKeys.AddScopedSigner(want)
-	return nil
+	return kp.PublicKey()
 }
 
 // sameJSON compares as the JWT would carry them (a decoded claim and a
