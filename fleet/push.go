@@ -109,18 +109,28 @@ func askHubs(ctx context.Context, nc *nats.Conn, subject string, payload []byte,
 	return out, nil
 }
 
-// ConnectSystem connects to a hub as the system user, verifying the hub
-// against the store's CA.
+// ConnectSystem connects to a hub as the store's system user, verifying
+// the hub against the store's CA.
 func ConnectSystem(s *accounts.Store, url string, opts ...nats.Option) (*nats.Conn, error) {
+	return connect(s, url, s.SystemCredsFile(), "system", opts)
+}
+
+// ConnectCloud connects to a hub as the store's cloud user, verifying the
+// hub against the store's CA.
+func ConnectCloud(s *accounts.Store, url string, opts ...nats.Option) (*nats.Conn, error) {
+	return connect(s, url, s.CloudCredsFile(), "cloud", opts)
+}
+
+func connect(s *accounts.Store, url, creds, who string, opts []nats.Option) (*nats.Conn, error) {
 	base := []nats.Option{
 		nats.Name("tether-admin"),
-		nats.UserCredentials(s.SystemCredsFile()),
+		nats.UserCredentials(creds),
 		nats.RootCAs(s.CAFile()),
 		nats.Timeout(5 * time.Second),
 	}
 	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to hub %s as system user: %w", url, err)
+		return nil, fmt.Errorf("connect to hub %s as %s user: %w", url, who, err)
 	}
 	return nc, nil
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/tether-fabric/tether/fleet"
 	"github.com/tether-fabric/tether/internal/sitefile"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/accounts"
@@ -135,9 +134,9 @@ func pushAccount(ctx context.Context, d *deps, s *accounts.Store, url, account s
 // prepareEdge creates the cloud side of a new edge (its command queue
 // consumer) on running hubs, as the cloud user.
 func prepareEdge(ctx context.Context, s *accounts.Store, url, edge string) error {
-	cloud, err := nats.Connect(url, nats.UserCredentials(s.CloudCredsFile()), nats.RootCAs(s.CAFile()), nats.Timeout(5*time.Second))
+	cloud, err := fleet.ConnectCloud(s, url)
 	if err != nil {
-		return fmt.Errorf("connect to hub %s as cloud user: %w", url, err)
+		return err
 	}
 	defer cloud.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -116,7 +116,7 @@ they are back (every step is idempotent). Needs --yes.`,
 				return err
 			}
 			defer sys.Close()
-			cloud, err := connectCloud(s, url)
+			cloud, err := fleet.ConnectCloud(s, url)
 			if err != nil {
 				return err
 			}

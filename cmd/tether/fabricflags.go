@@ -1,11 +1,8 @@
 package main
 
 import (
-	"fmt"
 	"path/filepath"
-	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/accounts"
@@ -38,14 +35,4 @@ func (f *fabricFlags) open() (*accounts.Store, string, error) {
 	}
 	s, err := accounts.Open(dir)
 	return s, url, err
-}
-
-// connectCloud connects to url as the store's cloud user.
-func connectCloud(s *accounts.Store, url string) (*nats.Conn, error) {
-	nc, err := nats.Connect(url, nats.Name("tether-admin"), nats.UserCredentials(s.CloudCredsFile()),
-		nats.RootCAs(s.CAFile()), nats.Timeout(5*time.Second))
-	if err != nil {
-		return nil, fmt.Errorf("connect to hub %s as cloud user: %w", url, err)
-	}
-	return nc, nil
 }

@@ -117,7 +117,7 @@ func fleetView(ctx context.Context, s *accounts.Store, url string) ([]fleet.Edge
 		return nil, err
 	}
 	defer sys.Close()
-	cloud, err := connectCloud(s, url)
+	cloud, err := fleet.ConnectCloud(s, url)
 	if err != nil {
 		return nil, err
 	}
