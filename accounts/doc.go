@@ -1,6 +1,8 @@
-// Package accounts owns Tether's identities: the operator, the system
-// account, the CLOUD account and one account per edge (EDGE_<name>), with
-// their NKeys, JWTs and user credentials, kept in an on-disk store.
+// Package accounts is the operator's store of Tether's identities: the
+// operator, the system account, the CLOUD account and one account per edge
+// (EDGE_<name>), with their NKeys, JWTs and user credentials, on disk. It
+// signs; it does not speak NATS (package fleet sends what it signs to the
+// hubs), and the files a site holds are written with internal/sitefile.
 //
 // Store layout (directory 0700; every seed, key and creds file 0600):
 //
