@@ -56,7 +56,7 @@ func (id *identity) linkedUser() string {
 	return id.linked
 }
 
-// startControl serves the control protocol (internal/edgectl) on the
+// startControl serves the control protocol (contract/control.go) on the
 // edge's in-process connection; requests reach it from the hub over the
 // link.
 func (s *Server) startControl() error {
