@@ -50,6 +50,9 @@ func TestRotateEdge(t *testing.T) {
 	const total = 3000
 	var wg sync.WaitGroup
 	wg.Add(1)
+	// The publisher reports to t: it must be done before the test is, even
+	// when a check below fails first.
+	defer wg.Wait()
 	go func() { // publishes before, during and after the rotation
 		defer wg.Done()
 		publish(t, js, "rot", 0, total)
