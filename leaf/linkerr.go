@@ -48,7 +48,7 @@ func (s *Server) noteLinkErr(hub string, err error) {
 	msg := err.Error()
 	hint, viaProxy := s.proxy.proxyHint(msg)
 	if viaProxy {
-		msg = "through proxy " + s.proxy.String() + " (" + s.proxy.from + "): " + msg + ": " + hint
+		msg = "through proxy " + s.proxy.String() + " (from " + s.proxy.from + "): " + msg + ": " + hint
 	}
 	s.mu.Lock()
 	changed := s.linkErr != msg

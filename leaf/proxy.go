@@ -20,7 +20,7 @@ const (
 )
 
 // proxyFromConfig is linkProxy.from for a proxy set by Config.Proxy.
-const proxyFromConfig = "proxy"
+const proxyFromConfig = "config key proxy"
 
 // proxyWant is what a valid proxy URL looks like, for error messages.
 const proxyWant = "want http://host[:port] or https://host[:port] (an HTTP forward proxy that allows CONNECT), off or none"
@@ -190,7 +190,9 @@ func (p linkProxy) proxyHint(msg string) (hint string, ok bool) {
 		return "", false
 	}
 	switch {
-	case strings.Contains(msg, "CONNECT failed: 407"):
+	case strings.Contains(msg, "CONNECT failed: 407"), strings.Contains(msg, "CONNECT failed: 401"):
+		// 407 asks for credentials; some proxies (tinyproxy) answer wrong
+		// ones with 401.
 		if p.user == "" {
 			return "the proxy wants credentials: put user:password in a 0600 file named by proxy_credentials_file", true
 		}

@@ -213,6 +213,7 @@ func TestProxyHint(t *testing.T) {
 	}{
 		{"407 without creds", p, "proxy CONNECT failed: 407 Proxy Authentication Required", "wants credentials: put user:password in a 0600 file named by proxy_credentials_file", true},
 		{"407 with creds", withCreds, "proxy CONNECT failed: 407 Proxy Authentication Required", "/etc/tether/proxy.creds", true},
+		{"401 with creds", withCreds, "proxy CONNECT failed: 401 Unauthorized", "refused the credentials of proxy_credentials_file /etc/tether/proxy.creds", true},
 		{"403", p, "proxy CONNECT failed: 403 Access violation", "tinyproxy: ConnectPort", true},
 		{"unreachable", p, "failed to connect to proxy: dial tcp 127.0.0.1:1: connect: connection refused", "cannot be reached", true},
 		{"not the proxy", p, "dial tcp 127.0.0.1:7422: connect: connection refused", "", false},
