@@ -183,10 +183,20 @@ func (p linkProxy) withCredentials(file string) (linkProxy, error) {
 
 // proxyHint explains a failure nats-server reported while dialling a hub
 // through p (its messages, as of v2.15.2: "failed to connect to proxy",
-// "proxy TLS handshake failed", "proxy CONNECT failed: <status>"); ok is
-// false when msg is not about the proxy.
+// "proxy TLS handshake failed", "proxy CONNECT failed: <status>", and a
+// hub name the edge cannot resolve); ok is false when msg is not about the
+// proxy.
 func (p linkProxy) proxyHint(msg string) (hint string, ok bool) {
-	if p.url == nil || !strings.Contains(msg, "proxy") {
+	if p.url == nil {
+		return "", false
+	}
+	if strings.Contains(msg, "lookup for host") {
+		// nats-server (v2.15.2) looks the hub's name up on the edge before
+		// it dials the proxy, and gives up the attempt if that fails,
+		// although the CONNECT names the host for the proxy to resolve.
+		return "the edge must resolve the hubs' names itself, even through a proxy (DNS or /etc/hosts): the embedded nats-server looks them up before it dials the proxy", true
+	}
+	if !strings.Contains(msg, "proxy") {
 		return "", false
 	}
 	switch {

@@ -216,6 +216,7 @@ func TestProxyHint(t *testing.T) {
 		{"401 with creds", withCreds, "proxy CONNECT failed: 401 Unauthorized", "refused the credentials of proxy_credentials_file /etc/tether/proxy.creds", true},
 		{"403", p, "proxy CONNECT failed: 403 Access violation", "tinyproxy: ConnectPort", true},
 		{"unreachable", p, "failed to connect to proxy: dial tcp 127.0.0.1:1: connect: connection refused", "cannot be reached", true},
+		{"hub name not resolved", p, `lookup for host "hub.example.com": lookup hub.example.com: no such host`, "resolve the hubs' names itself", true},
 		{"not the proxy", p, "dial tcp 127.0.0.1:7422: connect: connection refused", "", false},
 		{"direct", linkProxy{}, "proxy CONNECT failed: 407", "", false},
 	} {

@@ -274,6 +274,25 @@ func TestProxyRefuses(t *testing.T) {
 		}
 	})
 
+	// A limit of nats-server v2.15.2, told rather than hidden: it looks
+	// the hub's name up on the edge before it dials the proxy.
+	t.Run("hub name the edge cannot resolve", func(t *testing.T) {
+		p := startTinyproxy(t, proxyRules{connectPorts: []int{hubPort}})
+		cfg := tethertest.LeafConfig(t, tethertest.BundleFile(t, f.store, "plant-7", []string{"tls://hub.invalid:" + strconv.Itoa(hubPort)}, nil))
+		cfg.Proxy = p.URL()
+		var log tethertest.LogBuffer
+		l := tethertest.RunLeaf(t, cfg, log.Logger())
+		binaryWaitFor(t, 20*time.Second, "the edge's status to explain the lookup", func() error {
+			if e := l.Link().LastError; !strings.Contains(e, `lookup for host "hub.invalid"`) || !strings.Contains(e, "resolve the hubs' names itself") {
+				return fmt.Errorf("link %+v", l.Link())
+			}
+			return nil
+		})
+		if !log.Contains("resolve the hubs' names itself") {
+			t.Errorf("the edge's log does not explain the lookup:\n%s", log.String())
+		}
+	})
+
 	t.Run("forbidden port, then allowed", func(t *testing.T) {
 		p := startTinyproxy(t, proxyRules{connectPorts: []int{hubPort + 1}})
 		var log tethertest.LogBuffer
