@@ -414,3 +414,28 @@ func publishCounted(ctx context.Context, js jetstream.JetStream, name string, to
 	}
 	return nil
 }
+
+// TestProxyEnroll: a device whose only way out is the proxy enrolls
+// through it (the proxy's log shows the tunnel before the edge runs), then
+// links through it with its new key.
+func TestProxyEnroll(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	p := startTinyproxy(t, proxyRules{connectPorts: []int{portOf(t, h.LeafURL())}, auth: "edge s3cret"})
+	tok := tethertest.EnrollToken(t, store, "plant-7", 0, h)
+	c := enrollConfig(t)
+	c.Proxy, c.ProxyCredentialsFile = p.URL(), credsFile(t, "edge:s3cret")
+	var log tethertest.LogBuffer
+	if _, err := enroll(t, c, tok, &log); err != nil {
+		t.Fatalf("enroll through the proxy: %v\nedge log:\n%s", err, log.String())
+	}
+	enrollTunnels := p.tunnels(hostPort(h.LeafURL()))
+	if enrollTunnels < 1 {
+		t.Fatalf("the proxy logged no CONNECT to the hub during enrollment: it did not go through the proxy")
+	}
+	l := tethertest.RunLeaf(t, c, log.Logger())
+	tethertest.WaitLinked(t, l, 20*time.Second)
+	if n := p.tunnels(hostPort(h.LeafURL())); n <= enrollTunnels {
+		t.Errorf("the proxy logged %d CONNECTs after the edge linked, as many as after enrollment: the edge did not go through it", n)
+	}
+}
