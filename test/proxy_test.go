@@ -221,6 +221,7 @@ func waitLinkDown(t *testing.T, l *leaf.Server, d time.Duration) {
 // (the edge trusts only the bundle's CA, so a proxy that terminated TLS
 // would fail the handshake).
 func TestProxyTelemetryReachesCloud(t *testing.T) {
+	tinyproxyBinary(t) // skip or fail before starting anything
 	for _, transport := range []string{leaf.TransportTLS, leaf.TransportWebsocket} {
 		t.Run(transport, func(t *testing.T) {
 			f := newProxiedFabric(t)
@@ -252,6 +253,7 @@ func TestProxyTelemetryReachesCloud(t *testing.T) {
 // log and its status, naming the proxy and the refusal. Once the proxy
 // allows the tunnel, what was buffered meanwhile arrives exactly once.
 func TestProxyRefuses(t *testing.T) {
+	tinyproxyBinary(t) // skip or fail before starting anything
 	f := newProxiedFabric(t)
 	hubPort := portOf(t, f.hub.LeafURL())
 
@@ -342,6 +344,7 @@ func expectProxyRefusal(t *testing.T, l *leaf.Server, log *tethertest.LogBuffer,
 // forwards, and comes back on the same port; the edge links again through
 // it and the cloud holds everything published, exactly once, in order.
 func TestProxyDropsTunnel(t *testing.T) {
+	tinyproxyBinary(t) // skip or fail before starting anything
 	for _, transport := range []string{leaf.TransportTLS, leaf.TransportWebsocket} {
 		t.Run(transport, func(t *testing.T) {
 			f := newProxiedFabric(t)
@@ -419,6 +422,7 @@ func publishCounted(ctx context.Context, js jetstream.JetStream, name string, to
 // through it (the proxy's log shows the tunnel before the edge runs), then
 // links through it with its new key.
 func TestProxyEnroll(t *testing.T) {
+	tinyproxyBinary(t) // skip or fail before starting anything
 	store := tethertest.NewStore(t)
 	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
 	p := startTinyproxy(t, proxyRules{connectPorts: []int{portOf(t, h.LeafURL())}, auth: "edge s3cret"})
