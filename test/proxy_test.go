@@ -369,11 +369,16 @@ func TestProxyDropsTunnel(t *testing.T) {
 				return nil
 			})
 			atKill := published.Load()
+			killed := time.Now()
 			p.kill(t)
 			waitLinkDown(t, l, 10*time.Second)
+			down := time.Since(killed)
 			t.Logf("proxy killed after %d of %d published; cloud holds %d", atKill, total, crashCloudCount(t, f.cloud, "plant-7"))
 			p.start(t, rules)
+			restarted := time.Now()
 			tethertest.WaitLinked(t, l, 30*time.Second)
+			t.Logf("link seen down %s after the kill, up again %s after the proxy accepted connections (reconnect_interval %s)",
+				down.Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond), tethertest.LeafConfig(t, f.bundle).ReconnectInterval)
 			if n := p.tunnels(hostPort(hubURL)); n < 1 {
 				t.Fatalf("the edge linked again without a CONNECT through the restarted proxy")
 			}
