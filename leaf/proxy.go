@@ -1,6 +1,7 @@
 package leaf
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -33,17 +34,26 @@ func proxyOff(v string) bool { return v == ProxyOff || v == ProxyNone }
 func parseProxyURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Parse quotes the whole URL, credentials included.
-		return nil, fmt.Errorf("not a URL; %s", proxyWant)
+		// The url.Error quotes the whole URL, credentials included: only
+		// its cause is shown.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("not a URL (%v); %s", err, proxyWant)
 	}
 	switch {
+	case u.Opaque != "" && strings.Contains(raw, "@"): // scheme:user:password@host
+		return nil, fmt.Errorf("not of the form scheme://host[:port]; %s", proxyWant)
+	case u.Opaque != "": // host:port
+		return nil, fmt.Errorf("%q is not of the form scheme://host[:port]; %s", raw, proxyWant)
 	case u.User != nil:
 		return nil, fmt.Errorf("%q holds credentials: put user:password in proxy_credentials_file (mode 0600) instead", u.Redacted())
 	case u.Scheme != "http" && u.Scheme != "https":
 		return nil, fmt.Errorf("%q: scheme %q; %s", raw, u.Scheme, proxyWant)
 	case u.Hostname() == "":
 		return nil, fmt.Errorf("%q has no host; %s", raw, proxyWant)
-	case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+	case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "":
 		return nil, fmt.Errorf("%q has a path, query or fragment; %s", raw, proxyWant)
 	}
 	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil

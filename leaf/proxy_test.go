@@ -166,7 +166,8 @@ func TestValidateProxy(t *testing.T) {
 		{"no scheme", func(c *Config) { c.Proxy = "proxy:3128" }, []string{"proxy:", "http://host[:port]"}},
 		{"no host", func(c *Config) { c.Proxy = "http://:3128" }, []string{"proxy:", "has no host"}},
 		{"path", func(c *Config) { c.Proxy = "http://proxy:3128/x" }, []string{"proxy:", "path"}},
-		{"bad port", func(c *Config) { c.Proxy = "http://edge:s3cret@proxy:port" }, []string{"proxy:", "not a URL"}},
+		{"bad port", func(c *Config) { c.Proxy = "http://edge:s3cret@proxy:port" }, []string{"proxy:", "not a URL", `invalid port ":port"`}},
+		{"opaque", func(c *Config) { c.Proxy = "http:edge:s3cret@proxy" }, []string{"proxy:", "not of the form scheme://host[:port]"}},
 		{"credentials", func(c *Config) { c.Proxy = "http://edge:s3cret@proxy:3128" }, []string{"proxy:", "proxy_credentials_file", "xxxxx"}},
 		{"creds file but off", func(c *Config) { c.Proxy, c.ProxyCredentialsFile = "off", "/p" }, []string{"proxy_credentials_file:", `proxy is "off"`}},
 	} {
