@@ -238,6 +238,11 @@ func TestProxyTelemetryReachesCloud(t *testing.T) {
 			}
 			publish(t, js, "p1", 0, 1000)
 			expectCloudHolds(t, f.cloud, 1000)
+			// The proxy saw CONNECTs only: the WebSocket upgrade and
+			// everything after it ran inside the edge's TLS to the hub.
+			if plog := p.proc.stdout.String() + p.proc.stderr.String(); strings.Count(plog, "Request (file descriptor") != strings.Count(plog, "): CONNECT ") {
+				t.Errorf("the proxy saw requests other than CONNECT:\n%s", plog)
+			}
 			if strings.Contains(log.String(), "s3cret") {
 				t.Errorf("the edge's log shows the proxy's password")
 			}
