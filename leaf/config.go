@@ -31,6 +31,17 @@ type Config struct {
 	// Transport is how the edge reaches the hubs: "tls" (leafnode port,
 	// default) or "websocket" (WebSocket-TLS, e.g. on 443 through proxies).
 	Transport string `mapstructure:"transport"`
+	// Proxy is the HTTP(S) forward proxy the edge dials the hubs through
+	// (HTTP CONNECT; the TLS to the hub stays end to end), for both
+	// transports: http://host[:port] or https://host[:port], without
+	// credentials. Default "" (unset): the environment's https_proxy or
+	// HTTPS_PROXY, minus the hubs no_proxy or NO_PROXY exempts (http_proxy
+	// never applies: the hubs are only dialled over TLS). "off" or "none"
+	// dials the hubs directly whatever the environment says.
+	Proxy string `mapstructure:"proxy"`
+	// ProxyCredentialsFile is a file (mode 0600) holding "user:password"
+	// for the proxy's basic authentication. Default "": no credentials.
+	ProxyCredentialsFile string `mapstructure:"proxy_credentials_file"`
 	// PingInterval is how often the link is pinged when idle. Default 2s;
 	// with MaxPingsOut 2 a dead link is noticed within about 6s.
 	PingInterval time.Duration `mapstructure:"ping_interval"`
@@ -135,6 +146,12 @@ func (c Config) Validate() error {
 	}
 	if c.Transport != TransportTLS && c.Transport != TransportWebsocket {
 		add("transport", "%q: want %q or %q", c.Transport, TransportTLS, TransportWebsocket)
+	}
+	if err := validateProxy(c.Proxy); err != nil {
+		add("proxy", "%v", err)
+	}
+	if c.ProxyCredentialsFile != "" && proxyOff(c.Proxy) {
+		add("proxy_credentials_file", "set, but proxy is %q: the hubs are dialled directly (unset proxy_credentials_file, or set proxy)", c.Proxy)
 	}
 	if c.PingInterval <= 0 {
 		add("ping_interval", "must be > 0, got %s", c.PingInterval)

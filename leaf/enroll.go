@@ -140,6 +140,11 @@ func requestLeafUser(ctx context.Context, cfg Config, tok *sitefile.EnrollToken,
 	if err != nil {
 		return "", err
 	}
+	proxy, err := linkProxyFor(cfg, opts, os.Getenv, log)
+	if err != nil {
+		return "", err
+	}
+	proxy.apply(opts.LeafNode.Remotes[0])
 	opts.ServerName = tok.Domain + "-enroll"
 	opts.JetStream = false
 	opts.JetStreamDomain = ""

@@ -55,9 +55,15 @@ type Server struct {
 	measured                         bool
 	// measureRoom is storeRoom; tests replace it.
 	measureRoom func(dataDir string) (free, room uint64, err error)
+	// getenv reads the environment (the proxy variables); tests replace it.
+	getenv func(string) string
+	// proxy is the forward proxy the link goes through, if any.
+	proxy linkProxy
 
 	mu   sync.Mutex
 	link Link
+	// linkErr is why the last dial of a hub failed; cleared on link-up.
+	linkErr string
 
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
@@ -78,6 +84,11 @@ type Link struct {
 	Transport string `json:"transport"`
 	// Compression is the negotiated compression mode, if connected.
 	Compression string `json:"compression,omitempty"`
+	// Proxy is the forward proxy the link goes through ("" when direct).
+	Proxy string `json:"proxy,omitempty"`
+	// LastError is why the last attempt to reach a hub failed, while the
+	// link is down.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // New validates cfg and returns an edge ready to Start. It does no I/O.
@@ -88,7 +99,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log, stuck: make(chan error, 1), measureRoom: storeRoom}, nil
+	return &Server{cfg: cfg, log: log, stuck: make(chan error, 1), measureRoom: storeRoom, getenv: os.Getenv}, nil
 }
 
 // Start loads the bundle, starts the embedded server and the link monitor,
@@ -112,8 +123,12 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bundle %s: ca: %w", s.cfg.Bundle, err)
 	}
-	if _, err := buildOptions(s.cfg, b, id.sign, nil); err != nil { // nothing on disk for a bad bundle
+	probe, err := buildOptions(s.cfg, b, id.sign, nil) // nothing on disk for a bad bundle
+	if err != nil {
 		return fmt.Errorf("bundle %s: %w", s.cfg.Bundle, err)
+	}
+	if s.proxy, err = linkProxyFor(s.cfg, probe, s.getenv, s.log); err != nil {
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -129,6 +144,7 @@ func (s *Server) Start(ctx context.Context) error {
 	// reconnecting (same name) from a second process with the same creds
 	// (another name), which they refuse (hub/links.go).
 	opts.ServerName += "-" + nuid.Next()[16:]
+	s.proxy.apply(opts.LeafNode.Remotes[0])
 	internal, err := nkeys.CreateUser()
 	if err != nil {
 		return err
@@ -148,7 +164,7 @@ func (s *Server) Start(ctx context.Context) error {
 	// to see the connect attempts, which the server logs at debug level.
 	nl := natslog.New(s.log)
 	nl.Observe = s.attempts.observe
-	ns.SetLoggerV2(nl, true, false, false)
+	ns.SetLoggerV2(linkErrLog{Logger: nl, note: s.noteLinkErr}, true, false, false)
 	s.ns, s.opts = ns, opts
 	go ns.Start()
 	wait := readyTimeout
@@ -167,7 +183,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("edge %s: in-process connection: %w", b.Edge, err)
 	}
 	s.nc = nc
-	s.link = Link{Since: time.Now(), Transport: s.cfg.Transport}
+	s.link = Link{Since: time.Now(), Transport: s.cfg.Transport, Proxy: s.proxyURL()}
 	if err := errors.Join(s.startStatusService(), s.startControl()); err != nil {
 		nc.Close()
 		ns.Shutdown()
@@ -217,7 +233,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.refitLoop(mctx)
 		}()
 	}
-	s.log.Info("edge ready", "client", s.ClientURL(), "domain", b.Domain, "transport", s.cfg.Transport, "hubs", s.hubURLs())
+	s.log.Info("edge ready", "client", s.ClientURL(), "domain", b.Domain, "transport", s.cfg.Transport, "hubs", s.hubURLs(), "proxy", s.proxy)
 	return nil
 }
 
@@ -245,7 +261,7 @@ func (s *Server) watchLink(ctx context.Context) {
 
 func (s *Server) sampleLink() {
 	lz, err := s.ns.Leafz(nil)
-	next := Link{Transport: s.cfg.Transport}
+	next := Link{Transport: s.cfg.Transport, Proxy: s.proxyURL()}
 	if err == nil && len(lz.Leafs) > 0 {
 		l := lz.Leafs[0]
 		next.Connected = true
@@ -256,6 +272,11 @@ func (s *Server) sampleLink() {
 	s.mu.Lock()
 	prev := s.link
 	next.Since = prev.Since
+	if next.Connected {
+		s.linkErr = ""
+	} else {
+		next.LastError = s.linkErr
+	}
 	if next.Connected != prev.Connected || next.Hub != prev.Hub {
 		next.Since = time.Now()
 	}

@@ -31,17 +31,25 @@ and writes its bundle (default <data_dir>/edge.bundle, mode 0600), then runs.
 A device that already has its bundle is not enrolled again.
 
 Configuration: defaults < --config file < environment TETHER_<KEY> < flags.
-Keys: bundle, data_dir, listen, allow_remote_clients, transport, ping_interval,
-max_pings_out, reconnect_interval, sync_interval, sync_always, compression.`,
+Keys: bundle, data_dir, listen, allow_remote_clients, transport, proxy,
+proxy_credentials_file, ping_interval, max_pings_out, reconnect_interval,
+sync_interval, sync_always, compression.
+
+Through an HTTP(S) forward proxy (CONNECT; the TLS to the hubs stays end to
+end), for both transports: --proxy http://proxy:3128, and the proxy's
+user:password in a 0600 file named by proxy_credentials_file. Unset, the
+proxy is https_proxy/HTTPS_PROXY minus no_proxy/NO_PROXY (http_proxy never
+applies); --proxy off dials the hubs directly.`,
 		Example: `  tether leaf --bundle plant-7.bundle --data /var/lib/tether
   tether leaf --bundle plant-7.bundle --data ./edge --transport websocket
+  tether leaf --bundle plant-7.bundle --data ./edge --transport websocket --proxy http://proxy.plant:3128
   tether leaf --enroll plant-7.token --data /var/lib/tether`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := leaf.Defaults()
 			if err := loadConfig(file, cmd.Flags(), map[string]string{
 				"bundle": "bundle", "data": "data_dir", "listen": "listen", "transport": "transport",
-				"compression": "compression", "allow-remote-clients": "allow_remote_clients",
+				"compression": "compression", "allow-remote-clients": "allow_remote_clients", "proxy": "proxy",
 			}, &cfg); err != nil {
 				return usageError{err}
 			}
@@ -91,6 +99,7 @@ max_pings_out, reconnect_interval, sync_interval, sync_always, compression.`,
 	f.String("listen", "", "local client address (default 127.0.0.1:4222)")
 	f.Bool("allow-remote-clients", false, "allow a non-loopback --listen")
 	f.String("transport", "", "tls (default) or websocket")
+	f.String("proxy", "", "HTTP(S) forward proxy to the hubs, http://host:port (default: https_proxy; off: direct)")
 	f.String("compression", "", "link compression: off, s2_fast (default), s2_better, s2_best, s2_auto")
 	ef.add(f)
 	cmd.AddCommand(newLeafStatusCmd(d))
@@ -130,8 +139,13 @@ func newLeafStatusCmd(d *deps) *cobra.Command {
 			fmt.Fprintf(d.stdout, "edge %s (domain %s, version %s)\nlink %s since %s (%s ago) via %s\n",
 				st.Edge, st.Domain, st.Version, state, st.Link.Since.Format(time.RFC3339),
 				time.Since(st.Link.Since).Round(time.Second), st.Link.Transport)
+			if st.Link.Proxy != "" {
+				fmt.Fprintf(d.stdout, "through proxy %s\n", st.Link.Proxy)
+			}
 			if st.Link.Connected {
 				fmt.Fprintf(d.stdout, "hub %s rtt %s compression %s\n", st.Link.Hub, st.Link.RTT, st.Link.Compression)
+			} else if st.Link.LastError != "" {
+				fmt.Fprintf(d.stdout, "link last error: %s\n", st.Link.LastError)
 			}
 			b := st.Buffer
 			health := "ok"
