@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,6 +40,7 @@ compression.`,
 			}, &cfg); err != nil {
 				return usageError{err}
 			}
+			warnUnknownEnv(d.stderr, os.Environ(), &cfg)
 			h, err := hub.New(cfg, d.logger())
 			if err != nil {
 				return usageError{err}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -43,6 +44,7 @@ max_pings_out, reconnect_interval, sync_interval, sync_always, compression.`,
 			}, &cfg); err != nil {
 				return usageError{err}
 			}
+			warnUnknownEnv(d.stderr, os.Environ(), &cfg)
 			if len(ef.hubs) > 0 && !ef.requested() {
 				return usageError{errors.New("--hub needs --enroll")}
 			}
