@@ -18,6 +18,8 @@ import (
 func newLeafCmd(d *deps) *cobra.Command {
 	var file string
 	var ef enrollFlags
+	leafDefaults := leaf.Defaults()
+	leafDocs, _ := leaf.ConfigDocs() // embedded source: parses, or the help lists keys without docs
 	cmd := &cobra.Command{
 		Use:   "leaf",
 		Short: "Run an edge site",
@@ -30,8 +32,8 @@ and writes its bundle (default <data_dir>/edge.bundle, mode 0600), then runs.
 A device that already has its bundle is not enrolled again.
 
 Configuration: defaults < --config file < environment TETHER_<KEY> < flags.
-Keys: bundle, data_dir, listen, allow_remote_clients, transport, ping_interval,
-max_pings_out, reconnect_interval, sync_interval, sync_always, compression.`,
+
+` + configKeysHelp(&leafDefaults, leafDocs),
 		Example: `  tether leaf --bundle plant-7.bundle --data /var/lib/tether
   tether leaf --bundle plant-7.bundle --data ./edge --transport websocket
   tether leaf --enroll plant-7.token --data /var/lib/tether`,
