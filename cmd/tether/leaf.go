@@ -143,8 +143,8 @@ func newLeafStatusCmd(d *deps) *cobra.Command {
 			case b.Full:
 				health = "FULL"
 			}
-			fmt.Fprintf(d.stdout, "buffer %s: %d messages, %d bytes waiting (oldest %s), %d forwarded, budget %d bytes, disk free %d bytes\n",
-				health, b.BacklogMsgs, b.BacklogBytes, orDash(b.OldestAge), b.Forwarded, b.MaxBytes, b.DiskFree)
+			fmt.Fprintf(d.stdout, "buffer %s: %d messages, %s waiting (oldest %s), %d forwarded, budget %s, disk free %s\n",
+				health, b.BacklogMsgs, humanBytes(b.BacklogBytes), orDash(b.OldestAge), b.Forwarded, humanBytes(uint64(max(b.MaxBytes, 0))), humanBytes(b.DiskFree))
 			if b.LastError != "" {
 				fmt.Fprintf(d.stdout, "buffer last error at %s: %s\n", b.LastErrorAt.Format(time.RFC3339), b.LastError)
 			}

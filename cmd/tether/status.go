@@ -68,16 +68,19 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 				}
 				backlog, bytes, reported := "?", "?", "never"
 				if v.BacklogMsgs != nil {
-					backlog, bytes = strconv.FormatUint(*v.BacklogMsgs, 10), strconv.FormatUint(*v.BacklogBytes, 10)
+					backlog, bytes = strconv.FormatUint(*v.BacklogMsgs, 10), humanBytes(*v.BacklogBytes)
 					reported = v.ReportAge + " ago"
 				}
 				if v.BudgetBytes != nil {
-					bytes += "/" + strconv.FormatInt(*v.BudgetBytes, 10)
+					bytes += "/" + humanBytes(uint64(max(*v.BudgetBytes, 0)))
 				}
 				if v.Full {
 					bytes += " FULL"
 				}
 				lastErr := v.LastError
+				if v.BacklogMsgs == nil && !v.Online && v.Since.IsZero() {
+					lastErr = "never linked"
+				}
 				if v.Error != "" {
 					lastErr = strings.TrimSpace(lastErr + " " + v.Error)
 				}
