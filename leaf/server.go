@@ -147,7 +147,7 @@ func (s *Server) Start(ctx context.Context) error {
 	// to see the connect attempts, which the server logs at debug level.
 	nl := natslog.New(s.log)
 	nl.Observe = s.attempts.observe
-	ns.SetLoggerV2(nl, true, false, false)
+	ns.SetLoggerV2(newAuthHintLogger(nl, s.log, b.Edge), true, false, false)
 	s.ns, s.opts = ns, opts
 	go ns.Start()
 	wait := readyTimeout
