@@ -111,7 +111,7 @@ func checkWritable(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".enroll-probe-*")
+	f, err := os.CreateTemp(dir, ".tether-probe-*")
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,9 @@ Configuration: defaults < --config file < environment TETHER_<KEY> < flags.
 				return usageError{err}
 			}
 			if err := l.Start(cmd.Context()); err != nil {
+				if cmd.Context().Err() != nil {
+					return nil // a signal during start-up: stopping is not an error
+				}
 				return err
 			}
 			var stuck error
