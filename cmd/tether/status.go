@@ -37,6 +37,7 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dev {
+				devDir := devDirOf(cmd.Flags(), dir, devDir)
 				info, err := readDevInfo(devDir)
 				if err != nil {
 					return err
@@ -95,7 +96,7 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 	f.StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
 	f.StringVar(&url, "hub", "tls://127.0.0.1:4222", "a hub's client URL")
 	f.BoolVar(&dev, "dev", false, "the running 'tether dev' fabric")
-	f.StringVar(&devDir, "dev-dir", defaultDir("dev"), "with --dev: the dev fabric's directory")
+	f.StringVar(&devDir, "dev-dir", defaultDir("dev"), "with --dev: the dev fabric's directory (--dir DIR also names it)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
