@@ -36,8 +36,10 @@ func newEdgeAddCmd(d *deps) *cobra.Command {
 		Short: "Create an edge identity and write its bundle or enrollment token",
 		Long: `Create the account EDGE_<NAME> and the edge's leaf user, and write the bundle
 (creds, CA, hub URLs) to --out with mode 0600. Copy the bundle to the site and
-run 'tether leaf --bundle FILE'. With --push, the new account is pushed to
-the running hubs at once; otherwise hubs load it when they (re)start.
+run 'tether leaf --bundle FILE'. An existing --out file is refused unless
+--force. With --push, the new account is pushed to the running hubs at once
+(if that fails, the edge stays in the store: push it with 'tether edge push
+NAME'); otherwise hubs load it when they (re)start.
 
 With --token, no leaf user is made here: a one-time enrollment token (mode
 0600, default NAME.token, valid for --token-ttl) is written instead, and at
