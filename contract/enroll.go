@@ -20,6 +20,9 @@ const (
 	// MaxEnrollTTL bounds a token's life; the registrar remembers used
 	// tokens at least this long.
 	MaxEnrollTTL = 7 * 24 * time.Hour
+	// EnrollTokenUsed is the registrar's reply (EnrollReply.Error) to a
+	// token that already enrolled a device.
+	EnrollTokenUsed = "enrollment token already used"
 )
 
 // EnrollRequest is what a device sends on $TETHER.ENROLL: its new user

@@ -22,7 +22,8 @@ docker version >/dev/null 2>&1 || die "cannot talk to the Docker engine (is it r
 
 # 1. The binary: static, for the image; the same file serves the host on Linux.
 version=$(git -C "$repo_dir" describe --tags --always --dirty 2>/dev/null || echo dev)
-ldflags="-s -w -X github.com/tether-fabric/tether/internal/buildinfo.Version=$version"
+commit=$(git -C "$repo_dir" rev-parse HEAD 2>/dev/null || true)
+ldflags="-s -w -X github.com/tether-fabric/tether/internal/buildinfo.Version=$version -X github.com/tether-fabric/tether/internal/buildinfo.Commit=$commit"
 arch=$(docker version -f '{{.Server.Arch}}' 2>/dev/null || go env GOARCH)
 image_ctx="$build_dir/image"
 mkdir -p "$image_ctx/rootfs/data"
@@ -38,7 +39,8 @@ fi
 
 # 2. The image, FROM scratch around that binary.
 say "building image $TETHER_IMAGE"
-docker build -q -t "$TETHER_IMAGE" -f "$deploy_dir/Dockerfile" "$image_ctx" >/dev/null
+docker build -q -t "$TETHER_IMAGE" --build-arg "COMMIT=$commit" --build-arg "VERSION=$version" \
+	-f "$deploy_dir/Dockerfile" "$image_ctx" >/dev/null
 
 # 3. The store, once. Edges dial the published leafnode ports; the hub
 # certificate also names the hubs as their peers (routes) see them.

@@ -162,7 +162,9 @@ func Fleet(ctx context.Context, sys, cloud *nats.Conn, accounts map[string]strin
 		if ci, err := js.Consumer(ctx, contract.CommandsStream, contract.CommandConsumer(name)); err == nil {
 			info := ci.CachedInfo()
 			v.CommandsWaiting = info.NumPending + uint64(info.NumAckPending)
-		} else {
+		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			// Not found: the hubs make an edge's queue when they first learn
+			// of it, so none is waiting (an edge that never linked).
 			v.Error = fmt.Sprintf("command queue: %v", err)
 		}
 		out = append(out, v)

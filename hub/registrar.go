@@ -38,7 +38,7 @@ const (
 )
 
 // ErrTokenUsed is the registrar's answer to a token presented twice.
-var ErrTokenUsed = errors.New("enrollment token already used")
+var ErrTokenUsed = errors.New(contract.EnrollTokenUsed)
 
 type registrar struct {
 	store *accounts.Store

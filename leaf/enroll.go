@@ -68,7 +68,19 @@ func Enroll(ctx context.Context, cfg Config, tok *sitefile.EnrollToken, log *slo
 	}
 	// A token is used up once the registrar answers: make sure the bundle
 	// can be written before asking.
-	if err := checkWritable(filepath.Dir(cfg.Bundle)); err != nil {
+	// Directories made for the bundle go again if enrolling fails: a
+	// refused token leaves the device as it was.
+	created, err := mkdirNew(filepath.Dir(cfg.Bundle))
+	if err == nil {
+		err = checkWritable(filepath.Dir(cfg.Bundle))
+	}
+	enrolled := false
+	defer func() {
+		if !enrolled {
+			removeEmpty(created)
+		}
+	}()
+	if err != nil {
 		return nil, fmt.Errorf("enroll edge %s: bundle %s: %w", tok.Edge, cfg.Bundle, err)
 	}
 	ukp, err := nkeys.CreateUser()
@@ -102,8 +114,32 @@ func Enroll(ctx context.Context, cfg Config, tok *sitefile.EnrollToken, log *slo
 	if err := sitefile.WriteBundle(cfg.Bundle, b); err != nil {
 		return nil, fmt.Errorf("enroll edge %s: %w", tok.Edge, err)
 	}
+	enrolled = true
 	log.Info("enrolled", "user", upub, "bundle", cfg.Bundle)
 	return b, nil
+}
+
+// mkdirNew creates dir (0700) and its missing parents, and returns the
+// directories it created, deepest first.
+func mkdirNew(dir string) ([]string, error) {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		missing = append(missing, d)
+	}
+	return missing, os.MkdirAll(dir, 0o700)
+}
+
+// removeEmpty removes the directories, deepest first, while they are
+// empty.
+func removeEmpty(dirs []string) {
+	for _, d := range dirs {
+		if os.Remove(d) != nil {
+			return
+		}
+	}
 }
 
 // checkWritable creates dir (0700) if needed and checks a file can be
@@ -112,7 +148,7 @@ func checkWritable(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".enroll-probe-*")
+	f, err := os.CreateTemp(dir, ".tether-probe-*")
 	if err != nil {
 		return err
 	}
@@ -192,6 +228,10 @@ func requestLeafUser(ctx context.Context, cfg Config, tok *sitefile.EnrollToken,
 				var rep contract.EnrollReply
 				if err := json.Unmarshal(m.Data, &rep); err != nil {
 					return "", fmt.Errorf("registrar's answer: %w", err)
+				}
+				if rep.Error == contract.EnrollTokenUsed {
+					return "", fmt.Errorf("%w by the hub: %s (a token enrolls one device, once: if this device enrolled before, run it with its bundle; otherwise ask the operator for a new one: tether edge token %s)",
+						ErrEnrollRefused, rep.Error, tok.Edge)
 				}
 				if rep.Error != "" {
 					return "", fmt.Errorf("%w by the hub: %s", ErrEnrollRefused, rep.Error)

@@ -133,6 +133,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	// A read-only or foreign-owned data dir is named at once, before the
+	// embedded server starts (its JetStream would fail to start).
+	if err := checkWritable(s.cfg.DataDir); err != nil {
+		return fmt.Errorf("edge %s: data dir %s is not writable (the edge keeps its buffer there): %w", b.Edge, s.cfg.DataDir, err)
+	}
 	if err := s.fitBudgets(); err != nil {
 		return fmt.Errorf("edge %s: data dir %s: %w", b.Edge, s.cfg.DataDir, err)
 	}
@@ -164,16 +169,17 @@ func (s *Server) Start(ctx context.Context) error {
 	// to see the connect attempts, which the server logs at debug level.
 	nl := natslog.New(s.log)
 	nl.Observe = s.attempts.observe
-	ns.SetLoggerV2(linkErrLog{Logger: nl, note: s.noteLinkErr}, true, false, false)
+	sl := newServerLog(nl, s.log, b.Edge)
+	ns.SetLoggerV2(linkErrLog{Logger: sl, note: s.noteLinkErr}, true, false, false)
 	s.ns, s.opts = ns, opts
 	go ns.Start()
 	wait := readyTimeout
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
 		wait = time.Until(d)
 	}
-	if !ns.ReadyForConnections(wait) {
+	if err := waitReady(ctx, ns, sl.fatal, wait); err != nil {
 		ns.Shutdown()
-		return fmt.Errorf("edge %s: local listener not ready after %s", b.Edge, wait)
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-leaf"), nats.MaxReconnects(-1),
 		nats.Nkey(internalPub, internal.Sign),

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -101,6 +102,12 @@ func TestBinaryDev(t *testing.T) {
 		}
 		if st.Edge != "dev-a" || !st.Link.Connected || st.Link.Transport != "tls" {
 			t.Errorf("leaf status = %+v, want edge dev-a connected over tls\n%s", st, out)
+		}
+		// The table gives sizes in human units (--json keeps bytes).
+		table := string(runBinary(t, "leaf", "status", "--url", info.edgeURL(t, "dev-a")))
+		human := regexp.MustCompile(`, \d+(\.\d)? (B|[KMGT]iB) waiting .* budget \d+\.\d [KMGT]iB, disk free \d+(\.\d)? (B|[KMGT]iB)\n`)
+		if !human.MatchString(table) {
+			t.Errorf("leaf status: want the buffer's sizes in human units:\n%s", table)
 		}
 	})
 	t.Run("fleet status", func(t *testing.T) {

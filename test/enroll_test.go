@@ -216,7 +216,7 @@ func TestEnrollRefused(t *testing.T) {
 		want       string
 		hubLog     string
 	}{
-		{"reused", "used", used, leaf.ErrEnrollRefused, "enrollment token already used", "reason=\"enrollment token already used\""},
+		{"reused", "used", used, leaf.ErrEnrollRefused, "enrollment token already used (a token enrolls one device, once: if this device enrolled before, run it with its bundle; otherwise ask the operator for a new one: tether edge token used)", "reason=\"enrollment token already used\""},
 		{"expired", "old", expired, sitefile.ErrTokenExpired, "ask the operator for a new one", ""},
 		{"expired at the hub", "stale", stale, sitefile.ErrTokenExpired, "refused by the hub (Authorization Violation): enrollment token expired at", ""},
 		{"forged", "forged", forged, leaf.ErrEnrollRefused, "authorization failed", ""},
@@ -226,6 +226,10 @@ func TestEnrollRefused(t *testing.T) {
 			before := edgeState(t, store, tc.edge) + edgeState(t, store, "a")
 			var edgeLog tethertest.LogBuffer
 			c := enrollConfig(t)
+			// A data dir the enrollment creates goes again when it fails.
+			fresh := filepath.Join(c.DataDir, "new")
+			c.DataDir = filepath.Join(fresh, "data")
+			c.Bundle = filepath.Join(c.DataDir, "edge.bundle")
 			_, err := enroll(t, c, tc.tok, &edgeLog)
 			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want %v saying %q", err, tc.is, tc.want)
@@ -238,6 +242,9 @@ func TestEnrollRefused(t *testing.T) {
 			t.Logf("device: %v", err)
 			if _, err := os.Stat(c.Bundle); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("bundle written after a refusal (%v)", err)
+			}
+			if _, err := os.Stat(fresh); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the data dir made for the refused enrollment is left behind (%v)", err)
 			}
 			if after := edgeState(t, store, tc.edge) + edgeState(t, store, "a"); after != before {
 				t.Errorf("store changed by a refused enrollment")

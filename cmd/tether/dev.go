@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -63,7 +64,14 @@ Identities are created in --dir on first run and reused after. The file
 <dir>/dev.json tells scripts and NATS clients how to connect. Ctrl-C stops.
 
 Ports: hub client 4222 (TLS), leafnode 7422, WebSocket 7443, monitor 8222,
-dev-a 4223, dev-b 4224; --random-ports picks free ones instead.`,
+dev-a 4223, dev-b 4224; --random-ports picks free ones instead.
+
+The log shows Tether's own lines and every warning; the embedded
+nats-servers' notices show with --log-level debug. With --dir, give the
+same directory to the other commands (--dev --dev-dir DIR); the tour
+printed at start says so. A dev edge revoked with 'tether edge revoke' is
+made again (new account, empty buffer) at the next start; to reset the
+whole dev fabric, stop it and remove its directory.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ports := devPorts{4222, 7422, 7443, 8222, []int{4223, 4224}}
@@ -79,7 +87,7 @@ dev-a 4223, dev-b 4224; --random-ports picks free ones instead.`,
 }
 
 func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
-	log := d.logger()
+	log := slog.New(quietServers{d.logger().Handler()})
 	dir, err := filepath.Abs(dir) // dev.json paths must work from anywhere
 	if err != nil {
 		return fmt.Errorf("dev dir: %w", err)
@@ -98,10 +106,8 @@ func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
 		return err
 	}
 	for _, e := range devEdges {
-		if _, err := store.Edge(e); err != nil {
-			if _, err := store.AddEdge(e); err != nil {
-				return err
-			}
+		if err := ensureDevEdge(log, store, dir, e); err != nil {
+			return err
 		}
 	}
 	// A dev store from an older Tether gets this version's contract, and
@@ -175,6 +181,29 @@ func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
 	return nil
 }
 
+// ensureDevEdge makes the dev edge unless it exists. A dev edge revoked by
+// the user (trying 'tether edge revoke') is made again, with a new account
+// and an empty buffer: the dev fabric always starts with its two edges.
+func ensureDevEdge(log *slog.Logger, store *accounts.Store, dir, name string) error {
+	if _, err := store.Edge(name); err == nil {
+		at, revoked := store.Revoked(name)
+		if !revoked {
+			return nil
+		}
+		if err := store.RemoveEdge(name); err != nil {
+			return fmt.Errorf("recreate revoked dev edge %s: %w (or reset the dev fabric: stop it and remove %s)", name, err, dir)
+		}
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("recreate revoked dev edge %s: %w (or reset the dev fabric: stop it and remove %s)", name, err, dir)
+		}
+		log.Warn("dev edge was revoked; made it again with a new account and an empty buffer", "edge", name, "revoked", at.Format(time.RFC3339))
+	}
+	if _, err := store.AddEdge(name); err != nil {
+		return fmt.Errorf("dev edge %s: %w (reset the dev fabric: stop it and remove %s)", name, err, dir)
+	}
+	return nil
+}
+
 func startDevEdge(ctx context.Context, log *slog.Logger, store *accounts.Store, dir, name string, h *hub.Server, port int) (*leaf.Server, error) {
 	b, err := store.Bundle(name)
 	if err != nil {
@@ -230,11 +259,20 @@ Ctrl-C stops the fabric; identities and data stay in the dev directory.
 `
 	tour = strings.ReplaceAll(tour, "go run ./cmd/tether", self)
 	if def, _ := filepath.Abs(defaultDir("dev")); filepath.Dir(infoPath) != def {
-		tour = strings.ReplaceAll(tour, "--dev ", "--dev --dev-dir "+filepath.Dir(infoPath)+" ")
+		// Every --dev command of the tour must find this fabric.
+		tour = regexp.MustCompile(`--dev(\s)`).ReplaceAllString(tour, "--dev --dev-dir "+shellQuote(filepath.Dir(infoPath))+"$1")
 	}
 	fmt.Fprintf(w, tour, info.Hub.ClientURL, a.Name, a.ClientURL, b.Name, b.ClientURL, infoPath,
 		a.Name, a.Name, a.Name, b.Name, b.Name, b.Name, a.ClientURL,
 		info.Hub.ClientURL, info.Hub.Creds, info.Hub.CA)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs quoting.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:@+,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // readDevInfo reads the running dev fabric's dev.json.

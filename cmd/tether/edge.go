@@ -9,7 +9,6 @@ import (
 
 	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/fleet"
-	"github.com/tether-fabric/tether/internal/sitefile"
 
 	"github.com/spf13/cobra"
 
@@ -25,21 +24,23 @@ func newEdgeCmd(d *deps) *cobra.Command {
 			return usageError{fmt.Errorf("%s needs a subcommand (see '%s --help')", cmd.CommandPath(), cmd.CommandPath())}
 		},
 	}
-	cmd.AddCommand(newEdgeAddCmd(d), newEdgeLsCmd(d), newEdgeRevokeCmd(d), newEdgeRotateCmd(d), newEdgeRmCmd(d), newEdgeTokenCmd(d))
+	cmd.AddCommand(newEdgeAddCmd(d), newEdgePushCmd(d), newEdgeLsCmd(d), newEdgeRevokeCmd(d), newEdgeRotateCmd(d), newEdgeRmCmd(d), newEdgeTokenCmd(d))
 	return cmd
 }
 
 func newEdgeAddCmd(d *deps) *cobra.Command {
 	var dir, out, pushURL string
-	var token bool
+	var token, force bool
 	var tf tokenFlags
 	cmd := &cobra.Command{
 		Use:   "add NAME",
 		Short: "Create an edge identity and write its bundle or enrollment token",
 		Long: `Create the account EDGE_<NAME> and the edge's leaf user, and write the bundle
 (creds, CA, hub URLs) to --out with mode 0600. Copy the bundle to the site and
-run 'tether leaf --bundle FILE'. With --push, the new account is pushed to
-the running hubs at once; otherwise hubs load it when they (re)start.
+run 'tether leaf --bundle FILE'. An existing --out file is refused unless
+--force. With --push, the new account is pushed to the running hubs at once
+(if that fails, the edge stays in the store: push it with 'tether edge push
+NAME'); otherwise hubs load it when they (re)start.
 
 With --token, no leaf user is made here: a one-time enrollment token (mode
 0600, default NAME.token, valid for --token-ttl) is written instead, and at
@@ -62,26 +63,18 @@ the site 'tether leaf --enroll FILE' generates the edge's key on the device.`,
 			if out == "" && !token {
 				out = name + ".bundle"
 			}
+			if err := checkOut(out, name, token, force); err != nil {
+				return err
+			}
 			s, err := accounts.Open(dir)
 			if err != nil {
 				return err
 			}
-			if token {
-				if _, err := s.AddEdgeForEnrollment(name); err != nil {
-					return err
-				}
-				tf.out = out
-				if err := writeToken(d, s, name, tf); err != nil {
-					return err
-				}
-			} else if err := addWithBundle(d, s, name, out); err != nil {
+			if err := addEdgeFiles(d, s, name, out, token, tf); err != nil {
 				return err
 			}
 			if pushURL != "" {
-				if err := pushAccount(cmd.Context(), d, s, pushURL, contract.EdgeAccountName(name)); err != nil {
-					return err
-				}
-				return prepareEdge(cmd.Context(), s, pushURL, name)
+				return pushEdge(cmd.Context(), d, s, pushURL, name, dir)
 			}
 			return nil
 		},
@@ -90,23 +83,9 @@ the site 'tether leaf --enroll FILE' generates the edge's key on the device.`,
 	cmd.Flags().StringVar(&out, "out", "", "bundle file to write (default NAME.bundle; with --token the token file, default NAME.token)")
 	cmd.Flags().StringVar(&pushURL, "push", "", "hub client URL to push the account to running hubs")
 	cmd.Flags().BoolVar(&token, "token", false, "write a one-time enrollment token instead of a bundle: the key is born on the device")
+	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing --out file")
 	tf.add(cmd.Flags())
 	return cmd
-}
-
-func addWithBundle(d *deps, s *accounts.Store, name, out string) error {
-	if _, err := s.AddEdge(name); err != nil {
-		return err
-	}
-	b, err := s.Bundle(name)
-	if err != nil {
-		return err
-	}
-	if err := sitefile.WriteBundle(out, b); err != nil {
-		return err
-	}
-	fmt.Fprintf(d.stdout, "edge %s: account %s, bundle %s (0600)\n", name, b.Account, out)
-	return nil
 }
 
 func pushAccount(ctx context.Context, d *deps, s *accounts.Store, url, account string) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,9 @@ import (
 
 func newHubCmd(d *deps) *cobra.Command {
 	var file string
+	hubDefaults := hub.Defaults()
+	hubDefaults.Store = defaultDir("fabric")
+	hubDocs, _ := hub.ConfigDocs() // embedded source: parses, or the help lists keys without docs
 	cmd := &cobra.Command{
 		Use:   "hub",
 		Short: "Run a cloud hub",
@@ -21,10 +25,9 @@ func newHubCmd(d *deps) *cobra.Command {
 (domain "hub"), a TLS leafnode listener and a WebSocket-TLS listener for edges.
 
 Configuration: defaults < --config file (YAML, JSON or TOML) < environment
-TETHER_<KEY> (e.g. TETHER_CLUSTER_LISTEN) < flags. Keys: name, store, data_dir,
-listen, leaf_listen, websocket_listen, monitor_listen, cluster.name,
-cluster.listen, cluster.routes, ping_interval, max_pings_out, lame_duck,
-compression.`,
+TETHER_<KEY> (e.g. TETHER_CLUSTER_LISTEN) < flags.
+
+` + configKeysHelp(&hubDefaults, hubDocs),
 		Example: `  tether hub --store ./fabric --data ./hub-data
   tether hub --config hub.yaml`,
 		Args: exactArgs(0, "no arguments"),
@@ -39,6 +42,7 @@ compression.`,
 			}, &cfg); err != nil {
 				return usageError{err}
 			}
+			warnUnknownEnv(d.stderr, os.Environ(), &cfg)
 			h, err := hub.New(cfg, d.logger())
 			if err != nil {
 				return usageError{err}

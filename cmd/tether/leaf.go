@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -19,6 +20,8 @@ import (
 func newLeafCmd(d *deps) *cobra.Command {
 	var file string
 	var ef enrollFlags
+	leafDefaults := leaf.Defaults()
+	leafDocs, _ := leaf.ConfigDocs() // embedded source: parses, or the help lists keys without docs
 	cmd := &cobra.Command{
 		Use:   "leaf",
 		Short: "Run an edge site",
@@ -31,15 +34,14 @@ and writes its bundle (default <data_dir>/edge.bundle, mode 0600), then runs.
 A device that already has its bundle is not enrolled again.
 
 Configuration: defaults < --config file < environment TETHER_<KEY> < flags.
-Keys: bundle, data_dir, listen, allow_remote_clients, transport, proxy,
-proxy_credentials_file, ping_interval, max_pings_out, reconnect_interval,
-sync_interval, sync_always, compression.
 
 Through an HTTP(S) forward proxy (CONNECT; the TLS to the hubs stays end to
 end), for both transports: --proxy http://proxy:3128, and the proxy's
 user:password in a 0600 file named by proxy_credentials_file. Unset, the
 proxy is https_proxy/HTTPS_PROXY minus no_proxy/NO_PROXY (http_proxy never
-applies); --proxy off dials the hubs directly.`,
+applies); --proxy off dials the hubs directly.
+
+` + configKeysHelp(&leafDefaults, leafDocs),
 		Example: `  tether leaf --bundle plant-7.bundle --data /var/lib/tether
   tether leaf --bundle plant-7.bundle --data ./edge --transport websocket
   tether leaf --bundle plant-7.bundle --data ./edge --transport websocket --proxy http://proxy.plant:3128
@@ -53,6 +55,7 @@ applies); --proxy off dials the hubs directly.`,
 			}, &cfg); err != nil {
 				return usageError{err}
 			}
+			warnUnknownEnv(d.stderr, os.Environ(), &cfg)
 			if len(ef.hubs) > 0 && !ef.requested() {
 				return usageError{errors.New("--hub needs --enroll")}
 			}
@@ -72,6 +75,9 @@ applies); --proxy off dials the hubs directly.`,
 				return usageError{err}
 			}
 			if err := l.Start(cmd.Context()); err != nil {
+				if cmd.Context().Err() != nil {
+					return nil // a signal during start-up: stopping is not an error
+				}
 				return err
 			}
 			var stuck error
@@ -155,8 +161,8 @@ func newLeafStatusCmd(d *deps) *cobra.Command {
 			case b.Full:
 				health = "FULL"
 			}
-			fmt.Fprintf(d.stdout, "buffer %s: %d messages, %d bytes waiting (oldest %s), %d forwarded, budget %d bytes, disk free %d bytes\n",
-				health, b.BacklogMsgs, b.BacklogBytes, orDash(b.OldestAge), b.Forwarded, b.MaxBytes, b.DiskFree)
+			fmt.Fprintf(d.stdout, "buffer %s: %d messages, %s waiting (oldest %s), %d forwarded, budget %s, disk free %s\n",
+				health, b.BacklogMsgs, humanBytes(b.BacklogBytes), orDash(b.OldestAge), b.Forwarded, humanBytes(uint64(max(b.MaxBytes, 0))), humanBytes(b.DiskFree))
 			if b.LastError != "" {
 				fmt.Fprintf(d.stdout, "buffer last error at %s: %s\n", b.LastErrorAt.Format(time.RFC3339), b.LastError)
 			}

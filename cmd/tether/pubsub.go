@@ -7,6 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
+
+	"github.com/tether-fabric/tether/internal/securefile"
 )
 
 // connFlags say where pub and sub connect: an explicit server, or the dev
@@ -53,6 +55,10 @@ func (c *connFlags) connect() (*nats.Conn, error) {
 		return nil, usageError{errors.New("say where to connect: --server URL or --dev")}
 	}
 	if c.creds != "" {
+		// The same rule as the leaf's bundle: a creds file holds a seed.
+		if _, err := securefile.Read(c.creds); err != nil {
+			return nil, fmt.Errorf("creds: %w", err)
+		}
 		opts = append(opts, nats.UserCredentials(c.creds))
 	}
 	if c.ca != "" {
@@ -70,20 +76,33 @@ func newPubCmd(d *deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pub SUBJECT MESSAGE",
 		Short: "Publish one message",
-		Args:  exactArgs(2, "SUBJECT and MESSAGE"),
+		Long: `Publish one message and wait for the server's verdict: a publish the server
+refuses (a subject the user may not publish on) exits 1 with the server's
+reason. SUBJECT is a literal subject: wildcards (* and >) and empty tokens
+are refused.`,
+		Example: `  # telemetry at a dev edge: buffered on its disk, then in the cloud stream
+  tether pub --dev --edge dev-a telemetry.temp 21.5
+  # a command from the cloud to edge dev-b
+  tether pub --dev edges.dev-b.cmd.reboot now
+  # at an edge site, on the edge's local port
+  tether pub --server nats://127.0.0.1:4222 telemetry.line1.rpm 1450
+  # to the hubs as a cloud user
+  tether pub --server tls://hub-1:4222 --creds app.creds --tlsca ca.pem edges.plant-7.cmd.stop now`,
+		Args: exactArgs(2, "SUBJECT and MESSAGE"),
 		RunE: func(_ *cobra.Command, args []string) error {
+			subject := args[0]
+			if err := checkPublishSubject(subject); err != nil {
+				return usageError{err}
+			}
 			nc, err := cf.connect()
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			if err := nc.Publish(args[0], []byte(args[1])); err != nil {
-				return fmt.Errorf("publish %s: %w", args[0], err)
+			if err := publishConfirmed(nc, subject, []byte(args[1])); err != nil {
+				return err
 			}
-			if err := nc.Flush(); err != nil {
-				return fmt.Errorf("publish %s: %w", args[0], err)
-			}
-			fmt.Fprintf(d.stdout, "published %d bytes on %s\n", len(args[1]), args[0])
+			fmt.Fprintf(d.stdout, "published %d bytes on %s\n", len(args[1]), subject)
 			return nil
 		},
 	}
@@ -99,6 +118,9 @@ func newSubCmd(d *deps) *cobra.Command {
 		Short: "Print messages on a subject until interrupted (or --count)",
 		Args:  exactArgs(1, "SUBJECT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if count < 0 {
+				return usageError{fmt.Errorf("--count %d: want 0 (never stop) or a positive number of messages", count)}
+			}
 			nc, err := cf.connect()
 			if err != nil {
 				return err

@@ -43,6 +43,13 @@ func TestScript(t *testing.T) {
 			env.Setenv("TETHER_HOME", filepath.Join(env.WorkDir, ".tether-home"))
 			return nil
 		},
+		// [root]: chmod cannot keep root out, so scripts take another way.
+		Condition: func(cond string) (bool, error) {
+			if cond == "root" {
+				return os.Geteuid() == 0, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		// chmod is a testscript builtin; mode is its counterpart for checks.
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exits":     cmdExits,

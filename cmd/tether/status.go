@@ -38,6 +38,7 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dev {
+				devDir := devDirOf(cmd.Flags(), dir, devDir)
 				info, err := readDevInfo(devDir)
 				if err != nil {
 					return err
@@ -69,16 +70,19 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 				}
 				backlog, bytes, reported := "?", "?", "never"
 				if v.BacklogMsgs != nil {
-					backlog, bytes = strconv.FormatUint(*v.BacklogMsgs, 10), strconv.FormatUint(*v.BacklogBytes, 10)
+					backlog, bytes = strconv.FormatUint(*v.BacklogMsgs, 10), humanBytes(*v.BacklogBytes)
 					reported = v.ReportAge + " ago"
 				}
 				if v.BudgetBytes != nil {
-					bytes += "/" + strconv.FormatInt(*v.BudgetBytes, 10)
+					bytes += "/" + humanBytes(uint64(max(*v.BudgetBytes, 0)))
 				}
 				if v.Full {
 					bytes += " FULL"
 				}
 				lastErr := v.LastError
+				if v.BacklogMsgs == nil && !v.Online && v.Since.IsZero() {
+					lastErr = "never linked"
+				}
 				if v.Error != "" {
 					lastErr = strings.TrimSpace(lastErr + " " + v.Error)
 				}
@@ -93,7 +97,7 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 	f.StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
 	f.StringVar(&url, "hub", "tls://127.0.0.1:4222", "a hub's client URL")
 	f.BoolVar(&dev, "dev", false, "the running 'tether dev' fabric")
-	f.StringVar(&devDir, "dev-dir", defaultDir("dev"), "with --dev: the dev fabric's directory")
+	f.StringVar(&devDir, "dev-dir", defaultDir("dev"), "with --dev: the dev fabric's directory (--dir DIR also names it)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

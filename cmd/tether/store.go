@@ -46,6 +46,11 @@ export' again afterwards if hubs use an export.`,
 			}
 			if len(changed) == 0 {
 				fmt.Fprintln(d.stdout, "store is up to date")
+				if pushURL != "" {
+					// Nothing changed, so nothing is pushed: an edge the hubs
+					// do not know (a failed 'edge add --push') has its own command.
+					fmt.Fprintf(d.stderr, "nothing to push; to push an edge the hubs do not know: tether edge push NAME --dir %s --hub %s\n", dir, pushURL)
+				}
 				return nil
 			}
 			fmt.Fprintf(d.stdout, "upgraded %d account(s): %v\n", len(changed), changed)

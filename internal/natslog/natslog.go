@@ -22,14 +22,27 @@ type Logger struct {
 // New returns an adapter that logs through l.
 func New(l *slog.Logger) *Logger { return &Logger{L: l} }
 
+// serverKey marks a log call's context as the embedded server's.
+type serverKey struct{}
+
+// FromServer reports whether ctx is that of a record logged by the
+// embedded server through a Logger, so a slog.Handler can treat the
+// server's own chatter apart from the program's lines ('tether dev' shows
+// it at debug level only).
+func FromServer(ctx context.Context) bool {
+	v, _ := ctx.Value(serverKey{}).(bool)
+	return v
+}
+
 func (a *Logger) log(level slog.Level, format string, v ...any) {
 	if a.Observe != nil {
 		a.Observe(format)
 	}
-	if !a.L.Enabled(context.Background(), level) {
+	ctx := context.WithValue(context.Background(), serverKey{}, true)
+	if !a.L.Enabled(ctx, level) {
 		return
 	}
-	a.L.Log(context.Background(), level, fmt.Sprintf(format, v...))
+	a.L.Log(ctx, level, fmt.Sprintf(format, v...))
 }
 
 // Noticef logs at info level.

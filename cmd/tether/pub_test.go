@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tether-fabric/tether/internal/tethertest"
+)
+
+// runCLI runs the tether CLI in process and returns its exit code, stdout
+// and stderr.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := run(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// TestPubWaitsForTheVerdict: 'tether pub' exits 1 with the server's reason
+// when the server refuses the publish (a reader sending a command, a
+// commander sending to another edge, a site client publishing on the
+// forwarder's subject), and 0 with "published" when it accepts it.
+func TestPubWaitsForTheVerdict(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	tethertest.AddEdge(t, store, "plant-7", h)
+	tethertest.AddEdge(t, store, "plant-8", h)
+	l := tethertest.RunLeaf(t, tethertest.LeafConfig(t, tethertest.WriteBundle(t, store, "plant-7", h)), nil)
+	tethertest.WaitLinked(t, l, 15*time.Second)
+	reader, err := store.AddCloudUser("dash", "reader", nil, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commander, err := store.AddCloudUser("ops", "commander", []string{"plant-7"}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cloud := func(creds string) []string {
+		return []string{"pub", "--server", h.ClientURL(), "--creds", creds, "--tlsca", store.CAFile()}
+	}
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		subject  string
+		wantCode int
+	}{
+		{"reader sends a command", cloud(reader), "edges.plant-7.cmd.reboot", 1},
+		{"commander to another edge", cloud(commander), "edges.plant-8.cmd.reboot", 1},
+		{"commander to its edge", cloud(commander), "edges.plant-7.cmd.reboot", 0},
+		{"site client on the forwarder's subject", []string{"pub", "--server", l.ClientURL()}, "tether.up.telemetry.temp", 1},
+		{"site client telemetry", []string{"pub", "--server", l.ClientURL()}, "telemetry.temp", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, append(tc.args, tc.subject, "x")...)
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, tc.wantCode, stdout, stderr)
+			}
+			if tc.wantCode == 0 {
+				if !strings.Contains(stdout, "published 1 bytes on "+tc.subject) {
+					t.Fatalf("stdout %q, want the publish confirmed", stdout)
+				}
+				return
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing: the publish was refused", stdout)
+			}
+			if want := `Permissions Violation for Publish to "` + tc.subject + `"`; !strings.Contains(stderr, want) {
+				t.Errorf("stderr %q, want the server's reason %q", stderr, want)
+			}
+		})
+	}
+}
+
+// TestPubSubRefuseOpenCreds: pub and sub refuse a creds file that group or
+// others may read, as 'tether leaf' refuses such a bundle.
+func TestPubSubRefuseOpenCreds(t *testing.T) {
+	store := tethertest.NewStore(t)
+	open := filepath.Join(t.TempDir(), "cloud.creds")
+	data, err := os.ReadFile(store.CloudCredsFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(open, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"pub", "--server", "tls://127.0.0.1:1", "--creds", open, "a.b", "x"},
+		{"sub", "--server", "tls://127.0.0.1:1", "--creds", open, "a.b"},
+	} {
+		code, _, stderr := runCLI(t, args...)
+		if code != 1 || !strings.Contains(stderr, "has mode 0644, want 0600 (chmod 600 "+open+")") {
+			t.Errorf("%s: exit %d, stderr %q; want 1 and the creds file's mode refused", args[0], code, stderr)
+		}
+	}
+}
