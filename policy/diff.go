@@ -49,7 +49,9 @@ func Diff(f Facts, out *Output, gateways []Gateway) []Change {
 // scoped signing keys (roles) and their permissions, imports and exports.
 func DiffAccount(name string, old, new *jwt.AccountClaims) []Change {
 	var ch []Change
-	add := func(who, action, what string) { ch = append(ch, Change{Account: name, Principal: who, Action: action, What: what}) }
+	add := func(who, action, what string) {
+		ch = append(ch, Change{Account: name, Principal: who, Action: action, What: what})
+	}
 	os, ns := scopes(old), scopes(new)
 	for _, role := range sortedKeys(union(os, ns)) {
 		o, inOld := os[role]
