@@ -372,7 +372,7 @@ func parseExpr(s string) (Expr, error) {
 		return Expr{Key: s, Op: "exists"}, nil
 	}
 	if len(fields) >= 3 && (fields[1] == "in" || fields[1] == "notin") && validLabelKey(fields[0]) {
-		rest := strings.TrimSpace(strings.SplitN(s, fields[1], 2)[1])
+		rest := strings.TrimSpace(s[strings.Index(s, " "+fields[1])+len(fields[1])+1:])
 		if strings.HasPrefix(rest, "(") && strings.HasSuffix(rest, ")") {
 			var vals []string
 			for _, v := range strings.Split(rest[1:len(rest)-1], ",") {
