@@ -197,6 +197,8 @@ func (c *compiler) cloud() (*jwt.AccountClaims, error) {
 		ex := contract.CloudCallExport()
 		ac.Exports.Add(&ex)
 	}
+	sort.Stable(ac.Exports)
+	sort.Stable(ac.Imports)
 	return ac, nil
 }
 
@@ -317,6 +319,9 @@ func (c *compiler) edge(e string, cur *jwt.AccountClaims) (*jwt.AccountClaims, e
 		}
 	}
 	ac.Exports = exports
+	// As jwt's Encode orders them, so compiled and stored claims compare.
+	sort.Stable(ac.Imports)
+	sort.Stable(ac.Exports)
 	for k, s := range ac.SigningKeys {
 		if sc, ok := s.(*jwt.UserScope); ok && sc.Role == contract.LeafScopeRole {
 			sc.Template.Permissions = contract.LeafPermissionsWith(calls, peers)

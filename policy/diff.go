@@ -223,11 +223,7 @@ func pubWords(s string) string {
 		return fmt.Sprintf("send %s to %s", cmd, edgeName(t[1]))
 	case strings.HasPrefix(s, "$JS.API.CONSUMER.CREATE.TELEMETRY.*.edges.") || strings.HasPrefix(s, "$JS.API.CONSUMER.DURABLE.CREATE.TELEMETRY.*.edges."):
 		i := strings.Index(s, "edges.")
-		kind := "read stored telemetry of"
-		if strings.Contains(s, "DURABLE") {
-			kind = "keep a durable reader of stored telemetry of"
-		}
-		return fmt.Sprintf("%s %s", kind, edgeName(strings.Split(s[i:], ".")[1]))
+		return "read stored telemetry of " + edgeName(strings.Split(s[i:], ".")[1])
 	case strings.HasPrefix(s, "$JS.API.CONSUMER.CREATE.TELEMETRY") || strings.HasPrefix(s, "$JS.API.CONSUMER.DURABLE.CREATE.TELEMETRY."):
 		return "read stored telemetry of every edge"
 	case strings.HasPrefix(s, "$JS.API.DIRECT.GET.TELEMETRY") || s == "$JS.API.STREAM.MSG.GET.TELEMETRY":
