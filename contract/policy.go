@@ -23,6 +23,7 @@ const (
 	EdgePeerPrefix = "peers."
 
 	cloudCallExport = "edges.*.call.>"
+	serviceReplies  = "_R_.>"
 )
 
 // CloudCommandSubjectFor returns the cloud subject of command rel (relative
@@ -80,7 +81,8 @@ func EdgePeerImport(peer, peerAccount string) *jwt.Import {
 
 // LeafPermissionsWith returns LeafPermissions widened by what the policy
 // grants the edge: calling the named cloud services and the named linked
-// edges (replies come back on _INBOX.>, the edge's own account's inboxes).
+// edges (replies come back on _INBOX.>, the edge's own account's inboxes;
+// with peers the edge answers their calls on _R_.>).
 // With no calls and no peers it equals LeafPermissions.
 func LeafPermissionsWith(calls, peers []string) jwt.Permissions {
 	p := LeafPermissions()
@@ -92,6 +94,11 @@ func LeafPermissionsWith(calls, peers []string) jwt.Permissions {
 	}
 	for _, e := range sortedCopy(peers) {
 		p.Pub.Allow.Add(EdgePeerSubject(e))
+	}
+	if len(peers) > 0 {
+		// Answers to a linked edge's calls go to the reply subjects the
+		// import made in this account (_R_.>).
+		p.Pub.Allow.Add(serviceReplies)
 	}
 	p.Sub.Allow.Add("_INBOX.>")
 	return p

@@ -243,6 +243,7 @@ func verifyEdge(ix *index, f Facts, e string, ac *jwt.AccountClaims, bad func(st
 		for _, s := range us.Template.Permissions.Pub.Allow {
 			switch {
 			case allowed[s]:
+			case s == "_R_.>" && len(linkedPeers(ix, e)) > 0:
 			case strings.HasPrefix(s, contract.EdgeCallPrefix):
 				svc := strings.TrimSuffix(strings.TrimPrefix(s, contract.EdgeCallPrefix), ".>")
 				if !calls[svc] {
@@ -267,4 +268,14 @@ func hasImport(ims jwt.Imports, im *jwt.Import) bool {
 		}
 	}
 	return false
+}
+
+func linkedPeers(ix *index, e string) []string {
+	var out []string
+	for b := range ix.edges {
+		if linked(ix, e, b) {
+			out = append(out, b)
+		}
+	}
+	return out
 }
