@@ -1,10 +1,12 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -309,5 +311,67 @@ func TestPolicyLive(t *testing.T) {
 		if now, _ := securefile.Read(store.Dir() + "/users/" + u + ".creds"); string(now) != string(b) {
 			t.Errorf("creds of %s changed", u)
 		}
+	}
+}
+
+// runTether runs the tether binary to completion and returns its stdout,
+// stderr and exit code.
+func runTether(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tetherBinary(t), args...)
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("tether %s: %v", strings.Join(args, " "), err)
+	}
+	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
+}
+
+// TestPolicyApplyMissingHub: 'tether policy apply --push' reports each
+// hub's answer; with a hub down it names the hub as missing, fails and
+// records the version as not pushed; once the hub is back the same apply
+// pushes again and converges.
+func TestPolicyApplyMissingHub(t *testing.T) {
+	store := tethertest.NewStore(t)
+	hubs := tethertest.RunCluster(t, store, 3)
+	tethertest.AddEdge(t, store, "ber-1", hubs...)
+	dir := t.TempDir()
+	write := func(name, src string) string {
+		path := dir + "/" + name
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	p1, p2 := write("p1.yaml", policyV1), write("p2.yaml", policyV2)
+
+	out, errOut, code := runTether(t, "policy", "apply", p1, "--dir", store.Dir(), "--push", hubs[0].ClientURL())
+	if code != 0 || !strings.Contains(out, "hub hub-1: took 2 of 2") || !strings.Contains(out, "hub hub-2: took 2 of 2") ||
+		!strings.Contains(out, "policy version 1 applied") {
+		t.Fatalf("first apply: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	if err := hubs[1].Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = runTether(t, "policy", "apply", p2, "--dir", store.Dir(), "--push", hubs[0].ClientURL())
+	if code == 0 || !strings.Contains(out, "hub hub-2: MISSING") || !strings.Contains(errOut, "not in force everywhere") {
+		t.Fatalf("apply with hub-2 down: exit %d, want a failure naming hub-2\n%s\n%s", code, out, errOut)
+	}
+	hist, err := store.PolicyHistory()
+	if err != nil || len(hist) != 2 || hist[1].Pushed {
+		t.Fatalf("history %+v (%v): want version 2 recorded as not pushed", hist, err)
+	}
+
+	hubs[1] = tethertest.RestartHub(t, hubs[1], nil)
+	out, errOut, code = runTether(t, "policy", "apply", p2, "--dir", store.Dir(), "--push", hubs[0].ClientURL())
+	if code != 0 || !strings.Contains(out, "pushed again") || !strings.Contains(out, "hub hub-2: took") ||
+		!strings.Contains(out, "policy version 3 applied") {
+		t.Fatalf("re-apply after hub-2 is back: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
