@@ -59,7 +59,11 @@ func DiffAccount(name string, old, new *jwt.AccountClaims) []Change {
 		who := scopeWho(role)
 		switch {
 		case !inOld:
-			add(who, "add", "a scoped signing key "+n.Key+" ('tether user add NAME --role "+role+"' signs users with it)")
+			how := "'tether user add NAME --role " + role + "' signs users with it"
+			if u, ok := strings.CutPrefix(role, "user:"); ok {
+				how = "'tether user add " + u + "' signs the user with it"
+			}
+			add(who, "add", "a scoped signing key "+n.Key+" ("+how+")")
 		case !inNew:
 			add(who, "remove", "its scoped signing key "+o.Key+": users signed with it are disconnected and refused")
 			continue
@@ -228,6 +232,8 @@ func pubWords(s string) string {
 		return "read stored telemetry of every edge"
 	case strings.HasPrefix(s, "$JS.API.DIRECT.GET.TELEMETRY") || s == "$JS.API.STREAM.MSG.GET.TELEMETRY":
 		return "fetch single stored telemetry messages of every edge"
+	case s == "_R_.>":
+		return "answer the calls of the edges linked with it"
 	case strings.HasPrefix(s, "cloud.") && strings.HasSuffix(s, ".>"):
 		return "call cloud service " + strings.TrimSuffix(strings.TrimPrefix(s, "cloud."), ".>")
 	case strings.HasPrefix(s, "peers.") && strings.HasSuffix(s, ".svc.>"):

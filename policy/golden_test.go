@@ -82,7 +82,13 @@ func goldenOutputs(t *testing.T, src []byte) map[string][]byte {
 	if diags.Err() != nil {
 		return got
 	}
-	f := testFacts(t, p, goldenEdges...)
+	edges := append([]string{}, goldenEdges...)
+	for _, e := range p.Edges {
+		if !contains(edges, e.Name) {
+			edges = append(edges, e.Name)
+		}
+	}
+	f := testFacts(t, p, edges...)
 	out, err := Compile(p, f)
 	if err != nil {
 		t.Fatal(err)
@@ -95,14 +101,14 @@ func goldenOutputs(t *testing.T, src []byte) map[string][]byte {
 		t.Fatal("compiling twice gave different output")
 	}
 	got["cloud-scopes.json"] = mustJSON(t, cloudScopes(out.Cloud))
-	edges := map[string]any{}
+	changed := map[string]any{}
 	for _, e := range sortedKeys(out.Edges) {
 		if ch := DiffAccount("EDGE_"+e, f.Edges[e], out.Edges[e]); len(ch) > 0 {
-			edges[e] = edgeView(out.Edges[e])
+			changed[e] = edgeView(out.Edges[e])
 		}
 	}
-	if len(edges) > 0 {
-		got["edges-changed.json"] = mustJSON(t, edges)
+	if len(changed) > 0 {
+		got["edges-changed.json"] = mustJSON(t, changed)
 	}
 	got["gateways.json"] = mustJSON(t, out.Gateways)
 	var words bytes.Buffer
@@ -159,4 +165,19 @@ func mustJSON(t testing.TB, v any) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// TestDocsExample: the example of docs/POLICY.md is the golden example.
+func TestDocsExample(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "examples", "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ar, err := txtar.ParseFile(filepath.Join("testdata", "example.txtar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ar.Files[0].Data, doc) {
+		t.Fatal("docs/examples/policy.yaml and policy/testdata/example.txtar differ: copy the doc's file into the archive and run -update")
+	}
 }
