@@ -30,6 +30,11 @@ import (
 //	                                 role, or user.<name>); never deleted, so a
 //	                                 rollback brings a removed role's users back
 
+// MaxAccountJWT is the largest account JWT an apply writes: a claims update
+// must fit in one message to the hubs (1 MiB by default), with room to
+// spare.
+const MaxAccountJWT = 1_000_000
+
 // ErrNoPolicyVersion reports a rollback to a version the history lacks.
 var ErrNoPolicyVersion = errors.New("no such policy version")
 
@@ -283,6 +288,7 @@ func (s *Store) ApplyPolicy(plan *PolicyPlan, rollbackOf int) (*PolicyVersion, [
 	if err != nil {
 		return nil, nil, fmt.Errorf("apply policy: %w", err)
 	}
+	signed := map[string]string{}
 	for _, name := range plan.Changed {
 		ac := plan.Output.Cloud
 		if name != CloudAccountName {
@@ -292,7 +298,14 @@ func (s *Store) ApplyPolicy(plan *PolicyPlan, rollbackOf int) (*PolicyVersion, [
 		if err != nil {
 			return nil, nil, fmt.Errorf("apply policy: sign %s: %w", name, err)
 		}
-		if err := securefile.Write(s.path("accounts", name, "account.jwt"), []byte(ajwt), publicMode); err != nil {
+		if len(ajwt) > MaxAccountJWT {
+			return nil, nil, fmt.Errorf("apply policy: the %s account JWT would be %d B, more than the hubs take (%d B): grants naming many edges list each edge's subjects; grant \"*\" instead (nothing applied)", name, len(ajwt), MaxAccountJWT)
+		}
+		signed[name] = ajwt
+	}
+	// Written only once every JWT is signed and fits: nothing half-written.
+	for _, name := range plan.Changed {
+		if err := securefile.Write(s.path("accounts", name, "account.jwt"), []byte(signed[name]), publicMode); err != nil {
 			return nil, nil, fmt.Errorf("apply policy: %w", err)
 		}
 	}
