@@ -272,9 +272,14 @@ func hasImport(ims jwt.Imports, im *jwt.Import) bool {
 
 func linkedPeers(ix *index, e string) []string {
 	var out []string
-	for b := range ix.edges {
-		if linked(ix, e, b) {
-			out = append(out, b)
+	for _, r := range ix.rulesOf(e) {
+		for _, t := range r.Links {
+			peers, _ := ix.resolve(t)
+			for _, b := range peers {
+				if linked(ix, e, b) {
+					out = append(out, b)
+				}
+			}
 		}
 	}
 	return out
