@@ -284,30 +284,8 @@ func (s *Store) ApplyPolicy(plan *PolicyPlan, rollbackOf int) (*PolicyVersion, [
 	if plan.Output == nil {
 		return nil, nil, fmt.Errorf("apply policy %s: %w", plan.Source, policy.ErrInvalid)
 	}
-	signer, err := s.readKey("operator", "signing.nk")
-	if err != nil {
-		return nil, nil, fmt.Errorf("apply policy: %w", err)
-	}
-	signed := map[string]string{}
-	for _, name := range plan.Changed {
-		ac := plan.Output.Cloud
-		if name != CloudAccountName {
-			ac = plan.Output.Edges[strings.TrimPrefix(name, edgeAccountPrefix)]
-		}
-		ajwt, err := ac.Encode(signer)
-		if err != nil {
-			return nil, nil, fmt.Errorf("apply policy: sign %s: %w", name, err)
-		}
-		if len(ajwt) > MaxAccountJWT {
-			return nil, nil, fmt.Errorf("apply policy: the %s account JWT would be %d B, more than the hubs take (%d B): grants naming many edges list each edge's subjects; grant \"*\" instead (nothing applied)", name, len(ajwt), MaxAccountJWT)
-		}
-		signed[name] = ajwt
-	}
-	// Written only once every JWT is signed and fits: nothing half-written.
-	for _, name := range plan.Changed {
-		if err := securefile.Write(s.path("accounts", name, "account.jwt"), []byte(signed[name]), publicMode); err != nil {
-			return nil, nil, fmt.Errorf("apply policy: %w", err)
-		}
+	if err := s.writeSigned(plan); err != nil {
+		return nil, nil, err
 	}
 	hist, err := s.PolicyHistory()
 	if err != nil {
@@ -352,6 +330,58 @@ func (s *Store) ApplyPolicy(plan *PolicyPlan, rollbackOf int) (*PolicyVersion, [
 		push = append(push, acc)
 	}
 	return &v, push, nil
+}
+
+// writeSigned signs the plan's changed accounts with the operator signing
+// key and writes them, only once every one is signed and fits.
+func (s *Store) writeSigned(plan *PolicyPlan) error {
+	signer, err := s.readKey("operator", "signing.nk")
+	if err != nil {
+		return fmt.Errorf("apply policy: %w", err)
+	}
+	signed := map[string]string{}
+	for _, name := range plan.Changed {
+		ac := plan.Output.Cloud
+		if name != CloudAccountName {
+			ac = plan.Output.Edges[strings.TrimPrefix(name, edgeAccountPrefix)]
+		}
+		ajwt, err := ac.Encode(signer)
+		if err != nil {
+			return fmt.Errorf("apply policy: sign %s: %w", name, err)
+		}
+		if len(ajwt) > MaxAccountJWT {
+			return fmt.Errorf("apply policy: the %s account JWT would be %d B, more than the hubs take (%d B): grants naming many edges list each edge's subjects; grant \"*\" instead (nothing applied)", name, len(ajwt), MaxAccountJWT)
+		}
+		signed[name] = ajwt
+	}
+	for _, name := range plan.Changed {
+		if err := securefile.Write(s.path("accounts", name, "account.jwt"), []byte(signed[name]), publicMode); err != nil {
+			return fmt.Errorf("apply policy: %w", err)
+		}
+	}
+	return nil
+}
+
+// restorePolicy re-signs the accounts whose JWT no longer says what the
+// applied policy says (Upgrade rewrites accounts to the bare contract) and
+// returns their names, to be pushed. Without an applied policy it does
+// nothing.
+func (s *Store) restorePolicy() ([]string, error) {
+	if _, err := os.Stat(s.policyPath("applied.yaml")); err != nil {
+		return nil, nil
+	}
+	data, _, err := s.AppliedPolicy()
+	if err != nil {
+		return nil, err
+	}
+	plan, err := s.PlanPolicy("applied.yaml", data)
+	if err != nil {
+		return nil, fmt.Errorf("restore the applied policy: %w", err)
+	}
+	if err := s.writeSigned(plan); err != nil {
+		return nil, err
+	}
+	return plan.Changed, nil
 }
 
 // MarkPolicyPushed records that every hub acknowledged version's accounts.
