@@ -131,10 +131,10 @@ func CloudTelemetryReadPermissions(edges []string) jwt.Permissions {
 		"$JS.FC."+telemetryStream+".>",
 	)
 	for _, e := range sortedCopy(edges) {
-		p.Pub.Allow.Add(
-			js+"CONSUMER.CREATE."+telemetryStream+".*."+CloudTelemetrySubject(e),
-			js+"CONSUMER.DURABLE.CREATE."+telemetryStream+".*."+CloudTelemetrySubject(e),
-		)
+		// The consumer-create subject carries the filter (nats.go uses it
+		// for ephemeral and durable consumers alike); the legacy
+		// DURABLE.CREATE form does not, so it is not allowed.
+		p.Pub.Allow.Add(js + "CONSUMER.CREATE." + telemetryStream + ".*." + CloudTelemetrySubject(e))
 		p.Sub.Allow.Add(CloudTelemetrySubject(e))
 	}
 	p.Sub.Allow.Add("_INBOX.>")

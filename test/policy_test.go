@@ -97,16 +97,24 @@ func connectPolicyClient(t *testing.T, url string, opts ...nats.Option) *policyC
 }
 
 // refused waits for the server's permissions violation for kind
-// ("Publish" or "Subscription") on subject.
-func (c *policyClient) refused(t *testing.T, kind, subject string) {
+// ("Publish" or "Subscription") on a subject starting with subject and
+// containing every one of also.
+func (c *policyClient) refused(t *testing.T, kind, subject string, also ...string) {
 	t.Helper()
 	tethertest.WaitFor(t, 5*time.Second, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
+	next:
 		for _, e := range c.errs {
-			if strings.Contains(e, fmt.Sprintf(`Permissions Violation for %s to "%s`, kind, subject)) {
-				return nil
+			if !strings.Contains(e, fmt.Sprintf(`Permissions Violation for %s to "%s`, kind, subject)) {
+				continue
 			}
+			for _, a := range also {
+				if !strings.Contains(e, a) {
+					continue next
+				}
+			}
+			return nil
 		}
 		return fmt.Errorf("no permissions violation for %s to %s; got %v", kind, subject, c.errs)
 	})
@@ -258,6 +266,24 @@ func TestPolicyLive(t *testing.T) {
 			canRead(t, dash, readable)
 			cannotRead(t, dash, other)
 			cannotRead(t, ops, readable)
+			// Stored telemetry: a consumer filtered on the granted edge only.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cons, err := js(dash).OrderedConsumer(ctx, hub.TelemetryStream, jetstream.OrderedConsumerConfig{
+				FilterSubjects: []string{fmt.Sprintf("edges.%s.telemetry.>", readable)}})
+			if err != nil {
+				t.Fatalf("stored telemetry of %s: %v", readable, err)
+			}
+			if _, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second)); err != nil {
+				t.Fatalf("stored telemetry of %s: %v", readable, err)
+			}
+			short, cancel2 := context.WithTimeout(ctx, time.Second)
+			defer cancel2()
+			if _, err := js(dash).OrderedConsumer(short, hub.TelemetryStream, jetstream.OrderedConsumerConfig{
+				FilterSubjects: []string{fmt.Sprintf("edges.%s.telemetry.>", other)}}); err == nil {
+				t.Errorf("a consumer on %s's stored telemetry was created", other)
+			}
+			dash.refused(t, "Publish", "$JS.API.CONSUMER.CREATE.TELEMETRY.", ".edges."+other+".telemetry.")
 		})
 		t.Run(fmt.Sprintf("v%d/commands", v), func(t *testing.T) {
 			canCommand(t, ops, readable)
