@@ -18,10 +18,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/policy"
 )
@@ -70,13 +72,39 @@ func TestBenchPolicy(t *testing.T) {
 	g := envInt(t, "TETHER_POLICY_GROUPS", 50)
 	store := tethertest.NewStore(t)
 	start := time.Now()
-	for i := 0; i < n; i++ {
-		if _, err := store.AddEdgeForEnrollment(fmt.Sprintf("e%05d", i)); err != nil {
-			t.Fatal(err)
-		}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := 0; w < 4; w++ { // edges are separate directories of the store
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 4 {
+				if _, err := store.AddEdgeForEnrollment(fmt.Sprintf("e%05d", i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("store with %d edges created in %s", n, time.Since(start).Round(time.Millisecond))
-	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	// The hub loads every account of the store at start: give it time.
+	h, err := hub.New(tethertest.HubConfig(t, store, "hub-1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start = time.Now()
+	if err := h.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	t.Logf("hub started with %d accounts in %s", n+2, time.Since(start).Round(time.Millisecond))
 	cloudBefore := mustAccount(t, store, accounts.CloudAccountName)
 
 	run := func(label string, src []byte) {
