@@ -163,6 +163,9 @@ func validate(r *reporter, p *Policy) {
 	}
 	for _, pr := range p.Roles {
 		checkName("role", pr.Name, pr.Pos)
+		if pr.Name == "leaf" {
+			r.errorf(pr.Pos, "role name \"leaf\" is reserved (the edges' leaf users): want another name")
+		}
 		validateGrantee(r, ix, pr)
 	}
 	for _, pr := range p.Users {

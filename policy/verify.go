@@ -231,6 +231,11 @@ func verifyEdge(ix *index, f Facts, e string, ac *jwt.AccountClaims, bad func(st
 			}
 		}
 	}
+	for _, ex := range ac.Exports {
+		if ex.Name == contract.EdgeServicesExport().Name && len(linkedPeers(ix, e)) == 0 {
+			bad("edge %s exports its services without a link both sides allow", e)
+		}
+	}
 	allowed := map[string]bool{}
 	for _, s := range contract.LeafPermissions().Pub.Allow {
 		allowed[s] = true
