@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tether-fabric/tether/accounts"
@@ -44,19 +46,42 @@ func pushPolicy(ctx context.Context, d *deps, s *accounts.Store, url string, acc
 	}
 	took := map[string]int{}
 	var failed []string
-	for _, acc := range accs {
-		res, err := accounts.Push(ctx, nc, acc.JWT, found)
-		if err != nil && !errors.Is(err, accounts.ErrPushIncomplete) {
-			return fmt.Errorf("push %s: %w", acc.Name, err)
-		}
-		for _, r := range res {
-			if r.OK {
-				took[r.Hub]++
-			} else {
-				failed = append(failed, fmt.Sprintf("%s to %s: %s", acc.Name, r.Hub, r.Message))
+	var mu sync.Mutex
+	var firstErr error
+	work := make(chan accounts.Account)
+	var wg sync.WaitGroup
+	// A few pushes in flight: each waits for every hub's answer, and a
+	// fleet's apply may change thousands of accounts.
+	for range pushWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for acc := range work {
+				res, err := accounts.Push(ctx, nc, acc.JWT, found)
+				mu.Lock()
+				if err != nil && !errors.Is(err, accounts.ErrPushIncomplete) && firstErr == nil {
+					firstErr = fmt.Errorf("push %s: %w", acc.Name, err)
+				}
+				for _, r := range res {
+					if r.OK {
+						took[r.Hub]++
+					} else {
+						failed = append(failed, fmt.Sprintf("%s to %s: %s", acc.Name, r.Hub, r.Message))
+					}
+				}
+				mu.Unlock()
 			}
-		}
+		}()
 	}
+	for _, acc := range accs {
+		work <- acc
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	sort.Strings(failed)
 	for _, h := range found {
 		fmt.Fprintf(d.stdout, "hub %s: took %d of %d account JWT(s)\n", h, took[h], len(accs))
 	}
@@ -72,6 +97,9 @@ func pushPolicy(ctx context.Context, d *deps, s *accounts.Store, url string, acc
 	}
 	return nil
 }
+
+// pushWorkers is how many account JWTs a policy push has in flight.
+const pushWorkers = 8
 
 func contains(list []string, s string) bool {
 	for _, x := range list {
