@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -173,4 +174,25 @@ func TestBenchPolicy(t *testing.T) {
 	run("one rule changed (a rate)", []byte(benchPolicy(n, g, true)))
 	src := strings.Replace(benchPolicy(n, g, true), "subjects: [reboot]", "subjects: [reboot, diag]", 1)
 	run("one role changed (a command)", []byte(src))
+
+	// Every edge changed, applied by the command an operator runs (its
+	// push has several JWTs in flight).
+	bin, _ := buildBinary(t, t.TempDir())
+	every := strings.ReplaceAll(src, "calls: [billing]", "calls: [billing, metering]")
+	path := filepath.Join(t.TempDir(), "every.yaml")
+	if err := os.WriteFile(path, []byte(every), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel2()
+	t0 := time.Now()
+	out, err := exec.CommandContext(ctx2, bin, "policy", "apply", path, "--dir", store.Dir(), "--push", h.ClientURL(),
+		"--timeout", "10m").Output()
+	took := time.Since(t0)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err != nil || len(lines) < 2 {
+		t.Fatalf("tether policy apply: %v\n%s", err, out)
+	}
+	t.Logf("every edge changed, 'tether policy apply --push' (check+diff+apply+push): %s; %s; %s",
+		took.Round(time.Millisecond), lines[len(lines)-2], lines[len(lines)-1])
 }
