@@ -242,7 +242,7 @@ func applyPlan(cmd *cobra.Command, d *deps, s *accounts.Store, plan *accounts.Po
 		return err
 	}
 	if len(push) == 0 {
-		fmt.Fprintf(d.stdout, "policy version %d recorded; no account JWT changed, nothing to push\n", v.Version)
+		fmt.Fprintf(d.stdout, "policy version %d applied: no account JWT changed, nothing to push (service gateway rules are in the store's policy/gateways.json)\n", v.Version)
 		return nil
 	}
 	if url == "" {
