@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -92,6 +94,15 @@ func (s *Store) AddCloudUser(name, role string, edges []string, expires time.Tim
 	}
 	if scoped && len(edges) == 0 {
 		creds, err = s.issueScopedCloudUser(name, signer, expires)
+	} else if role == "" {
+		roles, _ := s.PolicyRoles()
+		for _, r := range contract.Roles() {
+			if !slices.Contains(roles, r) {
+				roles = append(roles, r)
+			}
+		}
+		return "", fmt.Errorf("user %s: the applied policy names no such user: give --role, one of %s", name,
+			strings.Join(roles, ", "))
 	} else {
 		var perms jwt.Permissions
 		if perms, err = contract.CloudRolePermissions(role, edges); err != nil {

@@ -82,7 +82,11 @@ it live. A user the policy names needs no --role.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(d.stdout, "user %s (%s): creds %s (0600)\n", args[0], role, path)
+			shown := role
+			if shown == "" {
+				shown = "as the policy names it"
+			}
+			fmt.Fprintf(d.stdout, "user %s (%s): creds %s (0600)\n", args[0], shown, path)
 			return nil
 		},
 	}
