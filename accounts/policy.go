@@ -284,7 +284,8 @@ func (s *Store) ApplyPolicy(plan *PolicyPlan, rollbackOf int) (*PolicyVersion, [
 	if plan.Output == nil {
 		return nil, nil, fmt.Errorf("apply policy %s: %w", plan.Source, policy.ErrInvalid)
 	}
-	if err := s.writeSigned(plan); err != nil {
+	signed, err := s.signChanged(plan)
+	if err != nil {
 		return nil, nil, err
 	}
 	hist, err := s.PolicyHistory()
@@ -306,20 +307,27 @@ func (s *Store) ApplyPolicy(plan *PolicyPlan, rollbackOf int) (*PolicyVersion, [
 	if err := os.MkdirAll(s.policyPath("history"), dirMode); err != nil {
 		return nil, nil, err
 	}
+	// The version is recorded (not pushed) before any account is written:
+	// if the apply stops half way, the next apply pushes its accounts.
+	if err := securefile.Write(s.policyPath("history", fmt.Sprintf("%d.yaml", v.Version)), plan.Data, publicMode); err != nil {
+		return nil, nil, fmt.Errorf("apply policy: %w", err)
+	}
+	if err := s.writeHistory(append(hist, v)); err != nil {
+		return nil, nil, err
+	}
+	if err := s.writeAccounts(plan.Changed, signed); err != nil {
+		return nil, nil, err
+	}
 	for _, w := range []struct {
 		path string
 		data []byte
 	}{
-		{s.policyPath("history", fmt.Sprintf("%d.yaml", v.Version)), plan.Data},
 		{s.policyPath("gateways.json"), append(gws, '\n')},
 		{s.policyPath("applied.yaml"), plan.Data},
 	} {
 		if err := securefile.Write(w.path, w.data, publicMode); err != nil {
 			return nil, nil, fmt.Errorf("apply policy: %w", err)
 		}
-	}
-	if err := s.writeHistory(append(hist, v)); err != nil {
-		return nil, nil, err
 	}
 	var push []Account
 	for _, name := range v.Accounts {
@@ -332,12 +340,12 @@ func (s *Store) ApplyPolicy(plan *PolicyPlan, rollbackOf int) (*PolicyVersion, [
 	return &v, push, nil
 }
 
-// writeSigned signs the plan's changed accounts with the operator signing
-// key and writes them, only once every one is signed and fits.
-func (s *Store) writeSigned(plan *PolicyPlan) error {
+// signChanged signs the plan's changed accounts with the operator signing
+// key; it fails, having written nothing, when one would not fit.
+func (s *Store) signChanged(plan *PolicyPlan) (map[string]string, error) {
 	signer, err := s.readKey("operator", "signing.nk")
 	if err != nil {
-		return fmt.Errorf("apply policy: %w", err)
+		return nil, fmt.Errorf("apply policy: %w", err)
 	}
 	signed := map[string]string{}
 	for _, name := range plan.Changed {
@@ -347,14 +355,18 @@ func (s *Store) writeSigned(plan *PolicyPlan) error {
 		}
 		ajwt, err := ac.Encode(signer)
 		if err != nil {
-			return fmt.Errorf("apply policy: sign %s: %w", name, err)
+			return nil, fmt.Errorf("apply policy: sign %s: %w", name, err)
 		}
 		if len(ajwt) > MaxAccountJWT {
-			return fmt.Errorf("apply policy: the %s account JWT would be %d B, more than the hubs take (%d B): grants naming many edges list each edge's subjects; grant \"*\" instead (nothing applied)", name, len(ajwt), MaxAccountJWT)
+			return nil, fmt.Errorf("apply policy: the %s account JWT would be %d B, more than the hubs take (%d B): grants naming many edges list each edge's subjects; grant \"*\" instead (nothing applied)", name, len(ajwt), MaxAccountJWT)
 		}
 		signed[name] = ajwt
 	}
-	for _, name := range plan.Changed {
+	return signed, nil
+}
+
+func (s *Store) writeAccounts(names []string, signed map[string]string) error {
+	for _, name := range names {
 		if err := securefile.Write(s.path("accounts", name, "account.jwt"), []byte(signed[name]), publicMode); err != nil {
 			return fmt.Errorf("apply policy: %w", err)
 		}
@@ -378,10 +390,11 @@ func (s *Store) restorePolicy() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restore the applied policy: %w", err)
 	}
-	if err := s.writeSigned(plan); err != nil {
+	signed, err := s.signChanged(plan)
+	if err != nil {
 		return nil, err
 	}
-	return plan.Changed, nil
+	return plan.Changed, s.writeAccounts(plan.Changed, signed)
 }
 
 // MarkPolicyPushed records that every hub acknowledged version's accounts.
