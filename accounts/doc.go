@@ -23,6 +23,14 @@
 //	edges/<name>/leaf.jwt            the edge's current leaf user JWT (for an
 //	                                 enrolled edge written by the registrar;
 //	                                 its subject is the device's key)
+//	accounts/CLOUD/scopes/<S>.nk     scoped signing seed of an access-policy role
+//	                                 S (user.<name> for a policy user); kept
+//	                                 when the role goes, so a rollback restores it
+//	policy/applied.yaml              the access policy in force (absent: the
+//	                                 default, policy.DefaultFile)
+//	policy/history.json, history/<N>.yaml   applied versions and their files
+//	policy/gateways.json             the compiled service gateways, per edge
+//	policy/hubs.json                 hubs that answered a policy push
 //	pki/ca.pem, pki/ca-key.pem       fabric CA
 //	pki/hub.pem, pki/hub-key.pem     hub certificate (server and client auth)
 //

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -58,8 +60,11 @@ func (s *Store) cloudUserFile(name string) string { return s.path("users", name+
 var ErrUserExists = errors.New("user already exists")
 
 // AddCloudUser creates a user of the CLOUD account with the role's
-// permissions (contract.CloudRolePermissions), writes its creds to
-// users/<name>.creds (0600) and returns that path. A zero expires means it
+// permissions, writes its creds to
+// users/<name>.creds (0600) and returns that path. A role of the applied
+// policy (or a user the policy names, with role empty) is signed with the
+// policy's scoped signing key; otherwise the built-in roles
+// (contract.CloudRolePermissions) apply. A zero expires means it
 // does not expire. Nothing is written on error.
 func (s *Store) AddCloudUser(name, role string, edges []string, expires time.Time) (string, error) {
 	if err := contract.ValidateUserName(name); err != nil {
@@ -77,11 +82,32 @@ func (s *Store) AddCloudUser(name, role string, edges []string, expires time.Tim
 	if _, err := os.Stat(path); err == nil {
 		return "", fmt.Errorf("user %s: %w (%s)", name, ErrUserExists, path)
 	}
-	perms, err := contract.CloudRolePermissions(role, edges)
+	var creds []byte
+	// A role (or user) of the applied policy: signed with its scoped key,
+	// so a policy change reaches the user live. Narrowing with --edge is
+	// the built-in commander's.
+	signer, _, scoped, err := s.policyScopeKey(name, role)
 	if err != nil {
 		return "", fmt.Errorf("user %s: %w", name, err)
 	}
-	creds, err := s.IssueUser(contract.CloudAccountName, name, perms, nil, expires)
+	if scoped && len(edges) == 0 {
+		creds, err = s.issueScopedCloudUser(name, signer, expires)
+	} else if role == "" {
+		roles, _ := s.PolicyRoles()
+		for _, r := range contract.Roles() {
+			if !slices.Contains(roles, r) {
+				roles = append(roles, r)
+			}
+		}
+		return "", fmt.Errorf("user %s: the applied policy names no such user: give --role, one of %s", name,
+			strings.Join(roles, ", "))
+	} else {
+		var perms jwt.Permissions
+		if perms, err = contract.CloudRolePermissions(role, edges); err != nil {
+			return "", fmt.Errorf("user %s: %w", name, err)
+		}
+		creds, err = s.IssueUser(contract.CloudAccountName, name, perms, nil, expires)
+	}
 	if err != nil {
 		return "", fmt.Errorf("user %s: %w", name, err)
 	}

@@ -26,6 +26,10 @@ func (s *Store) Upgrade() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upgrade: %w", err)
 	}
+	before, err := s.snapshotClaims()
+	if err != nil {
+		return nil, err
+	}
 	var changed []string
 	cloud, err := s.Account(contract.CloudAccountName)
 	if err != nil {
@@ -71,7 +75,52 @@ func (s *Store) Upgrade() ([]string, error) {
 			changed = append(changed, acc.Name)
 		}
 	}
+	// The contract above is the bare one; what the applied access policy
+	// adds (roles, calls, links) is signed in again, and only accounts
+	// whose claims end up different from before count as changed.
+	if restored, err := s.restorePolicy(); err != nil || len(restored) > 0 {
+		return s.changedSince(before, err)
+	}
 	return changed, nil
+}
+
+// snapshotClaims returns every account's JWT by name.
+func (s *Store) snapshotClaims() (map[string]string, error) {
+	accs, err := s.Accounts()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, a := range accs {
+		out[a.Name] = a.JWT
+	}
+	return out, nil
+}
+
+// changedSince lists the accounts whose claims differ from before.
+func (s *Store) changedSince(before map[string]string, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	now, err := s.snapshotClaims()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for name, j := range now {
+		b, ok := before[name]
+		if !ok {
+			out = append(out, name)
+			continue
+		}
+		bc, err1 := jwt.DecodeAccountClaims(b)
+		nc, err2 := jwt.DecodeAccountClaims(j)
+		if err1 != nil || err2 != nil || !sameClaims(bc, nc) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // resign applies edit to the account's claims and, when that changed

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // Well-known account names.
@@ -37,3 +38,13 @@ func validateLabel(kind error, name, example string) error {
 
 // EdgeAccountName returns the account name of an edge: EDGE_<name>.
 func EdgeAccountName(edge string) string { return edgeAccountPrefix + edge }
+
+// EdgeOfAccountName returns the edge of an account name EDGE_<edge>, or ""
+// for another account.
+func EdgeOfAccountName(account string) string {
+	edge, ok := strings.CutPrefix(account, edgeAccountPrefix)
+	if !ok {
+		return ""
+	}
+	return edge
+}

@@ -30,6 +30,13 @@ const (
 type Principal struct {
 	Kind string `json:"kind"`
 	Name string `json:"name"`
+	// Key is how the gateway recognises the caller in the server-stamped
+	// Nats-Request-Info header of a call that crossed a service import
+	// with share: true: for a role or user, the public key of its scoped
+	// signing key in the CLOUD account (the caller's issuer_key); for an
+	// edge, its account's public key (the caller's account). Empty when
+	// the compiler was not given the key.
+	Key string `json:"key,omitempty"`
 }
 
 // ServiceGrant lets Caller call Service's Endpoint ("*" for every endpoint)

@@ -126,6 +126,11 @@ func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
 		log.Info("dev store upgraded to this version", "accounts", changed)
 	}
 
+	policyPath, err := ensureDevPolicy(dir, store, log)
+	if err != nil {
+		return err
+	}
+
 	hc := hub.Defaults()
 	hc.Name = "dev-hub"
 	hc.Store = store.Dir()
@@ -176,6 +181,7 @@ func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
 		return err
 	}
 	printTour(d.stdout, infoPath, info)
+	printPolicyTour(d.stdout, policyPath, store.Dir(), info)
 	<-ctx.Done()
 	log.Info("shutting down dev fabric")
 	return nil

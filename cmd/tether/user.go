@@ -37,23 +37,42 @@ to users/NAME.creds in the store (mode 0600). Roles:
   reader     read telemetry: live on edges.*.telemetry.> and from the TELEMETRY
              stream through its own consumers; no publishing, no stream changes
   commander  send commands on edges.<edge>.cmd.> (all edges, or only --edge ones)
-  admin      anything inside the CLOUD account (never edges' accounts or $SYS)`,
+  admin      anything inside the CLOUD account (never edges' accounts or $SYS)
+Once a policy is applied ('tether policy apply'), --role takes its roles: the
+user is signed with the role's scoped signing key, so a policy change reaches
+it live. A user the policy names needs no --role.`,
 		Example: `  tether user add dashboard --role reader
   tether user add ops --role commander --edge plant-7 --edge plant-8 --ttl 720h`,
 		Args: exactArgs(1, "one user NAME"),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if role == "" {
-				return usageError{fmt.Errorf("--role is required: one of %s", strings.Join(contract.Roles(), ", "))}
-			}
-			if _, err := contract.CloudRolePermissions(role, edges); err != nil {
-				return usageError{fmt.Errorf("--role: %w", err)}
-			}
 			if ttl < 0 {
 				return usageError{fmt.Errorf("--ttl %s: want a positive duration, or 0 for no expiry", ttl)}
 			}
 			s, err := accounts.Open(dir)
 			if err != nil {
 				return err
+			}
+			// Roles of the applied policy first (their users change live
+			// with the policy), then the built-in ones.
+			policyRoles, err := s.PolicyRoles()
+			if err != nil {
+				return err
+			}
+			known := append(append([]string{}, policyRoles...), contract.Roles()...)
+			inPolicy := false
+			for _, r := range policyRoles {
+				inPolicy = inPolicy || r == role
+			}
+			if role == "" && len(policyRoles) == 0 {
+				return usageError{fmt.Errorf("--role is required: one of %s", strings.Join(known, ", "))}
+			}
+			if role != "" && (!inPolicy || len(edges) > 0) {
+				if _, err := contract.CloudRolePermissions(role, edges); err != nil {
+					if len(policyRoles) > 0 {
+						err = fmt.Errorf("%w (roles of the applied policy: %s)", err, strings.Join(policyRoles, ", "))
+					}
+					return usageError{fmt.Errorf("--role: %w", err)}
+				}
 			}
 			var exp time.Time
 			if ttl > 0 {
@@ -63,7 +82,11 @@ to users/NAME.creds in the store (mode 0600). Roles:
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(d.stdout, "user %s (%s): creds %s (0600)\n", args[0], role, path)
+			shown := role
+			if shown == "" {
+				shown = "as the policy names it"
+			}
+			fmt.Fprintf(d.stdout, "user %s (%s): creds %s (0600)\n", args[0], shown, path)
 			return nil
 		},
 	}

@@ -1,0 +1,80 @@
+package contract
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/tools/txtar"
+)
+
+// TestPolicyGolden pins the subjects the access policy compiles to: any
+// change to what a policy grant lets a principal or an edge reach shows up
+// as a golden diff (go test ./contract -update).
+func TestPolicyGolden(t *testing.T) {
+	got := []struct {
+		name string
+		v    any
+	}{
+		{"telemetry-read-narrowed.json", CloudTelemetryReadPermissions([]string{"plant-8", "plant-7"})},
+		{"command-base.json", CloudCommandBasePermissions()},
+		{"command-subject.json", []string{CloudCommandSubjectFor("plant-7", "config.>"), CloudCommandSubjectFor("*", "reboot")}},
+		{"serve.json", CloudServePermissions("billing")},
+		{"cloud-call-export.json", CloudCallExport()},
+		{"edge-call-import.json", EdgeCallImport("plant-7", "billing", "ACLOUDPUBKEY")},
+		{"edge-services-export.json", EdgeServicesExport()},
+		{"edge-peer-import.json", EdgePeerImport("plant-8", "APEERPUBKEY")},
+		{"leaf-permissions-with.json", LeafPermissionsWith([]string{"billing"}, []string{"plant-8"})},
+	}
+	path := filepath.Join("testdata", "policy.txtar")
+	ar := &txtar.Archive{Comment: []byte("Golden subjects of the access policy. Regenerate: go test ./contract -update\n")}
+	for _, g := range got {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(g.v); err != nil {
+			t.Fatal(err)
+		}
+		ar.Files = append(ar.Files, txtar.File{Name: g.name, Data: buf.Bytes()})
+	}
+	if *update {
+		if err := os.WriteFile(path, txtar.Format(ar), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := txtar.ParseFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./contract -update)", err)
+	}
+	if len(want.Files) != len(ar.Files) {
+		t.Fatalf("golden has %d files, want %d (run -update)", len(want.Files), len(ar.Files))
+	}
+	for i, f := range ar.Files {
+		if w := want.Files[i]; w.Name != f.Name || !bytes.Equal(w.Data, f.Data) {
+			t.Errorf("%s changed:\n--- got\n%s\n--- want (%s)\n%s", f.Name, f.Data, w.Name, w.Data)
+		}
+	}
+}
+
+// TestPolicySubjectsStayInTheirSlice: what a policy grant gives an edge
+// names only that edge (its own cloud subjects) or the peer it names; with
+// no calls and no peers the leaf's permissions are the contract's.
+func TestPolicySubjectsStayInTheirSlice(t *testing.T) {
+	if im := EdgeCallImport("plant-7", "billing", "AC"); !strings.HasPrefix(string(im.Subject), "edges.plant-7.") {
+		t.Errorf("call import %q leaves plant-7's slice", im.Subject)
+	}
+	a, _ := json.Marshal(LeafPermissionsWith(nil, nil))
+	b, _ := json.Marshal(LeafPermissions())
+	if !bytes.Equal(a, b) {
+		t.Errorf("LeafPermissionsWith(nil, nil) = %s, want LeafPermissions() = %s", a, b)
+	}
+	for _, s := range CloudTelemetryReadPermissions([]string{"plant-7"}).Sub.Allow {
+		if strings.Contains(s, "*") {
+			t.Errorf("narrowed reader may subscribe %q", s)
+		}
+	}
+}

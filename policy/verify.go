@@ -1,0 +1,291 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/tether-fabric/tether/contract"
+)
+
+// Verify checks a compiled policy against the file, independently of the
+// compiler: every subject a policy scope allows, every import, export and
+// leaf permission of an edge and every gateway grant must be one the file
+// names (or the data-path contract's own). It returns every excess found.
+// Apply runs it before signing anything.
+func Verify(p *Policy, f Facts, out *Output) error {
+	ix := newIndex(p)
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	byScope := map[string]*Grantee{}
+	for _, g := range append(append([]*Grantee{}, p.Roles...), p.Users...) {
+		byScope[g.scopeName()] = g
+	}
+	base := baseCloudSubjects()
+	for _, s := range out.Cloud.SigningKeys {
+		sc, ok := s.(*jwt.UserScope)
+		if !ok || !strings.HasPrefix(sc.Description, policyScopeDescription) {
+			continue
+		}
+		g := byScope[sc.Role]
+		if g == nil || f.ScopeKeys[sc.Role] != sc.Key {
+			bad("CLOUD scope %q (key %s) is not a principal of the file", sc.Role, sc.Key)
+			continue
+		}
+		perm := sc.Template.Permissions
+		if g.Admin {
+			continue
+		}
+		if len(perm.Pub.Allow) == 0 && !perm.Pub.Deny.Contains(">") || len(perm.Sub.Allow) == 0 {
+			bad("%s %s: an empty allow list would allow everything", g.Kind, g.Name)
+		}
+		for _, subj := range perm.Pub.Allow {
+			if !base[subj] && !grantedPub(ix, g, subj) {
+				bad("%s %s may publish %q, which the file does not grant", g.Kind, g.Name, subj)
+			}
+		}
+		for _, subj := range perm.Sub.Allow {
+			if !base[subj] && !grantedSub(ix, g, subj) {
+				bad("%s %s may subscribe %q, which the file does not grant", g.Kind, g.Name, subj)
+			}
+		}
+	}
+	for e, ac := range out.Edges {
+		verifyEdge(ix, f, e, ac, bad)
+	}
+	for _, gw := range out.Gateways {
+		for _, gr := range gw.Grants {
+			if !contains(gw.Expose, gr.Service) {
+				bad("gateway %s: grant on %s, which the edge does not expose", gw.Edge, gr.Service)
+			}
+			if gr.Caller.Kind == PrincipalEdge {
+				if !linked(ix, gw.Edge, gr.Caller.Name) {
+					bad("gateway %s: edge %s may call it without a link both sides allow", gw.Edge, gr.Caller.Name)
+				}
+				continue
+			}
+			g := byScope[gr.Caller.Name]
+			if gr.Caller.Kind == PrincipalUser {
+				g = byScope["user:"+gr.Caller.Name]
+			}
+			if g == nil || !grantsService(ix, g, gw.Edge, gr) {
+				bad("gateway %s: %s %s may call %s.%s, which the file does not grant", gw.Edge, gr.Caller.Kind, gr.Caller.Name, gr.Service, gr.Endpoint)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// baseCloudSubjects are the contract's subjects a grant brings besides the
+// edges' own (JetStream calls on the TELEMETRY and COMMANDS streams, the
+// reader's wildcard, inboxes).
+func baseCloudSubjects() map[string]bool {
+	out := map[string]bool{}
+	add := func(p jwt.Permissions) {
+		for _, s := range p.Pub.Allow {
+			out[s] = true
+		}
+		for _, s := range p.Sub.Allow {
+			out[s] = true
+		}
+	}
+	add(contract.CloudTelemetryReadPermissions([]string{"plant-x"}))
+	add(contract.CloudCommandBasePermissions())
+	out["_INBOX.>"] = true
+	// The reader's own subjects are only base for a grantee reading "*";
+	// grantedPub/grantedSub check those.
+	for _, s := range contract.CloudTelemetryReadPermissions([]string{"plant-x"}).Pub.Allow {
+		if strings.Contains(s, "plant-x") {
+			delete(out, s)
+		}
+	}
+	delete(out, contract.CloudTelemetrySubject("plant-x"))
+	return out
+}
+
+func grantedPub(ix *index, g *Grantee, subj string) bool {
+	if readsAll(g) {
+		for _, s := range contract.CloudTelemetryReadPermissions(nil).Pub.Allow {
+			if s == subj {
+				return true
+			}
+		}
+	}
+	for _, e := range telemetryEdges(ix, g) {
+		for _, s := range contract.CloudTelemetryReadPermissions([]string{e}).Pub.Allow {
+			if s == subj && strings.Contains(s, "edges."+e+".") {
+				return true
+			}
+		}
+	}
+	for _, c := range g.Commands {
+		for _, t := range c.To {
+			edges, all := ix.resolve(t)
+			if all {
+				edges = []string{"*"}
+			}
+			for _, e := range edges {
+				for _, s := range c.Subjects {
+					if subj == contract.CloudCommandSubjectFor(e, s.Name) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+func grantedSub(ix *index, g *Grantee, subj string) bool {
+	if readsAll(g) {
+		for _, s := range contract.CloudTelemetryReadPermissions(nil).Sub.Allow {
+			if s == subj {
+				return true
+			}
+		}
+	}
+	for _, e := range telemetryEdges(ix, g) {
+		if subj == contract.CloudTelemetrySubject(e) {
+			return true
+		}
+	}
+	for _, s := range g.Serve {
+		if subj == contract.CloudCallSubject("*", s.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+func readsAll(g *Grantee) bool {
+	for _, t := range g.Telemetry {
+		if t.Kind == TargetAll {
+			return true
+		}
+	}
+	return false
+}
+
+func telemetryEdges(ix *index, g *Grantee) []string {
+	var out []string
+	for _, t := range g.Telemetry {
+		edges, _ := ix.resolve(t)
+		out = append(out, edges...)
+	}
+	return out
+}
+
+func grantsService(ix *index, g *Grantee, edge string, gr ServiceGrant) bool {
+	for _, sr := range g.Services {
+		if sr.Service.Name != gr.Service || sr.Endpoint.Name != gr.Endpoint || sr.Rate != gr.Rate ||
+			sr.Burst != gr.Burst || sr.MaxInFlight != gr.MaxInFlight || sr.Audit != gr.Audit {
+			continue
+		}
+		for _, t := range sr.On {
+			edges, all := ix.resolve(t)
+			if all || contains(edges, edge) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func linked(ix *index, a, b string) bool { return a != b && ix.allowsLink(a, b) && ix.allowsLink(b, a) }
+
+func callsOf(ix *index, e string) map[string]bool {
+	out := map[string]bool{}
+	for _, r := range ix.rulesOf(e) {
+		for _, s := range r.Calls {
+			out[s.Name] = true
+		}
+	}
+	return out
+}
+
+func verifyEdge(ix *index, f Facts, e string, ac *jwt.AccountClaims, bad func(string, ...any)) {
+	calls := callsOf(ix, e)
+	own := map[string]bool{}
+	for _, im := range contract.EdgeImports(e, f.Cloud.Subject) {
+		own[string(im.Subject)] = true
+	}
+	for _, im := range ac.Imports {
+		switch {
+		case own[string(im.Subject)]:
+		case strings.HasPrefix(im.Name, "call-"):
+			s := strings.TrimPrefix(im.Name, "call-")
+			if !calls[s] || string(im.Subject) != contract.CloudCallSubject(e, s) || im.Account != f.Cloud.Subject {
+				bad("edge %s imports %q from %s, which the file does not grant", e, im.Subject, im.Account)
+			}
+		case strings.HasPrefix(im.Name, "peer-"):
+			b := strings.TrimPrefix(im.Name, "peer-")
+			if !linked(ix, e, b) || f.Edges[b] == nil || im.Account != f.Edges[b].Subject {
+				bad("edge %s imports %q from %s without a link both sides allow", e, im.Subject, im.Account)
+			}
+		default:
+			if cur := f.Edges[e]; cur == nil || !hasImport(cur.Imports, im) {
+				bad("edge %s has import %q (%s) that neither the contract nor the file names", e, im.Name, im.Subject)
+			}
+		}
+	}
+	for _, ex := range ac.Exports {
+		if ex.Name == contract.EdgeServicesExport().Name && len(linkedPeers(ix, e)) == 0 {
+			bad("edge %s exports its services without a link both sides allow", e)
+		}
+	}
+	allowed := map[string]bool{}
+	for _, s := range contract.LeafPermissions().Pub.Allow {
+		allowed[s] = true
+	}
+	for _, sc := range ac.SigningKeys {
+		us, ok := sc.(*jwt.UserScope)
+		if !ok || us.Role != contract.LeafScopeRole {
+			continue
+		}
+		for _, s := range us.Template.Permissions.Pub.Allow {
+			switch {
+			case allowed[s]:
+			case s == "_R_.>" && len(linkedPeers(ix, e)) > 0:
+			case strings.HasPrefix(s, contract.EdgeCallPrefix):
+				svc := strings.TrimSuffix(strings.TrimPrefix(s, contract.EdgeCallPrefix), ".>")
+				if !calls[svc] {
+					bad("edge %s's leaf may call cloud service %q, which the file does not grant", e, svc)
+				}
+			case strings.HasPrefix(s, contract.EdgePeerPrefix):
+				b := strings.TrimSuffix(strings.TrimPrefix(s, contract.EdgePeerPrefix), "."+contract.LocalServices)
+				if !linked(ix, e, b) {
+					bad("edge %s's leaf may call edge %q without a link both sides allow", e, b)
+				}
+			default:
+				bad("edge %s's leaf may publish %q, which neither the contract nor the file names", e, s)
+			}
+		}
+	}
+}
+
+func hasImport(ims jwt.Imports, im *jwt.Import) bool {
+	for _, x := range ims {
+		if x.Name == im.Name && x.Subject == im.Subject && x.Account == im.Account {
+			return true
+		}
+	}
+	return false
+}
+
+func linkedPeers(ix *index, e string) []string {
+	var out []string
+	for _, r := range ix.rulesOf(e) {
+		for _, t := range r.Links {
+			peers, _ := ix.resolve(t)
+			for _, b := range peers {
+				if linked(ix, e, b) {
+					out = append(out, b)
+				}
+			}
+		}
+	}
+	return out
+}
