@@ -56,7 +56,7 @@ func leafScope(key string) *jwt.UserScope {
 	sc.Key = key
 	sc.Role = LeafRole
 	sc.Description = "edge leaf users: leaf permissions from contract.LeafPermissions"
-	sc.Template.Permissions = contract.LeafPermissions()
+	sc.Template.Permissions = leafPermissions()
 	sc.Template.AllowedConnectionTypes = contract.LeafConnectionTypes()
 	return sc
 }
@@ -92,7 +92,7 @@ func (s *Store) addEdge(name string, withCreds bool) (*Edge, error) {
 	leafPub, _ := leafKP.PublicKey()
 	accName := EdgeAccountName(name)
 	_, err = s.createAccount(accName, opSigner, func(ac *jwt.AccountClaims) {
-		ac.Imports = contract.EdgeImports(name, cloud.Pub)
+		ac.Imports = edgeImports(name, cloud.Pub, s.serviceAccountPub())
 		ac.SigningKeys.AddScopedSigner(leafScope(leafPub))
 		ac.Limits.LeafNodeConn = edgeLeafConns
 		ac.Limits.Conn = edgeMaxConns

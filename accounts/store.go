@@ -246,8 +246,13 @@ func (s *Store) createOperator() error {
 	if err != nil {
 		return err
 	}
+	svcPub, _, err := s.ensureServiceAccount(skp)
+	if err != nil {
+		return err
+	}
 	cloudPub, err := s.createAccount(CloudAccountName, skp, func(ac *jwt.AccountClaims) {
 		ac.Exports = contract.CloudExports()
+		ac.Imports = cloudImports(svcPub)
 		ac.Limits.JetStreamLimits = jwt.JetStreamLimits{
 			MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit, Streams: jwt.NoLimit, Consumer: jwt.NoLimit,
 		}

@@ -102,7 +102,7 @@ func TestAddEdge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ac.Imports) != len(contract.EdgeImports("plant-7", "A")) || ac.Limits.LeafNodeConn != edgeLeafConns {
+	if len(ac.Imports) != len(edgeImports("plant-7", "A", "S")) || ac.Limits.LeafNodeConn != edgeLeafConns {
 		t.Errorf("edge account imports=%d leaf limit=%d", len(ac.Imports), ac.Limits.LeafNodeConn)
 	}
 	if _, err := s.AddEdge("plant-7"); !errors.Is(err, ErrEdgeExists) {
@@ -156,8 +156,8 @@ func TestLeafUsersAreScoped(t *testing.T) {
 	if scope == nil || scope.Role != LeafRole {
 		t.Fatalf("edge account has no scoped %q signing key: %v", LeafRole, ac.SigningKeys)
 	}
-	if !reflect.DeepEqual(scope.Template.Permissions, contract.LeafPermissions()) {
-		t.Errorf("scope template permissions = %+v, want contract.LeafPermissions()", scope.Template.Permissions)
+	if !reflect.DeepEqual(scope.Template.Permissions, leafPermissions()) {
+		t.Errorf("scope template permissions = %+v, want leafPermissions()", scope.Template.Permissions)
 	}
 	if ac.Limits.Payload != edgeMaxPayload || ac.Limits.JetStreamLimits.DiskStorage != 0 {
 		t.Errorf("edge limits payload=%d js disk=%d, want %d and no JetStream", ac.Limits.Payload, ac.Limits.JetStreamLimits.DiskStorage, edgeMaxPayload)
@@ -193,7 +193,7 @@ func TestAddEdgeRejectsBadNames(t *testing.T) {
 		t.Errorf("bad names left edges behind: %v", names)
 	}
 	accs, _ := s.Accounts()
-	if len(accs) != 2 {
+	if len(accs) != 3 { // SYS, CLOUD, SVC
 		t.Errorf("bad names left accounts behind: %d accounts", len(accs))
 	}
 }
@@ -359,7 +359,7 @@ func TestUpgrade(t *testing.T) {
 	}
 	e, _ := s.Edge("plant-7")
 	ec, _ := jwt.DecodeAccountClaims(e.Account.JWT)
-	if len(ec.Imports) != len(contract.EdgeImports("plant-7", cloud.Pub)) || len(ec.SigningKeys) == 0 {
+	if len(ec.Imports) != len(edgeImports("plant-7", cloud.Pub, "S")) || len(ec.SigningKeys) == 0 {
 		t.Errorf("edge account after upgrade: %d imports, %d signing keys", len(ec.Imports), len(ec.SigningKeys))
 	}
 	if _, err := s.SignLeafUser("plant-7", mustUserPub(t), time.Time{}); err != nil {

@@ -27,6 +27,13 @@ func (s *Store) Upgrade() ([]string, error) {
 		return nil, fmt.Errorf("upgrade: %w", err)
 	}
 	var changed []string
+	svcPub, created, err := s.ensureServiceAccount(signer)
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: %w", err)
+	}
+	if created {
+		changed = append(changed, contract.ServiceAccountName)
+	}
 	cloud, err := s.Account(CloudAccountName)
 	if err != nil {
 		return nil, err
@@ -34,6 +41,9 @@ func (s *Store) Upgrade() ([]string, error) {
 	up, err := s.resign(cloud, signer, func(ac *jwt.AccountClaims) error {
 		if want := contract.CloudExports(); !sameElements(ac.Exports, want) {
 			ac.Exports = want
+		}
+		if want := cloudImports(svcPub); !sameElements(ac.Imports, want) {
+			ac.Imports = want
 		}
 		return nil
 	})
@@ -53,7 +63,7 @@ func (s *Store) Upgrade() ([]string, error) {
 			return changed, err
 		}
 		up, err := s.resign(acc, signer, func(ac *jwt.AccountClaims) error {
-			if want := contract.EdgeImports(e, cloud.Pub); !sameElements(ac.Imports, want) {
+			if want := edgeImports(e, cloud.Pub, svcPub); !sameElements(ac.Imports, want) {
 				ac.Imports = want
 			}
 			ac.Limits.LeafNodeConn, ac.Limits.Conn, ac.Limits.Payload = edgeLeafConns, edgeMaxConns, edgeMaxPayload

@@ -37,6 +37,7 @@ func (s *Server) Report(ctx context.Context) edgereport.Report {
 		StallAfter:  s.cfg.StallAfter.String(),
 		Buffer:      s.up.status(ctx),
 		Commands:    s.down.status(),
+		Services:    s.gw.exposed(),
 	}
 }
 
@@ -107,7 +108,7 @@ func (s *Server) logFull(b UplinkStatus) {
 // changeKey is what, when it changes, makes the edge report at once.
 func changeKey(r edgereport.Report) string {
 	b := r.Buffer
-	return fmt.Sprint(b.Stalled, b.Full, b.BacklogMsgs == 0, b.LastError, b.LastErrorAt.UnixNano(), r.Commands.LastError)
+	return fmt.Sprint(b.Stalled, b.Full, b.BacklogMsgs == 0, b.LastError, b.LastErrorAt.UnixNano(), r.Commands.LastError, r.Services)
 }
 
 func (s *Server) publishReport(r edgereport.Report) error {

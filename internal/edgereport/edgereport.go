@@ -8,6 +8,7 @@ package edgereport
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/tether-fabric/tether/contract"
 	"time"
 )
 
@@ -69,6 +70,9 @@ type Report struct {
 	LinkedSince time.Time `json:"linked_since,omitzero"`
 	Buffer      Buffer    `json:"buffer"`
 	Commands    Commands  `json:"commands"`
+	// Services are the services the edge exposes and runs (its gateway's
+	// discovery), for the fleet's service table.
+	Services []contract.EdgeService `json:"services,omitempty"`
 }
 
 // Durations returns Interval and StallAfter, with def for a missing or bad

@@ -1,0 +1,300 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/edgereport"
+)
+
+// The service router: every hub runs one in the SVC account. It answers
+// cloud callers on edges.<edge>.svc.<service>.<endpoint> (CLOUD imports it
+// with the caller's identity shared, so the server stamps who called),
+// forwards each call to the edge's gateway on
+// tether.svc.req.<edge>.<service>.<endpoint> with the caller in the
+// Tether-Caller header, and relays the edge's answer. It keeps state per
+// call in flight only: nothing per edge, no timer while idle. An edge that
+// is not linked has no interest in its forward slice, so the server
+// answers "no responders" at once and the router says the edge is offline.
+
+const (
+	// routerQueue makes one hub of a cluster take each call.
+	routerQueue = "tether-svc-router"
+	// callTimeout bounds how long the router waits for an edge's answer.
+	callTimeout = 30 * time.Second
+	// roleCacheTTL is how long the CLOUD account's scoped signing keys
+	// (cloud roles) are cached.
+	roleCacheTTL = 10 * time.Second
+)
+
+type pendingCall struct {
+	reply string
+	edge  string
+	timer *time.Timer
+}
+
+type router struct {
+	s        *Server
+	nc       *nats.Conn
+	id       string
+	cloudPub string
+
+	mu      sync.Mutex
+	pending map[string]*pendingCall
+
+	rolesMu  sync.Mutex
+	roles    map[string]string
+	rolesAt  time.Time
+	calls    atomic.Uint64
+	offlines atomic.Uint64
+}
+
+// serveServices runs the service router until ctx ends.
+func (s *Server) serveServices(ctx context.Context, store *accounts.Store) error {
+	creds := store.ServiceCredsFile()
+	if _, err := os.Stat(creds); err != nil {
+		return fmt.Errorf("no service router user (%s): run 'tether upgrade' on the store: %w", creds, err)
+	}
+	cloud, err := store.Account(accounts.CloudAccountName)
+	if err != nil {
+		return err
+	}
+	svcAcc, err := store.Account(contract.ServiceAccountName)
+	if err != nil {
+		return err
+	}
+	var nc *nats.Conn
+	if err := retry(ctx, func(context.Context) error {
+		var err error
+		nc, err = nats.Connect("", nats.InProcessServer(s.ns), nats.UserCredentials(creds),
+			nats.Name("tether-hub-svc-router"), nats.MaxReconnects(-1))
+		return err
+	}); err != nil {
+		return fmt.Errorf("connect as service router: %w", err)
+	}
+	defer nc.Close()
+	r := &router{s: s, nc: nc, id: nuid.Next(), cloudPub: cloud.Pub, pending: map[string]*pendingCall{}}
+	in, err := nc.QueueSubscribe(contract.ServiceCallAll, routerQueue, r.call)
+	if err != nil {
+		return err
+	}
+	defer in.Unsubscribe()
+	out, err := nc.Subscribe(contract.ServiceReplyFor(r.id), r.answer)
+	if err != nil {
+		return err
+	}
+	defer out.Unsubscribe()
+	cnc, err := s.connectCloud(ctx, store.CloudCredsFile(), "tether-hub-svc-ls")
+	if err != nil {
+		return err
+	}
+	defer cnc.Close()
+	ls, err := cnc.QueueSubscribe(contract.ServiceList, routerQueue, func(m *nats.Msg) {
+		var req contract.ServiceListRequest
+		_ = json.Unmarshal(m.Data, &req)
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		rep := s.serviceTable(lctx, cnc, svcAcc.Pub, req)
+		data, _ := json.Marshal(rep)
+		_ = m.Respond(data)
+	})
+	if err != nil {
+		return err
+	}
+	defer ls.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		return err
+	}
+	s.log.Info("service router ready")
+	<-ctx.Done()
+	return nil
+}
+
+// callError answers a call with the micro error headers.
+func callError(nc *nats.Conn, reply string, code int, text string) {
+	if reply == "" {
+		return
+	}
+	m := nats.NewMsg(reply)
+	m.Header.Set(contract.HeaderServiceError, text)
+	m.Header.Set(contract.HeaderServiceErrorCode, strconv.Itoa(code))
+	_ = nc.PublishMsg(m)
+}
+
+func (r *router) call(m *nats.Msg) {
+	r.calls.Add(1)
+	tok := strings.Split(m.Subject, ".")
+	if len(tok) != 5 || tok[2] != "svc" {
+		callError(r.nc, m.Reply, contract.CodeBadRequest, fmt.Sprintf("bad service subject %q: want edges.<edge>.svc.<service>.<endpoint>", m.Subject))
+		return
+	}
+	edge, service, endpoint := tok[1], tok[3], tok[4]
+	var ci server.ClientInfo
+	if hdr := m.Header.Get(server.ClientInfoHdr); hdr == "" || json.Unmarshal([]byte(hdr), &ci) != nil || ci.Account != r.cloudPub {
+		callError(r.nc, m.Reply, contract.CodeDenied, "not allowed: the caller's identity is unknown")
+		return
+	}
+	caller := contract.Caller{Kind: "user", Name: ci.NameTag, Account: ci.Account, User: ci.User, Role: r.role(ci.IssuerKey)}
+	cj, _ := json.Marshal(caller)
+	id := nuid.Next()
+	fwd := nats.NewMsg(contract.ServiceRequestSubject(edge, service, endpoint))
+	fwd.Reply = contract.ServiceReplySubject(edge, r.id, id)
+	fwd.Data = m.Data
+	for k, v := range m.Header {
+		if k == server.ClientInfoHdr || strings.HasPrefix(k, "Tether-") {
+			continue
+		}
+		fwd.Header[k] = v
+	}
+	fwd.Header.Set(contract.HeaderCaller, string(cj))
+	fwd.Header.Set(contract.HeaderCallID, id)
+	p := &pendingCall{reply: m.Reply, edge: edge}
+	r.mu.Lock()
+	r.pending[id] = p
+	p.timer = time.AfterFunc(callTimeout, func() {
+		if r.take(id) != nil {
+			callError(r.nc, p.reply, contract.CodeTimeout, fmt.Sprintf("edge %s: service %s.%s did not answer within %s", edge, service, endpoint, callTimeout))
+		}
+	})
+	r.mu.Unlock()
+	if err := r.nc.PublishMsg(fwd); err != nil {
+		if r.take(id) != nil {
+			callError(r.nc, m.Reply, contract.CodeEdgeOffline, fmt.Sprintf("edge %s: %v", edge, err))
+		}
+	}
+}
+
+func (r *router) take(id string) *pendingCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.pending[id]
+	if p != nil {
+		delete(r.pending, id)
+		p.timer.Stop()
+	}
+	return p
+}
+
+// answer relays an edge's answer to its caller.
+func (r *router) answer(m *nats.Msg) {
+	tok := strings.Split(m.Subject, ".")
+	if len(tok) != 6 {
+		return
+	}
+	edge, id := tok[3], tok[5]
+	r.mu.Lock()
+	p := r.pending[id]
+	ok := p != nil && p.edge == edge // only the called edge answers its call
+	r.mu.Unlock()
+	if !ok || r.take(id) == nil {
+		return
+	}
+	if m.Header.Get("Status") == "503" && len(m.Data) == 0 {
+		r.offlines.Add(1)
+		callError(r.nc, p.reply, contract.CodeEdgeOffline, fmt.Sprintf("edge %s is offline (not linked to the hubs)", edge))
+		return
+	}
+	out := nats.NewMsg(p.reply)
+	out.Data = m.Data
+	for k, v := range m.Header {
+		if strings.HasPrefix(k, "Tether-") {
+			continue
+		}
+		out.Header[k] = v
+	}
+	_ = r.nc.PublishMsg(out)
+}
+
+// role names the CLOUD scoped signing key issuer, or "".
+func (r *router) role(issuer string) string {
+	if issuer == "" {
+		return ""
+	}
+	r.rolesMu.Lock()
+	defer r.rolesMu.Unlock()
+	if r.roles == nil || time.Since(r.rolesAt) > roleCacheTTL {
+		r.roles = map[string]string{}
+		r.rolesAt = time.Now()
+		if res := r.s.opts.AccountResolver; res != nil {
+			if aj, err := res.Fetch(r.cloudPub); err == nil {
+				if ac, err := jwt.DecodeAccountClaims(aj); err == nil {
+					for k, sc := range ac.SigningKeys {
+						if us, ok := sc.(*jwt.UserScope); ok && us != nil {
+							r.roles[k] = us.Role
+						}
+					}
+				}
+			}
+		}
+	}
+	return r.roles[issuer]
+}
+
+// serviceTable is the fleet's service table from the edges' last status
+// reports; an edge is online when its gateway has interest in its forward
+// slice (anywhere in the cluster).
+func (s *Server) serviceTable(ctx context.Context, nc *nats.Conn, svcPub string, req contract.ServiceListRequest) contract.ServiceListReply {
+	out := contract.ServiceListReply{Services: []contract.ServiceEntry{}}
+	js, err := jetstream.NewWithDomain(nc, JetStreamDomain)
+	if err != nil {
+		out.Error = err.Error()
+		return out
+	}
+	st, err := js.Stream(ctx, EdgeStatusStream)
+	if err != nil {
+		out.Error = fmt.Sprintf("stream %s: %v", EdgeStatusStream, err)
+		return out
+	}
+	filter := contract.CloudStatusSubject("*")
+	if req.Edge != "" {
+		filter = contract.CloudStatusSubject(req.Edge)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		out.Error = fmt.Sprintf("stream %s: %v", EdgeStatusStream, err)
+		return out
+	}
+	var svcAcc *server.Account
+	if svcPub != "" {
+		svcAcc, _ = s.ns.LookupAccount(svcPub)
+	}
+	for subj := range info.State.Subjects {
+		m, err := st.GetLastMsgForSubject(ctx, subj)
+		if err != nil {
+			continue
+		}
+		rep, err := edgereport.Unmarshal(m.Data)
+		if err != nil {
+			continue
+		}
+		online := svcAcc != nil && svcAcc.SubscriptionInterest(contract.ServiceRequestSubject(rep.Edge, "x", "x"))
+		for _, sv := range rep.Services {
+			out.Services = append(out.Services, contract.ServiceEntry{Edge: rep.Edge, EdgeService: sv, Online: online, LastSeen: m.Time})
+		}
+	}
+	sortEntries(out.Services)
+	return out
+}
+
+func sortEntries(e []contract.ServiceEntry) {
+	for i := 1; i < len(e); i++ {
+		for j := i; j > 0 && (e[j].Edge < e[j-1].Edge || e[j].Edge == e[j-1].Edge && e[j].Name < e[j-1].Name); j-- {
+			e[j], e[j-1] = e[j-1], e[j]
+		}
+	}
+}
