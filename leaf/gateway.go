@@ -269,8 +269,8 @@ func (g *gateway) exposed() []contract.EdgeService {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var out []contract.EdgeService
-	for _, name := range g.cfg.Expose {
-		if ls, ok := g.services[name]; ok {
+	for name, ls := range g.services {
+		if isExposed(g.cfg, name) {
 			out = append(out, ls.info)
 		}
 	}
@@ -293,6 +293,15 @@ func (g *gateway) status() *GatewayStatus {
 		st.Services = []contract.EdgeService{}
 	}
 	return st
+}
+
+// ownService is the edge's own status service, never exposed.
+const ownService = "tether-leaf"
+
+// isExposed says whether the configuration exposes service; "*" in Expose
+// exposes every service at the site (the dev fabric's configuration).
+func isExposed(cfg policy.Gateway, service string) bool {
+	return service != ownService && (slices.Contains(cfg.Expose, service) || slices.Contains(cfg.Expose, "*"))
 }
 
 // grantFor returns the grant that lets caller call service.endpoint and
@@ -363,7 +372,7 @@ func (g *gateway) serve(m *nats.Msg, caller contract.Caller, service, endpoint s
 	g.mu.Lock()
 	cfg := g.cfg
 	g.mu.Unlock()
-	if !slices.Contains(cfg.Expose, service) {
+	if !isExposed(cfg, service) {
 		g.noService.Add(1)
 		return outcome{code: contract.CodeNoService, text: fmt.Sprintf("no such service: edge %s exposes no service %q", g.edge, service)}, true
 	}
