@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/hub"
+	"github.com/tether-fabric/tether/leaf"
 )
 
 func newSvcCmd(d *deps) *cobra.Command {
@@ -244,4 +246,23 @@ in the CLOUD stream TELEMETRY (edges.<edge>.telemetry.` + contract.AuditToken + 
 		return nil
 	}
 	return cmd
+}
+
+// printGatewayStatus prints the edge gateway's part of 'tether leaf status'.
+func printGatewayStatus(w io.Writer, g *leaf.GatewayStatus) {
+	if g == nil {
+		return
+	}
+	fmt.Fprintf(w, "gateway (config %s): %d calls: %d ok, %d denied, %d rate limited, %d no such service, %d errors; %d in flight\n",
+		orDash(g.Config), g.Calls, g.OK, g.Denied, g.Limited, g.NoService, g.Errors, g.InFlight)
+	if g.LastError != "" {
+		fmt.Fprintf(w, "gateway last error: %s\n", g.LastError)
+	}
+	if len(g.Services) == 0 {
+		fmt.Fprintf(w, "services exposed: none running (exposed: %s)\n", orDash(strings.Join(g.Exposed, ",")))
+		return
+	}
+	for _, s := range g.Services {
+		fmt.Fprintf(w, "service %s %s: endpoints %s, %d instance(s)\n", s.Name, orDash(s.Version), strings.Join(s.Endpoints, ","), s.Instances)
+	}
 }
