@@ -66,6 +66,34 @@ func edgeImports(edge, cloudPub, svcPub string) jwt.Imports {
 	return im
 }
 
+// cloudExports are the CLOUD account's exports: the data path's and the
+// cloud services edges may call.
+func cloudExports() jwt.Exports {
+	return append(contract.CloudExports(), contract.CloudServiceExports()...)
+}
+
+// linkServiceAccount gives the SVC account its import of the CLOUD
+// account's services (CLOUD is made after SVC, which it imports from).
+func (s *Store) linkServiceAccount(signer nkeys.KeyPair) (bool, error) {
+	svc, err := s.Account(contract.ServiceAccountName)
+	if err != nil {
+		return false, err
+	}
+	cloud, err := s.Account(CloudAccountName)
+	if err != nil {
+		return false, err
+	}
+	return s.resign(svc, signer, func(ac *jwt.AccountClaims) error {
+		if want := contract.ServiceImports(cloud.Pub); !sameElements(ac.Imports, want) {
+			ac.Imports = want
+		}
+		if want := contract.ServiceExports(); !sameElements(ac.Exports, want) {
+			ac.Exports = want
+		}
+		return nil
+	})
+}
+
 // cloudImports are the CLOUD account's imports.
 func cloudImports(svcPub string) jwt.Imports {
 	if svcPub == "" {

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/pki"
 	"github.com/tether-fabric/tether/internal/securefile"
 )
@@ -251,7 +250,7 @@ func (s *Store) createOperator() error {
 		return err
 	}
 	cloudPub, err := s.createAccount(CloudAccountName, skp, func(ac *jwt.AccountClaims) {
-		ac.Exports = contract.CloudExports()
+		ac.Exports = cloudExports()
 		ac.Imports = cloudImports(svcPub)
 		ac.Limits.JetStreamLimits = jwt.JetStreamLimits{
 			MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit, Streams: jwt.NoLimit, Consumer: jwt.NoLimit,
@@ -261,6 +260,9 @@ func (s *Store) createOperator() error {
 		return err
 	}
 	_ = cloudPub
+	if _, err := s.linkServiceAccount(skp); err != nil {
+		return err
+	}
 
 	oc := jwt.NewOperatorClaims(opub)
 	oc.Name = "tether"

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/securefile"
 )
 
@@ -354,8 +353,8 @@ func TestUpgrade(t *testing.T) {
 	}
 	cloud, _ := s.Account(CloudAccountName)
 	cc, _ := jwt.DecodeAccountClaims(cloud.JWT)
-	if len(cc.Exports) != len(contract.CloudExports()) {
-		t.Errorf("CLOUD exports after upgrade: %d, want %d", len(cc.Exports), len(contract.CloudExports()))
+	if len(cc.Exports) != len(cloudExports()) {
+		t.Errorf("CLOUD exports after upgrade: %d, want %d", len(cc.Exports), len(cloudExports()))
 	}
 	e, _ := s.Edge("plant-7")
 	ec, _ := jwt.DecodeAccountClaims(e.Account.JWT)

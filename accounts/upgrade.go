@@ -39,7 +39,7 @@ func (s *Store) Upgrade() ([]string, error) {
 		return nil, err
 	}
 	up, err := s.resign(cloud, signer, func(ac *jwt.AccountClaims) error {
-		if want := contract.CloudExports(); !sameElements(ac.Exports, want) {
+		if want := cloudExports(); !sameElements(ac.Exports, want) {
 			ac.Exports = want
 		}
 		if want := cloudImports(svcPub); !sameElements(ac.Imports, want) {
@@ -52,6 +52,11 @@ func (s *Store) Upgrade() ([]string, error) {
 	}
 	if up {
 		changed = append(changed, CloudAccountName)
+	}
+	if up, err := s.linkServiceAccount(signer); err != nil {
+		return changed, err
+	} else if up && !created {
+		changed = append(changed, contract.ServiceAccountName)
 	}
 	edges, err := s.Edges()
 	if err != nil {

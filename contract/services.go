@@ -31,6 +31,22 @@ const (
 	svcReqPrefix = SvcPrefix + "req."
 	// svcRepPrefix starts the gateway's answers (edge to router).
 	svcRepPrefix = SvcPrefix + "rep."
+	// svcOutPrefix starts an edge's own calls (edge to router):
+	// tether.svc.out.<edge>.edges.<other>.svc.<service>.<endpoint> and
+	// tether.svc.out.<edge>.cloud.svc.<service>.<endpoint>. The edge token
+	// is set by the edge account's import, so it names the calling edge.
+	svcOutPrefix = SvcPrefix + "out."
+
+	// LocalEdgeCalls and LocalCloudCalls are what an edge's site clients
+	// call other edges' and the cloud's services on; the edge's gateway
+	// takes them and sends them on as tether.svc.out.<edge>.<subject>.
+	LocalEdgeCalls  = "edges.*.svc.>"
+	LocalCloudCalls = "cloud.svc.>"
+	// CloudServices is where cloud services answer edges, in CLOUD:
+	// cloud.svc.<service>.<endpoint>. The router reaches it through SVC's
+	// import; the calling edge is in Tether-Caller, trustworthy when
+	// Nats-Request-Info names the SVC account (stamped by the server).
+	CloudServices = "cloud.svc.>"
 
 	// ServiceList is the CLOUD subject on which the hubs answer the fleet's
 	// service table as JSON (ServiceList): 'tether svc ls' for programs.
@@ -99,6 +115,13 @@ func ServiceReplyFor(routerID string) string { return svcRepPrefix + "*." + rout
 // ServiceCallAll is what the router listens on for cloud callers.
 const ServiceCallAll = svcCallExport
 
+// ServiceOutAll is what the router listens on for edges' own calls.
+const ServiceOutAll = svcOutPrefix + "*.>"
+
+// ServiceOutSubject is where an edge's gateway sends a site client's call
+// on local subject subj.
+func ServiceOutSubject(edge, subj string) string { return svcOutPrefix + edge + "." + subj }
+
 // LocalAuditSubject is the edge-local subject of an audit record.
 func LocalAuditSubject(service, endpoint string) string {
 	return LocalAuditPrefix + service + "." + endpoint
@@ -126,6 +149,23 @@ func ServiceExports() jwt.Exports {
 		{Name: "svc-call", Subject: svcCallExport, Type: jwt.Service, ResponseType: jwt.ResponseTypeSingleton},
 		{Name: "svc-forward", Subject: svcReqPrefix + "*.>", Type: jwt.Stream},
 		{Name: "svc-answer", Subject: svcRepPrefix + "*.>", Type: jwt.Service},
+		{Name: "svc-out", Subject: svcOutPrefix + "*.>", Type: jwt.Service, ResponseType: jwt.ResponseTypeSingleton},
+	}
+}
+
+// ServiceImports are the SVC account's imports: the cloud services edges
+// may call (one import whatever the fleet's size).
+func ServiceImports(cloudAccount string) jwt.Imports {
+	return jwt.Imports{
+		{Name: "cloud-services", Type: jwt.Service, Account: cloudAccount, Subject: CloudServices, Share: true},
+	}
+}
+
+// CloudServiceExports are added to the CLOUD account's exports: its
+// services for edges, imported by SVC only (the router).
+func CloudServiceExports() jwt.Exports {
+	return jwt.Exports{
+		{Name: "cloud-services", Subject: CloudServices, Type: jwt.Service, ResponseType: jwt.ResponseTypeSingleton},
 	}
 }
 
@@ -144,6 +184,7 @@ func EdgeServiceImports(edge, svcAccount string) jwt.Imports {
 	return jwt.Imports{
 		{Name: "svc-forward", Type: jwt.Stream, Account: svcAccount, Subject: jwt.Subject(svcReqPrefix + edge + ".>")},
 		{Name: "svc-answer", Type: jwt.Service, Account: svcAccount, Subject: jwt.Subject(svcRepPrefix + edge + ".>")},
+		{Name: "svc-out", Type: jwt.Service, Account: svcAccount, Subject: jwt.Subject(svcOutPrefix + edge + ".>")},
 	}
 }
 
@@ -151,7 +192,7 @@ func EdgeServiceImports(edge, svcAccount string) jwt.Imports {
 // forwarded calls, the edge may send its gateway's answers.
 func LeafServicePermissions() jwt.Permissions {
 	var p jwt.Permissions
-	p.Pub.Allow.Add(svcRepPrefix + ">")
+	p.Pub.Allow.Add(svcRepPrefix+">", svcOutPrefix+">")
 	p.Sub.Allow.Add(svcReqPrefix + ">")
 	return p
 }

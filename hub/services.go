@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -43,9 +44,10 @@ const (
 )
 
 type pendingCall struct {
-	reply string
-	edge  string
-	timer *time.Timer
+	reply  string
+	edge   string
+	byEdge bool // an edge called: it learns nothing about the fleet
+	timer  *time.Timer
 }
 
 type router struct {
@@ -99,6 +101,11 @@ func (s *Server) serveServices(ctx context.Context, store *accounts.Store) error
 		return err
 	}
 	defer out.Unsubscribe()
+	fromEdges, err := nc.QueueSubscribe(contract.ServiceOutAll, routerQueue, r.callOut)
+	if err != nil {
+		return err
+	}
+	defer fromEdges.Unsubscribe()
 	cnc, err := s.connectCloud(ctx, store.CloudCredsFile(), "tether-hub-svc-ls")
 	if err != nil {
 		return err
@@ -150,6 +157,57 @@ func (r *router) call(m *nats.Msg) {
 		return
 	}
 	caller := contract.Caller{Kind: "user", Name: ci.NameTag, Account: ci.Account, User: ci.User, Role: r.role(ci.IssuerKey)}
+	r.forward(m, edge, service, endpoint, caller)
+}
+
+// callOut takes an edge's own call: tether.svc.out.<edge>.edges.<other>.svc.<service>.<endpoint>
+// (to another edge) or tether.svc.out.<edge>.cloud.svc.<service>.<endpoint>
+// (to a cloud service). The calling edge is the subject's edge token,
+// which its account's import sets.
+func (r *router) callOut(m *nats.Msg) {
+	r.calls.Add(1)
+	tok := strings.Split(m.Subject, ".")
+	if len(tok) < 4 {
+		return
+	}
+	caller := contract.Caller{Kind: "edge", Name: tok[3]}
+	switch {
+	case len(tok) == 9 && tok[4] == "edges" && tok[6] == "svc":
+		r.forward(m, tok[5], tok[7], tok[8], caller)
+	case len(tok) == 8 && tok[4] == "cloud" && tok[5] == "svc":
+		// To a cloud service, through SVC's import of CLOUD's cloud.svc.>.
+		// A client may not publish with the import's reply (_R_.…): the
+		// router asks on its own inbox and relays the answer.
+		out := nats.NewMsg(strings.Join(tok[4:], "."))
+		out.Data = m.Data
+		for k, v := range m.Header {
+			if k == server.ClientInfoHdr || strings.HasPrefix(k, "Tether-") {
+				continue
+			}
+			out.Header[k] = v
+		}
+		cj, _ := json.Marshal(caller)
+		out.Header.Set(contract.HeaderCaller, string(cj))
+		go func() {
+			resp, err := r.nc.RequestMsg(out, callTimeout)
+			switch {
+			case errors.Is(err, nats.ErrNoResponders):
+				callError(r.nc, m.Reply, contract.CodeNoService, fmt.Sprintf("no such service: nothing in the cloud answers %s", out.Subject))
+			case err != nil:
+				callError(r.nc, m.Reply, contract.CodeTimeout, fmt.Sprintf("cloud service %s: %v", out.Subject, err))
+			default:
+				rep := nats.NewMsg(m.Reply)
+				rep.Data, rep.Header = resp.Data, resp.Header
+				_ = r.nc.PublishMsg(rep)
+			}
+		}()
+	default:
+		callError(r.nc, m.Reply, contract.CodeBadRequest, fmt.Sprintf("bad service subject %q: want edges.<edge>.svc.<service>.<endpoint> or cloud.svc.<service>.<endpoint>", strings.Join(tok[4:], ".")))
+	}
+}
+
+// forward sends a call to edge's gateway and keeps it until the answer.
+func (r *router) forward(m *nats.Msg, edge, service, endpoint string, caller contract.Caller) {
 	cj, _ := json.Marshal(caller)
 	id := nuid.Next()
 	fwd := nats.NewMsg(contract.ServiceRequestSubject(edge, service, endpoint))
@@ -163,7 +221,7 @@ func (r *router) call(m *nats.Msg) {
 	}
 	fwd.Header.Set(contract.HeaderCaller, string(cj))
 	fwd.Header.Set(contract.HeaderCallID, id)
-	p := &pendingCall{reply: m.Reply, edge: edge}
+	p := &pendingCall{reply: m.Reply, edge: edge, byEdge: caller.Kind == "edge"}
 	r.mu.Lock()
 	r.pending[id] = p
 	p.timer = time.AfterFunc(callTimeout, func() {
@@ -206,7 +264,11 @@ func (r *router) answer(m *nats.Msg) {
 	}
 	if m.Header.Get("Status") == "503" && len(m.Data) == 0 {
 		r.offlines.Add(1)
-		callError(r.nc, p.reply, contract.CodeEdgeOffline, fmt.Sprintf("edge %s is offline (not linked to the hubs)", edge))
+		text := fmt.Sprintf("edge %s is offline (not linked to the hubs)", edge)
+		if p.byEdge {
+			text = fmt.Sprintf("edge %s: not reachable (offline, or the policy does not link it to this edge)", edge)
+		}
+		callError(r.nc, p.reply, contract.CodeEdgeOffline, text)
 		return
 	}
 	out := nats.NewMsg(p.reply)

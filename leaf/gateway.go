@@ -113,6 +113,14 @@ func (s *Server) startGateway() error {
 		site.Close()
 		return fmt.Errorf("gateway: subscribe: %w", err)
 	}
+	// The site's own calls to other edges and to the cloud leave through
+	// the gateway, on the plumbing connection.
+	for _, subj := range []string{contract.LocalEdgeCalls, contract.LocalCloudCalls} {
+		if _, err := site.Subscribe(subj, func(m *nats.Msg) { go g.callOut(m) }); err != nil {
+			site.Close()
+			return fmt.Errorf("gateway: subscribe %s: %w", subj, err)
+		}
+	}
 	s.gw = g
 	return nil
 }
@@ -372,6 +380,14 @@ func (g *gateway) serve(m *nats.Msg, caller contract.Caller, service, endpoint s
 	g.mu.Lock()
 	cfg := g.cfg
 	g.mu.Unlock()
+	if caller.Kind != "user" {
+		// Another edge learns nothing it is not granted: no grant and no
+		// such service answer the same.
+		if _, idx := grantFor(cfg, caller, service, endpoint); idx < 0 || !isExposed(cfg, service) {
+			g.denied.Add(1)
+			return outcome{code: contract.CodeDenied, text: fmt.Sprintf("not allowed: %s %q may not call %s.%s on edge %s", caller.Kind, caller.Name, service, endpoint, g.edge)}, true
+		}
+	}
 	if !isExposed(cfg, service) {
 		g.noService.Add(1)
 		return outcome{code: contract.CodeNoService, text: fmt.Sprintf("no such service: edge %s exposes no service %q", g.edge, service)}, true
@@ -494,4 +510,33 @@ func (g *gateway) answer(m *nats.Msg, out outcome) {
 		rep.Header.Set(contract.HeaderServiceErrorCode, strconv.Itoa(out.code))
 	}
 	_ = g.plumbing.PublishMsg(rep)
+}
+
+// callOut sends a site client's call of another edge's or a cloud service
+// on to the hubs' router and relays the answer.
+func (g *gateway) callOut(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	req := nats.NewMsg(contract.ServiceOutSubject(g.edge, m.Subject))
+	req.Data = m.Data
+	for k, v := range m.Header {
+		if strings.HasPrefix(k, "Tether-") || k == "Nats-Request-Info" {
+			continue
+		}
+		req.Header[k] = v
+	}
+	resp, err := g.plumbing.RequestMsg(req, gatewayCallTimeout)
+	rep := nats.NewMsg(m.Reply)
+	switch {
+	case err == nil:
+		rep.Data, rep.Header = resp.Data, resp.Header
+	case errors.Is(err, nats.ErrNoResponders):
+		rep.Header.Set(contract.HeaderServiceError, fmt.Sprintf("%s: not reachable from edge %s (link down, or no such service)", m.Subject, g.edge))
+		rep.Header.Set(contract.HeaderServiceErrorCode, strconv.Itoa(contract.CodeEdgeOffline))
+	default:
+		rep.Header.Set(contract.HeaderServiceError, fmt.Sprintf("%s: %v", m.Subject, err))
+		rep.Header.Set(contract.HeaderServiceErrorCode, strconv.Itoa(contract.CodeTimeout))
+	}
+	_ = g.site.PublishMsg(rep)
 }

@@ -113,12 +113,17 @@ func svcMsg(subject, data string) *nats.Msg {
 // stream.
 func auditRecords(t *testing.T, f *svcFabric) []contract.AuditRecord {
 	t.Helper()
+	return auditRecordsOf(t, f, "plant-7")
+}
+
+func auditRecordsOf(t *testing.T, f *svcFabric, edge string) []contract.AuditRecord {
+	t.Helper()
 	cloud := tethertest.ConnectCloud(t, f.store, f.hub)
 	defer cloud.Close()
 	js, _ := jetstream.NewWithDomain(cloud, hub.JetStreamDomain)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, hub.TelemetryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{contract.CloudAuditFilter("plant-7", "")}})
+	cons, err := js.OrderedConsumer(ctx, hub.TelemetryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{contract.CloudAuditFilter(edge, "")}})
 	if err != nil {
 		t.Fatal(err)
 	}
