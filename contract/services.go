@@ -264,3 +264,18 @@ type ServiceListReply struct {
 	Services []ServiceEntry `json:"services"`
 	Error    string         `json:"error,omitempty"`
 }
+
+// GatewayControlSubject is the control subject on which the operator's
+// tools hand an edge its gateway configuration (the JSON of a
+// policy.Gateway), over the edge's own link like key rotation: only a
+// control user of the edge's account, issued by the store, can send it.
+// The edge keeps it on its disk and answers GatewayPushReply.
+const GatewayControlSubject = ControlPrefix + ".GATEWAY.SET"
+
+// GatewayPushReply answers a GatewayControlSubject request.
+type GatewayPushReply struct {
+	Applied bool     `json:"applied"`
+	Exposed []string `json:"exposed,omitempty"`
+	Grants  int      `json:"grants"`
+	Error   string   `json:"error,omitempty"`
+}

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,6 +85,8 @@ type gateway struct {
 	plumbing *nats.Conn // receives calls, answers, publishes audit
 	site     *nats.Conn // calls local services with the site's permissions
 	path     string
+	// optional: a missing file at path means nothing is exposed.
+	optional bool
 	log      *slog.Logger
 
 	mu       sync.Mutex
@@ -103,11 +107,21 @@ func (s *Server) startGateway() error {
 	if err != nil {
 		return fmt.Errorf("gateway: site connection: %w", err)
 	}
-	g := &gateway{edge: s.bundle.Edge, plumbing: s.nc, site: site, path: s.cfg.Gateway, log: s.log,
+	path, optional := s.cfg.Gateway, false
+	if path == "" {
+		// Nothing configured: the configuration the operator pushes over
+		// the link (gateway_push.go), kept in the data dir.
+		path, optional = filepath.Join(s.cfg.DataDir, pushedGatewayFile), true
+	}
+	g := &gateway{edge: s.bundle.Edge, plumbing: s.nc, site: site, path: path, optional: optional, log: s.log,
 		services: map[string]*localService{}, limits: map[string]*limiter{}}
 	if err := g.reload(); err != nil {
 		site.Close()
 		return err
+	}
+	if _, err := s.nc.Subscribe(contract.GatewayControlSubject, g.handlePush); err != nil {
+		site.Close()
+		return fmt.Errorf("gateway: subscribe: %w", err)
 	}
 	if _, err := s.nc.Subscribe(contract.ServiceRequestAll(g.edge), func(m *nats.Msg) { go g.handle(m) }); err != nil {
 		site.Close()
@@ -131,6 +145,9 @@ func (g *gateway) reload() error {
 		return nil
 	}
 	fi, err := os.Stat(g.path)
+	if g.optional && errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("gateway config %s: %w", g.path, err)
 	}
@@ -144,12 +161,9 @@ func (g *gateway) reload() error {
 	if err != nil {
 		return fmt.Errorf("gateway config %s: %w", g.path, err)
 	}
-	var cfg policy.Gateway
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return fmt.Errorf("gateway config %s: %w (want the JSON of a policy.Gateway)", g.path, err)
-	}
-	if cfg.Edge != "" && cfg.Edge != g.edge {
-		return fmt.Errorf("gateway config %s: edge %q, this edge is %q", g.path, cfg.Edge, g.edge)
+	cfg, err := parseGateway(data, g.edge)
+	if err != nil {
+		return fmt.Errorf("gateway config %s: %w", g.path, err)
 	}
 	g.mu.Lock()
 	g.cfg, g.cfgMod = cfg, fi.ModTime()
