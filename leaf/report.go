@@ -37,7 +37,7 @@ func (s *Server) Report(ctx context.Context) edgereport.Report {
 		StallAfter:  s.cfg.StallAfter.String(),
 		Buffer:      s.up.status(ctx),
 		Commands:    s.down.status(),
-		Services:    s.gw.exposed(),
+		Services:    capServices(s.gw.exposed()),
 	}
 }
 
@@ -117,4 +117,15 @@ func (s *Server) publishReport(r edgereport.Report) error {
 		return err
 	}
 	return s.nc.Publish(contract.UplinkStatus, data)
+}
+
+// maxReportedServices bounds the services in one report, so a report
+// stays small whatever runs at the site.
+const maxReportedServices = 256
+
+func capServices(v []contract.EdgeService) []contract.EdgeService {
+	if len(v) > maxReportedServices {
+		return v[:maxReportedServices]
+	}
+	return v
 }
