@@ -66,7 +66,7 @@ func startSvcFabric(t *testing.T, gw policy.Gateway) *svcFabric {
 
 // startEcho runs a micro service "echo" at the edge whose endpoint listens
 // on a subject of its own (not svc.>): the gateway finds it by name.
-func startEcho(t *testing.T, url string) {
+func startEcho(t *testing.T, url string) micro.Service {
 	t.Helper()
 	nc := tethertest.Connect(t, url)
 	svc, err := micro.AddService(nc, micro.Config{Name: "echo", Version: "1.2.0", Description: "echoes"})
@@ -81,6 +81,7 @@ func startEcho(t *testing.T, url string) {
 	if err := svc.AddEndpoint("fail", micro.HandlerFunc(func(r micro.Request) { _ = r.Error("418", "teapot", nil) })); err != nil {
 		t.Fatal(err)
 	}
+	return svc
 }
 
 // call makes a request and returns the answer's data, its error code (0:
@@ -270,7 +271,7 @@ func TestServiceRateLimit(t *testing.T) {
 // fleet's service table within seconds, online; when the edge goes away
 // it shows offline.
 func TestServiceDiscovery(t *testing.T) {
-	f := startSvcFabric(t, policy.Gateway{Edge: "plant-7", Expose: []string{"echo"}})
+	f := startSvcFabric(t, policy.Gateway{Edge: "plant-7", Expose: []string{"echo", "clock"}})
 	startEcho(t, f.edge.ClientURL())
 	list := func() contract.ServiceListReply {
 		resp, err := f.ops.Request(contract.ServiceList, []byte(`{"edge":"plant-7"}`), 5*time.Second)
@@ -288,6 +289,35 @@ func TestServiceDiscovery(t *testing.T) {
 		if len(r.Services) != 1 || r.Services[0].Name != "echo" || !r.Services[0].Online || r.Services[0].Version != "1.2.0" ||
 			fmt.Sprint(r.Services[0].Endpoints) != "[echo fail]" {
 			return fmt.Errorf("service table %+v, want echo 1.2.0 [echo fail] online", r)
+		}
+		return nil
+	})
+	// A second service comes and goes.
+	nc := tethertest.Connect(t, f.edge.ClientURL())
+	clock, err := micro.AddService(nc, micro.Config{Name: "clock", Version: "0.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = clock.AddEndpoint("now", micro.HandlerFunc(func(r micro.Request) { _ = r.Respond([]byte(time.Now().String())) }))
+	names := func(r contract.ServiceListReply) string {
+		var n []string
+		for _, s := range r.Services {
+			n = append(n, s.Name)
+		}
+		return fmt.Sprint(n)
+	}
+	tethertest.WaitFor(t, 10*time.Second, func() error {
+		if got := names(list()); got != "[clock echo]" {
+			return fmt.Errorf("services %s, want [clock echo]", got)
+		}
+		return nil
+	})
+	if err := clock.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	tethertest.WaitFor(t, 10*time.Second, func() error {
+		if got := names(list()); got != "[echo]" {
+			return fmt.Errorf("services %s after clock stopped, want [echo]", got)
 		}
 		return nil
 	})
