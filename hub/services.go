@@ -1,15 +1,16 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -59,11 +60,9 @@ type router struct {
 	mu      sync.Mutex
 	pending map[string]*pendingCall
 
-	rolesMu  sync.Mutex
-	roles    map[string]string
-	rolesAt  time.Time
-	calls    atomic.Uint64
-	offlines atomic.Uint64
+	rolesMu sync.Mutex
+	roles   map[string]string
+	rolesAt time.Time
 }
 
 // serveServices runs the service router until ctx ends.
@@ -144,7 +143,6 @@ func callError(nc *nats.Conn, reply string, code int, text string) {
 }
 
 func (r *router) call(m *nats.Msg) {
-	r.calls.Add(1)
 	tok := strings.Split(m.Subject, ".")
 	if len(tok) != 5 || tok[2] != "svc" {
 		callError(r.nc, m.Reply, contract.CodeBadRequest, fmt.Sprintf("bad service subject %q: want edges.<edge>.svc.<service>.<endpoint>", m.Subject))
@@ -165,7 +163,6 @@ func (r *router) call(m *nats.Msg) {
 // (to a cloud service). The calling edge is the subject's edge token,
 // which its account's import sets.
 func (r *router) callOut(m *nats.Msg) {
-	r.calls.Add(1)
 	tok := strings.Split(m.Subject, ".")
 	if len(tok) < 4 {
 		return
@@ -263,7 +260,6 @@ func (r *router) answer(m *nats.Msg) {
 		return
 	}
 	if m.Header.Get("Status") == "503" && len(m.Data) == 0 {
-		r.offlines.Add(1)
 		text := fmt.Sprintf("edge %s is offline (not linked to the hubs)", edge)
 		if p.byEdge {
 			text = fmt.Sprintf("edge %s: not reachable (offline, or the policy does not link it to this edge)", edge)
@@ -349,14 +345,8 @@ func (s *Server) serviceTable(ctx context.Context, nc *nats.Conn, svcPub string,
 			out.Services = append(out.Services, contract.ServiceEntry{Edge: rep.Edge, EdgeService: sv, Online: online, LastSeen: m.Time})
 		}
 	}
-	sortEntries(out.Services)
+	slices.SortFunc(out.Services, func(a, b contract.ServiceEntry) int {
+		return cmp.Or(strings.Compare(a.Edge, b.Edge), strings.Compare(a.Name, b.Name))
+	})
 	return out
-}
-
-func sortEntries(e []contract.ServiceEntry) {
-	for i := 1; i < len(e); i++ {
-		for j := i; j > 0 && (e[j].Edge < e[j-1].Edge || e[j].Edge == e[j-1].Edge && e[j].Name < e[j-1].Name); j-- {
-			e[j], e[j-1] = e[j-1], e[j]
-		}
-	}
 }
