@@ -249,6 +249,7 @@ Ctrl-C stops the fabric; identities and data stay in the dev directory.
 	tour = strings.ReplaceAll(tour, "go run ./cmd/tether", self)
 	if def, _ := filepath.Abs(defaultDir("dev")); filepath.Dir(infoPath) != def {
 		tour = strings.ReplaceAll(tour, "--dev ", "--dev --dev-dir "+filepath.Dir(infoPath)+" ")
+		tour = strings.ReplaceAll(tour, "--dev\n", "--dev --dev-dir "+filepath.Dir(infoPath)+"\n")
 	}
 	fmt.Fprintf(w, tour, info.Hub.ClientURL, a.Name, a.ClientURL, b.Name, b.ClientURL, infoPath,
 		a.Name, a.Name, a.Name, b.Name, b.Name, b.Name, a.ClientURL, a.Name, a.Name, b.Name,
