@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"golang.org/x/time/rate"
 
 	"github.com/tether-fabric/tether/contract"
@@ -100,11 +101,20 @@ type gateway struct {
 	inFlight                                    atomic.Int64
 }
 
-// startGateway subscribes the gateway; path is the gateway configuration
-// file ("" exposes nothing).
-func (s *Server) startGateway() error {
+// startGateway connects and subscribes the gateway. Its plumbing
+// connection is its own (the edge's internal user, key internal), not the
+// forwarder's: calls and their answers must not queue behind a backlog of
+// telemetry being forwarded on the same connection.
+func (s *Server) startGateway(internal nkeys.KeyPair) error {
+	internalPub, _ := internal.PublicKey()
+	plumbing, err := nats.Connect("", nats.InProcessServer(s.ns), nats.Name("tether-gateway"), nats.MaxReconnects(-1),
+		nats.Nkey(internalPub, internal.Sign), nats.CustomInboxPrefix(uplinkInbox))
+	if err != nil {
+		return fmt.Errorf("gateway: plumbing connection: %w", err)
+	}
 	site, err := nats.Connect("", nats.InProcessServer(s.ns), nats.Name("tether-gateway-site"), nats.MaxReconnects(-1))
 	if err != nil {
+		plumbing.Close()
 		return fmt.Errorf("gateway: site connection: %w", err)
 	}
 	path, optional := s.cfg.Gateway, false
@@ -113,25 +123,25 @@ func (s *Server) startGateway() error {
 		// the link (gateway_push.go), kept in the data dir.
 		path, optional = filepath.Join(s.cfg.DataDir, pushedGatewayFile), true
 	}
-	g := &gateway{edge: s.bundle.Edge, plumbing: s.nc, site: site, path: path, optional: optional, log: s.log,
+	g := &gateway{edge: s.bundle.Edge, plumbing: plumbing, site: site, path: path, optional: optional, log: s.log,
 		services: map[string]*localService{}, limits: map[string]*limiter{}}
 	if err := g.reload(); err != nil {
-		site.Close()
+		g.close()
 		return err
 	}
-	if _, err := s.nc.Subscribe(contract.GatewayControlSubject, g.handlePush); err != nil {
-		site.Close()
+	if _, err := plumbing.Subscribe(contract.GatewayControlSubject, g.handlePush); err != nil {
+		g.close()
 		return fmt.Errorf("gateway: subscribe: %w", err)
 	}
-	if _, err := s.nc.Subscribe(contract.ServiceRequestAll(g.edge), func(m *nats.Msg) { go g.handle(m) }); err != nil {
-		site.Close()
+	if _, err := plumbing.Subscribe(contract.ServiceRequestAll(g.edge), func(m *nats.Msg) { go g.handle(m) }); err != nil {
+		g.close()
 		return fmt.Errorf("gateway: subscribe: %w", err)
 	}
 	// The site's own calls to other edges and to the cloud leave through
 	// the gateway, on the plumbing connection.
 	for _, subj := range []string{contract.LocalEdgeCalls, contract.LocalCloudCalls} {
 		if _, err := site.Subscribe(subj, func(m *nats.Msg) { go g.callOut(m) }); err != nil {
-			site.Close()
+			g.close()
 			return fmt.Errorf("gateway: subscribe %s: %w", subj, err)
 		}
 	}
@@ -176,6 +186,7 @@ func (g *gateway) reload() error {
 func (g *gateway) close() {
 	if g != nil {
 		g.site.Close()
+		g.plumbing.Close()
 	}
 }
 

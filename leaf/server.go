@@ -191,7 +191,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
 	s.down = down
-	if err := s.startGateway(); err != nil {
+	if err := s.startGateway(internal); err != nil {
 		nc.Close()
 		ns.Shutdown()
 		return fmt.Errorf("edge %s: %w", b.Edge, err)
