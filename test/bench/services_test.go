@@ -87,7 +87,7 @@ func TestBenchServices(t *testing.T) {
 		reps = v
 	}
 	t.Logf("GOMAXPROCS %d, %d reps", runtime.GOMAXPROCS(0), reps)
-	var p50s, p99s, rps [2][]float64 // tether, plain
+	var p50s, p99s, rps, cpus [2][]float64 // tether, plain
 	for rep := range reps {
 		svc := startServiceEcho(t, reqSize)
 		plain := startEcho(t, startPlainTLS(t, "s2_fast"), reqSize)
@@ -102,13 +102,17 @@ func TestBenchServices(t *testing.T) {
 			slices.Reverse(pairs)
 		}
 		for _, e := range pairs {
+			cpu0 := processCPU()
 			rate, failed := measureInflight(e, svcBenchTotal, reqInflight)
-			t.Logf("rep %d %-10s call 128 B: %s req/s with %d in flight, errors %d", rep+1, e.top.name, fmtRate(rate), reqInflight, failed)
+			perCall := (processCPU() - cpu0) / svcBenchTotal
+			t.Logf("rep %d %-10s call 128 B: %s req/s with %d in flight, errors %d, process CPU %s per call",
+				rep+1, e.top.name, fmtRate(rate), reqInflight, failed, perCall)
 			j := 0
 			if e.top.name != "tether-svc" {
 				j = 1
 			}
 			rps[j] = append(rps[j], rate)
+			cpus[j] = append(cpus[j], float64(perCall.Microseconds()))
 			e.close()
 		}
 	}
@@ -121,6 +125,7 @@ func TestBenchServices(t *testing.T) {
 		{"call 128 B, sequential: p50 (µs)", "<= 1.2x", p50s, false},
 		{"call 128 B, sequential: p99 (µs)", "<= 1.5x", p99s, false},
 		{fmt.Sprintf("call 128 B, %d in flight (req/s)", reqInflight), ">= 0.8x", rps, true},
+		{"CPU per call, all servers and clients of the run (µs)", "-", cpus, false},
 	} {
 		a, b := median(r.v[0]), median(r.v[1])
 		f := func(x float64) string { return strconv.FormatFloat(x, 'f', 0, 64) }
