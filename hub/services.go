@@ -69,7 +69,7 @@ type router struct {
 func (s *Server) serveServices(ctx context.Context, store *accounts.Store) error {
 	creds := store.ServiceCredsFile()
 	if _, err := os.Stat(creds); err != nil {
-		return fmt.Errorf("no service router user (%s): run 'tether upgrade' on the store: %w", creds, err)
+		return fmt.Errorf("no service router user (%s): run 'tether store upgrade' and push the accounts: %w", creds, err)
 	}
 	cloud, err := store.Account(accounts.CloudAccountName)
 	if err != nil {
