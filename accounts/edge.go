@@ -64,12 +64,13 @@ func leafScope(key string) *jwt.UserScope {
 }
 
 // EdgeClaims sets on ac what this version of Tether wants of the account
-// of edge: its imports of its own slices of the CLOUD account cloudPub,
-// the scoped leaf signing key leafSigner (whose template carries the leaf
+// of edge: its imports of its own slices of the CLOUD account cloudPub and
+// (when the store has one, svcPub != "") of the SVC account, the scoped
+// leaf signing key leafSigner (whose template carries the leaf
 // user's permissions), its limits and its tag. It is the one description
 // of an edge account: AddEdge, Upgrade and the policy's apply use it.
-func EdgeClaims(ac *jwt.AccountClaims, edge, cloudPub, leafSigner string) {
-	ac.Imports = contract.EdgeImports(edge, cloudPub)
+func EdgeClaims(ac *jwt.AccountClaims, edge, cloudPub, svcPub, leafSigner string) {
+	ac.Imports = edgeImports(edge, cloudPub, svcPub)
 	if cur, ok := ac.SigningKeys.GetScope(leafSigner); !ok || cur == nil || !sameJSON(cur, leafScope(leafSigner)) {
 		ac.SigningKeys.AddScopedSigner(leafScope(leafSigner))
 	}
@@ -112,7 +113,7 @@ func (s *Store) addEdge(name string, withCreds bool) (*Edge, error) {
 	leafPub, _ := leafKP.PublicKey()
 	accName := contract.EdgeAccountName(name)
 	_, err = s.createAccount(accName, opSigner, func(ac *jwt.AccountClaims) {
-		EdgeClaims(ac, name, cloud.Pub, leafPub)
+		EdgeClaims(ac, name, cloud.Pub, s.serviceAccountPub(), leafPub)
 	})
 	if err == nil {
 		err = writeSeed(s.leafSignerFile(name), leafKP)

@@ -9,7 +9,6 @@ import (
 	"sort"
 
 	"github.com/tether-fabric/tether/contract"
-
 	"github.com/tether-fabric/tether/internal/securefile"
 )
 
@@ -22,7 +21,8 @@ type HubExport struct {
 
 // hubFiles returns the store files a hub reads, with their modes: public
 // JWTs and certificates, the hub's TLS key, the cloud user's creds (the
-// hub sets up the CLOUD streams and answers edges as that user) and each
+// hub sets up the CLOUD streams and answers edges as that user), the
+// service router's creds (accounts/SVC/router.creds) and each
 // edge's scoped leaf signing key (the enrollment registrar; it can mint
 // leaf users of that edge and nothing wider). Never the operator's keys,
 // account identity or signing keys, the system user, edges' creds or the
@@ -42,6 +42,10 @@ func (s *Store) hubFiles() (map[string]fs.FileMode, error) {
 	}
 	for _, a := range accs {
 		files[filepath.Join("accounts", a.Name, "account.jwt")] = publicMode
+	}
+	// The service router's user (the SVC account's only user).
+	if _, err := os.Stat(s.ServiceCredsFile()); err == nil {
+		files[filepath.Join("accounts", contract.ServiceAccountName, "router.creds")] = secretMode
 	}
 	edges, err := s.Edges()
 	if err != nil {

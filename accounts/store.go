@@ -246,8 +246,13 @@ func (s *Store) createOperator() error {
 	if err != nil {
 		return err
 	}
+	svcPub, _, err := s.ensureServiceAccount(skp)
+	if err != nil {
+		return err
+	}
 	cloudPub, err := s.createAccount(contract.CloudAccountName, skp, func(ac *jwt.AccountClaims) {
-		ac.Exports = contract.CloudExports()
+		ac.Exports = cloudExports()
+		ac.Imports = cloudImports(svcPub)
 		ac.Limits.JetStreamLimits = jwt.JetStreamLimits{
 			MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit, Streams: jwt.NoLimit, Consumer: jwt.NoLimit,
 		}
@@ -256,6 +261,9 @@ func (s *Store) createOperator() error {
 		return err
 	}
 	_ = cloudPub
+	if _, err := s.linkServiceAccount(skp); err != nil {
+		return err
+	}
 
 	oc := jwt.NewOperatorClaims(opub)
 	oc.Name = "tether"

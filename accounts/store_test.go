@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/sitefile"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/securefile"
 )
 
@@ -104,7 +104,7 @@ func TestAddEdge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ac.Imports) != len(contract.EdgeImports("plant-7", "A")) || ac.Limits.LeafNodeConn != edgeLeafConns {
+	if len(ac.Imports) != len(edgeImports("plant-7", "A", "S")) || ac.Limits.LeafNodeConn != edgeLeafConns {
 		t.Errorf("edge account imports=%d leaf limit=%d", len(ac.Imports), ac.Limits.LeafNodeConn)
 	}
 	if _, err := s.AddEdge("plant-7"); !errors.Is(err, ErrEdgeExists) {
@@ -195,7 +195,7 @@ func TestAddEdgeRejectsBadNames(t *testing.T) {
 		t.Errorf("bad names left edges behind: %v", names)
 	}
 	accs, _ := s.Accounts()
-	if len(accs) != 2 {
+	if len(accs) != 3 { // SYS, CLOUD, SVC
 		t.Errorf("bad names left accounts behind: %d accounts", len(accs))
 	}
 }
@@ -356,12 +356,12 @@ func TestUpgrade(t *testing.T) {
 	}
 	cloud, _ := s.Account(contract.CloudAccountName)
 	cc, _ := jwt.DecodeAccountClaims(cloud.JWT)
-	if len(cc.Exports) != len(contract.CloudExports()) {
-		t.Errorf("CLOUD exports after upgrade: %d, want %d", len(cc.Exports), len(contract.CloudExports()))
+	if len(cc.Exports) != len(cloudExports()) {
+		t.Errorf("CLOUD exports after upgrade: %d, want %d", len(cc.Exports), len(cloudExports()))
 	}
 	e, _ := s.Edge("plant-7")
 	ec, _ := jwt.DecodeAccountClaims(e.Account.JWT)
-	if len(ec.Imports) != len(contract.EdgeImports("plant-7", cloud.Pub)) || len(ec.SigningKeys) == 0 {
+	if len(ec.Imports) != len(edgeImports("plant-7", cloud.Pub, "S")) || len(ec.SigningKeys) == 0 {
 		t.Errorf("edge account after upgrade: %d imports, %d signing keys", len(ec.Imports), len(ec.SigningKeys))
 	}
 	if _, err := s.SignLeafUser("plant-7", mustUserPub(t), time.Time{}); err != nil {

@@ -31,13 +31,23 @@ func (s *Store) Upgrade() ([]string, error) {
 		return nil, err
 	}
 	var changed []string
+	svcPub, created, err := s.ensureServiceAccount(signer)
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: %w", err)
+	}
+	if created {
+		changed = append(changed, contract.ServiceAccountName)
+	}
 	cloud, err := s.Account(contract.CloudAccountName)
 	if err != nil {
 		return nil, err
 	}
 	up, err := s.resign(cloud, signer, func(ac *jwt.AccountClaims) error {
-		if want := contract.CloudExports(); !sameElements(ac.Exports, want) {
+		if want := cloudExports(); !sameElements(ac.Exports, want) {
 			ac.Exports = want
+		}
+		if want := cloudImports(svcPub); !sameElements(ac.Imports, want) {
+			ac.Imports = want
 		}
 		return nil
 	})
@@ -46,6 +56,11 @@ func (s *Store) Upgrade() ([]string, error) {
 	}
 	if up {
 		changed = append(changed, contract.CloudAccountName)
+	}
+	if up, err := s.linkServiceAccount(signer); err != nil {
+		return changed, err
+	} else if up && !created {
+		changed = append(changed, contract.ServiceAccountName)
 	}
 	edges, err := s.Edges()
 	if err != nil {
@@ -62,7 +77,7 @@ func (s *Store) Upgrade() ([]string, error) {
 				return err
 			}
 			imports := ac.Imports
-			EdgeClaims(ac, e, cloud.Pub, leafSigner)
+			EdgeClaims(ac, e, cloud.Pub, svcPub, leafSigner)
 			if sameElements(imports, ac.Imports) {
 				ac.Imports = imports // the same imports in another order: no change
 			}

@@ -69,6 +69,9 @@ type StatusReport struct {
 	LinkedSince time.Time     `json:"linked_since,omitzero"`
 	Buffer      BufferStatus  `json:"buffer"`
 	Commands    CommandStatus `json:"commands"`
+	// Services are the services the edge exposes and runs (its gateway's
+	// discovery), for the fleet's service table.
+	Services []EdgeService `json:"services,omitempty"`
 }
 
 // Durations returns Interval and StallAfter, with def for a missing or bad

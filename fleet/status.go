@@ -57,6 +57,9 @@ type EdgeView struct {
 	// Stalled and Full are as the edge reported them.
 	Stalled bool `json:"stalled"`
 	Full    bool `json:"full"`
+	// Services is how many exposed services the edge last reported
+	// running (its gateway's discovery).
+	Services int `json:"services"`
 	// ReportedAt is when the edge made the report (edge clock); ReportAge
 	// how long ago the cloud stored it (cloud clock).
 	ReportedAt  time.Time `json:"reported_at,omitzero"`
@@ -183,6 +186,7 @@ func assess(v *EdgeView, r *contract.StatusReport, reportAge, cloudLast time.Dur
 		v.OldestAge, v.Forwarded = b.OldestAge, b.Forwarded
 		v.LastError, v.LastErrorAt = b.LastError, b.LastErrorAt
 		v.Stalled, v.Full = b.Stalled, b.Full
+		v.Services = len(r.Services)
 		if b.MaxBytes > 0 {
 			v.BudgetBytes = &b.MaxBytes
 		}

@@ -174,6 +174,13 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("one-link-per-edge guard not running: a second process with an edge's creds is not refused", "err", err)
 		}
 	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.serveServices(sctx, store); err != nil && sctx.Err() == nil {
+			s.log.Error("service router not running: calls to edge services fail", "err", err)
+		}
+	}()
 	s.log.Info("hub listening", "client", s.ClientURL(), "leaf", s.LeafURL(), "websocket", s.WebsocketURL(),
 		"cluster", s.cfg.Cluster.Listen != "")
 	return nil

@@ -85,6 +85,11 @@ type Config struct {
 	// change. Default 5s. The fleet view calls an edge stalled when its
 	// last report is older than 3 intervals while its link is up.
 	StatusInterval time.Duration `mapstructure:"status_interval"`
+	// Gateway is the service gateway's configuration file: the JSON of a
+	// policy.Gateway (exposed services, grants and their limits), read at
+	// start and again whenever it changes. Empty: the edge exposes no
+	// service (every call from the fabric is answered "no such service").
+	Gateway string `mapstructure:"gateway"`
 	// StallAfter is how long a backlog may go without anything reaching
 	// the cloud, while linked, before the transfer is called stalled.
 	// Default 15s.

@@ -19,7 +19,8 @@ import (
 // inbox or the control requests from the operator. Everything else —
 // telemetry.>, cmd.>, svc.>, the edge's own JetStream API — is theirs.
 func localPermissions(edge string) *server.Permissions {
-	return &server.Permissions{
+	svcPub, svcSub := contract.SiteServiceDeny()
+	p := &server.Permissions{
 		Publish: &server.SubjectPermission{Deny: []string{
 			contract.UplinkPrefix + ">",
 			contract.DownlinkPrefix + ">",
@@ -32,6 +33,9 @@ func localPermissions(edge string) *server.Permissions {
 			contract.ControlPrefix + ".>",
 		}},
 	}
+	p.Publish.Deny = append(p.Publish.Deny, svcPub...)
+	p.Subscribe.Deny = append(p.Subscribe.Deny, svcSub...)
+	return p
 }
 
 // applyLocalAuth sets the edge server's users, both NKey users (no

@@ -36,6 +36,7 @@ func (s *Server) Report(ctx context.Context) contract.StatusReport {
 		StallAfter:  s.cfg.StallAfter.String(),
 		Buffer:      s.up.status(ctx),
 		Commands:    s.down.status(),
+		Services:    capServices(s.gw.exposed()),
 	}
 }
 
@@ -106,7 +107,7 @@ func (s *Server) logFull(b UplinkStatus) {
 // changeKey is what, when it changes, makes the edge report at once.
 func changeKey(r contract.StatusReport) string {
 	b := r.Buffer
-	return fmt.Sprint(b.Stalled, b.Full, b.BacklogMsgs == 0, b.LastError, b.LastErrorAt.UnixNano(), r.Commands.LastError)
+	return fmt.Sprint(b.Stalled, b.Full, b.BacklogMsgs == 0, b.LastError, b.LastErrorAt.UnixNano(), r.Commands.LastError, r.Services)
 }
 
 func (s *Server) publishReport(r contract.StatusReport) error {
@@ -115,4 +116,15 @@ func (s *Server) publishReport(r contract.StatusReport) error {
 		return err
 	}
 	return s.nc.Publish(contract.UplinkStatus, data)
+}
+
+// maxReportedServices bounds the services in one report, so a report
+// stays small whatever runs at the site.
+const maxReportedServices = 256
+
+func capServices(v []contract.EdgeService) []contract.EdgeService {
+	if len(v) > maxReportedServices {
+		return v[:maxReportedServices]
+	}
+	return v
 }

@@ -39,6 +39,7 @@ type Server struct {
 	nc     *nats.Conn
 	up     *uplink
 	down   *downlink
+	gw     *gateway
 	id     *identity
 
 	attempts  attempts
@@ -213,9 +214,18 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
 	s.down = down
+	if err := s.startGateway(internal); err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
+	}
 	mctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(4)
+	s.wg.Add(5)
+	go func() {
+		defer s.wg.Done()
+		s.gw.run(mctx)
+	}()
 	go func() {
 		defer s.wg.Done()
 		s.reportLoop(mctx)
@@ -366,6 +376,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.cancel()
 		}
 		s.wg.Wait()
+		s.gw.close()
 		if s.nc != nil {
 			s.nc.Close()
 		}

@@ -25,6 +25,9 @@ type Status struct {
 	Link     Link           `json:"link"`
 	Buffer   UplinkStatus   `json:"buffer"`
 	Commands DownlinkStatus `json:"commands"`
+	// Gateway is the service gateway: local services exposed and its
+	// counters.
+	Gateway *GatewayStatus `json:"gateway,omitempty"`
 }
 
 // Status returns the edge's status.
@@ -41,6 +44,7 @@ func (s *Server) Status() Status {
 		Link:     s.Link(),
 		Buffer:   r.Buffer,
 		Commands: r.Commands,
+		Gateway:  s.gw.status(),
 	}
 }
 

@@ -173,6 +173,16 @@ func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
 			return err
 		}
 	}
+	if err := ensureDevViewer(store); err != nil {
+		return err
+	}
+	for _, l := range leaves {
+		stop, err := startDevServices(l.ClientURL(), l.Edge())
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	data, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
 		return err
@@ -225,6 +235,9 @@ func startDevEdge(ctx context.Context, log *slog.Logger, store *accounts.Store, 
 	lc.Bundle = bundle
 	lc.DataDir = filepath.Join(dir, name)
 	lc.Listen = fmt.Sprintf("127.0.0.1:%d", port)
+	if lc.Gateway, err = writeDevGateway(dir, name); err != nil {
+		return nil, err
+	}
 	l, err := leaf.New(lc, log)
 	if err != nil {
 		return nil, err
@@ -259,6 +272,13 @@ Try, in another terminal:
   # what the cloud stream holds per edge)
   go run ./cmd/tether leaf status --url %s
   go run ./cmd/tether status --dev
+  # services at the edges, by name: discovery, a call, a call the policy denies to
+  # the narrower user viewer, one it allows, and the audit trail of them all
+  go run ./cmd/tether svc ls --dev
+  go run ./cmd/tether svc call --dev %s/echo.echo hello
+  go run ./cmd/tether svc call --dev --as viewer %s/echo.echo hello
+  go run ./cmd/tether svc call --dev --as viewer %s/sensor.read
+  go run ./cmd/tether audit --dev
 
 With the nats CLI: nats --server %s --creds %s --tlsca %s sub 'edges.*.telemetry.>'
 Ctrl-C stops the fabric; identities and data stay in the dev directory.
@@ -269,7 +289,7 @@ Ctrl-C stops the fabric; identities and data stay in the dev directory.
 		tour = regexp.MustCompile(`--dev(\s)`).ReplaceAllString(tour, "--dev --dev-dir "+shellQuote(filepath.Dir(infoPath))+"$1")
 	}
 	fmt.Fprintf(w, tour, info.Hub.ClientURL, a.Name, a.ClientURL, b.Name, b.ClientURL, infoPath,
-		a.Name, a.Name, a.Name, b.Name, b.Name, b.Name, a.ClientURL,
+		a.Name, a.Name, a.Name, b.Name, b.Name, b.Name, a.ClientURL, a.Name, a.Name, b.Name,
 		info.Hub.ClientURL, info.Hub.Creds, info.Hub.CA)
 }
 

@@ -170,6 +170,7 @@ func newLeafStatusCmd(d *deps) *cobra.Command {
 			if st.Commands.LastError != "" {
 				fmt.Fprintf(d.stdout, "commands last error: %s\n", st.Commands.LastError)
 			}
+			printGatewayStatus(d.stdout, st.Gateway)
 			return nil
 		},
 	}

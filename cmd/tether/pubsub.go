@@ -37,7 +37,10 @@ func (c *connFlags) connect() (*nats.Conn, error) {
 			return nil, err
 		}
 		if c.edge == "" {
-			url, c.creds, c.ca = info.Hub.ClientURL, info.Hub.Creds, info.Hub.CA
+			url, c.ca = info.Hub.ClientURL, info.Hub.CA
+			if c.creds == "" {
+				c.creds = info.Hub.Creds
+			}
 		} else {
 			for _, e := range info.Edges {
 				if e.Name == c.edge {

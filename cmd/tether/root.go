@@ -99,6 +99,8 @@ Start with 'tether dev' for the whole fabric in one process.`,
 		newPubCmd(d),
 		newSubCmd(d),
 		newStatusCmd(d),
+		newSvcCmd(d),
+		newAuditCmd(d),
 	)
 	return root
 }

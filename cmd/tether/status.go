@@ -62,7 +62,7 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 				return enc.Encode(views)
 			}
 			tw := tabwriter.NewWriter(d.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "EDGE\tSTATE\tLINK\tHUB\tRTT\tVIA\tBACKLOG\tBYTES/BUDGET\tOLDEST\tREPORTED\tCMDS WAITING\tCLOUD MSGS\tLAST ERROR")
+			fmt.Fprintln(tw, "EDGE\tSTATE\tLINK\tHUB\tRTT\tVIA\tBACKLOG\tBYTES/BUDGET\tOLDEST\tREPORTED\tCMDS WAITING\tCLOUD MSGS\tSERVICES\tLAST ERROR")
 			for _, v := range views {
 				link := "down"
 				if v.Online {
@@ -86,9 +86,9 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 				if v.Error != "" {
 					lastErr = strings.TrimSpace(lastErr + " " + v.Error)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", v.Edge, v.State, link,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", v.Edge, v.State, link,
 					orDash(v.Hub), orDash(v.RTT), orDash(v.Transport), backlog, bytes, orDash(v.OldestAge), reported,
-					v.CommandsWaiting, v.TelemetryMsgs, orDash(lastErr))
+					v.CommandsWaiting, v.TelemetryMsgs, v.Services, orDash(lastErr))
 			}
 			return tw.Flush()
 		},

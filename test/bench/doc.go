@@ -4,7 +4,10 @@
 // idle edge's RSS (TestBench); store-and-forward: backlog catch-up after
 // a cut link, the edge's durability settings, and a mosquitto bridge
 // (TestBenchStoreForward); and scale: many edge accounts and leaf links on
-// a 3-hub cluster (TestBenchScale). Results go to docs/BENCHMARKS.md.
+// a 3-hub cluster (TestBenchScale); named services: a cloud call by name
+// through the hubs' router and the edge's gateway, with audit, against
+// plain TLS request-reply, and discovery with 1,000 edge accounts
+// (TestBenchServices, services_test.go). Results go to docs/BENCHMARKS.md.
 //
 // The benchmarks are behind the build tag "bench" so that go test ./...
 // stays fast. Run them (about 2.5 and 7 minutes on 2 cores) with:

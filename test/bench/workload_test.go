@@ -255,6 +255,8 @@ type echo struct {
 	top       *topology
 	resp, req *nats.Conn
 	payload   []byte
+	// subject is what the requester calls ("" : svc.echo).
+	subject string
 }
 
 // startEcho connects the pair and waits until requests are answered; the
@@ -285,7 +287,13 @@ func startEcho(t *testing.T, top *topology, size int) *echo {
 	return e
 }
 
-func (e *echo) request() (*nats.Msg, error) { return e.req.Request("svc.echo", e.payload, reqTimeout) }
+func (e *echo) request() (*nats.Msg, error) {
+	subj := e.subject
+	if subj == "" {
+		subj = "svc.echo"
+	}
+	return e.req.Request(subj, e.payload, reqTimeout)
+}
 
 func (e *echo) close() {
 	e.req.Close()

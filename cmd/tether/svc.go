@@ -1,0 +1,319 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tether-fabric/tether/fleet"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/leaf"
+)
+
+func newSvcCmd(d *deps) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "svc",
+		Short: "Named services across the fabric: list and call edge services",
+		Long: `Edge services are nats.go micro services (or plain responders on
+svc.<service>.<endpoint>) at an edge's local port. An edge exposes the ones
+its gateway configuration lists; cloud callers reach them by name on
+edges.<edge>.svc.<service>.<endpoint>, where the edge's gateway enforces who
+may call what, at which rate, and records every call (see 'tether audit').`,
+		Args: exactArgs(0, "a command"),
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newSvcLsCmd(d), newSvcCallCmd(d), newSvcPushCmd(d))
+	return cmd
+}
+
+// asFlag lets a dev command act as another user of the dev store.
+func asCreds(cf *connFlags, as string) error {
+	if as == "" {
+		return nil
+	}
+	if !cf.dev {
+		return usageError{errors.New("--as needs --dev (elsewhere use --creds)")}
+	}
+	cf.creds = filepath.Join(cf.devDir, "store", "users", as+".creds")
+	return nil
+}
+
+func newSvcLsCmd(d *deps) *cobra.Command {
+	var cf connFlags
+	var edge string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List every exposed service across the fleet",
+		Long: `List the services the edges expose: edge, name, version, endpoints, running
+instances, whether the edge is online, and when the cloud last heard of it.
+Programs can ask the same on the CLOUD subject ` + contract.ServiceList + ` (JSON).`,
+		Example: `  tether svc ls --dev
+  tether svc ls --server tls://hub:4222 --creds cloud.creds --tlsca ca.pem --edge plant-7 --json`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			edge, cf.edge = cf.edge, ""
+			nc, err := cf.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			req, _ := json.Marshal(contract.ServiceListRequest{Edge: edge})
+			resp, err := nc.Request(contract.ServiceList, req, 10*time.Second)
+			if err != nil {
+				return fmt.Errorf("ask the hubs for the service table (%s): %w", contract.ServiceList, err)
+			}
+			var rep contract.ServiceListReply
+			if err := json.Unmarshal(resp.Data, &rep); err != nil {
+				return fmt.Errorf("service table: %w", err)
+			}
+			if rep.Error != "" {
+				return fmt.Errorf("service table: %s", rep.Error)
+			}
+			if asJSON {
+				enc := json.NewEncoder(d.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep.Services)
+			}
+			tw := tabwriter.NewWriter(d.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "EDGE\tSERVICE\tVERSION\tENDPOINTS\tINSTANCES\tEDGE STATE\tLAST SEEN")
+			for _, s := range rep.Services {
+				state := "offline"
+				if s.Online {
+					state = "online"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Edge, s.Name, orDash(s.Version), strings.Join(s.Endpoints, ","),
+					s.Instances, state, s.LastSeen.UTC().Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+	cf.register(cmd)
+	// connFlags' --edge means a dev edge's port; here it filters.
+	cmd.Flags().Lookup("edge").Usage = "only this edge's services"
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newSvcCallCmd(d *deps) *cobra.Command {
+	var cf connFlags
+	var as string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "call EDGE/SERVICE.ENDPOINT [DATA]",
+		Short: "Call an edge service by name",
+		Long: `Call SERVICE's ENDPOINT on EDGE as the connected cloud user and print the
+answer. An offline edge, an unknown service or a call the policy does not
+allow fails at once, saying which (with the micro error code: 503, 404, 403;
+429 when over the grant's rate or calls in flight).`,
+		Example: `  tether svc call --dev dev-a/echo.echo hello
+  tether svc call --dev --as viewer dev-a/sensor.read`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 || len(args) > 2 {
+				return usageError{fmt.Errorf("%s: want EDGE/SERVICE.ENDPOINT [DATA]", cmd.CommandPath())}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			edge, rest, ok1 := strings.Cut(args[0], "/")
+			service, endpoint, ok2 := strings.Cut(rest, ".")
+			if !ok1 || !ok2 || edge == "" || service == "" || endpoint == "" || strings.ContainsAny(args[0], " *>") {
+				return usageError{fmt.Errorf("target %q: want EDGE/SERVICE.ENDPOINT, e.g. dev-a/echo.echo", args[0])}
+			}
+			if err := asCreds(&cf, as); err != nil {
+				return err
+			}
+			nc, err := cf.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			m := nats.NewMsg(contract.CloudServiceSubject(edge, service, endpoint))
+			if len(args) == 2 {
+				m.Data = []byte(args[1])
+			}
+			resp, err := nc.RequestMsg(m, timeout)
+			if err != nil {
+				return fmt.Errorf("call %s: %w", args[0], err)
+			}
+			if code := resp.Header.Get(contract.HeaderServiceErrorCode); code != "" {
+				return fmt.Errorf("call %s: %s (code %s)", args[0], resp.Header.Get(contract.HeaderServiceError), code)
+			}
+			_, err = fmt.Fprintln(d.stdout, string(resp.Data))
+			return err
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&as, "as", "", "with --dev: call as this user of the dev store (e.g. viewer)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the answer")
+	return cmd
+}
+
+func newAuditCmd(d *deps) *cobra.Command {
+	var cf connFlags
+	var edge, service, caller string
+	var since time.Duration
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "The audit trail of service calls",
+		Long: `Print the audit records of service calls: time, caller (name, account,
+user), edge, service, endpoint, status and code, latency at the edge's
+gateway, request and response sizes. Records are written by the serving
+edge's gateway, buffered on its disk like telemetry and stored exactly once
+in the CLOUD stream TELEMETRY (edges.<edge>.telemetry.` + contract.AuditToken + `.>).`,
+		Example: `  tether audit --dev
+  tether audit --dev --edge dev-a --service echo --caller viewer --since 1h --json`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			nc, err := cf.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			js, err := jetstream.NewWithDomain(nc, contract.CloudDomain)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{contract.CloudAuditFilter(edge, service)}}
+			if since > 0 {
+				start := time.Now().Add(-since)
+				occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+			}
+			cons, err := js.OrderedConsumer(ctx, contract.TelemetryStream, occ)
+			if err != nil {
+				return fmt.Errorf("read the audit trail from stream %s: %w", contract.TelemetryStream, err)
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return fmt.Errorf("read the audit trail: %w", err)
+			}
+			var recs []contract.AuditRecord
+			for left := info.NumPending; left > 0; left-- {
+				m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+				if err != nil {
+					return fmt.Errorf("read the audit trail: %w", err)
+				}
+				var r contract.AuditRecord
+				if json.Unmarshal(m.Data(), &r) != nil {
+					continue
+				}
+				if caller == "" || r.Caller.Name == caller {
+					recs = append(recs, r)
+				}
+			}
+			if asJSON {
+				enc := json.NewEncoder(d.stdout)
+				if recs == nil {
+					recs = []contract.AuditRecord{}
+				}
+				return enc.Encode(recs)
+			}
+			tw := tabwriter.NewWriter(d.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tEDGE\tCALL\tCALLER\tSTATUS\tLATENCY\tREQ\tRESP\tERROR")
+			for _, r := range recs {
+				status := r.Status
+				if r.Code != 0 {
+					status += " " + strconv.Itoa(r.Code)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s.%s\t%s %s\t%s\t%s\t%d\t%d\t%s\n", r.Time.UTC().Format(time.RFC3339Nano), r.Edge, r.Service, r.Endpoint,
+					r.Caller.Kind, r.Caller.Name, status, (time.Duration(r.LatencyUS) * time.Microsecond).String(), r.ReqBytes, r.RespBytes, orDash(r.Error))
+			}
+			return tw.Flush()
+		},
+	}
+	cf.register(cmd)
+	f := cmd.Flags()
+	// connFlags' --edge means a dev edge's port; here it filters.
+	f.Lookup("edge").Usage = "only calls served by this edge (with --dev too)"
+	f.StringVar(&service, "service", "", "only calls of this service")
+	f.StringVar(&caller, "caller", "", "only calls by this caller (user or edge name)")
+	f.DurationVar(&since, "since", 0, "only calls in this last duration (e.g. 1h)")
+	f.BoolVar(&asJSON, "json", false, "print JSON lines")
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		edge, cf.edge = cf.edge, ""
+		return nil
+	}
+	return cmd
+}
+
+// printGatewayStatus prints the edge gateway's part of 'tether leaf status'.
+func printGatewayStatus(w io.Writer, g *leaf.GatewayStatus) {
+	if g == nil {
+		return
+	}
+	fmt.Fprintf(w, "gateway (config %s): %d calls: %d ok, %d denied, %d rate limited, %d no such service, %d errors; %d in flight\n",
+		orDash(g.Config), g.Calls, g.OK, g.Denied, g.Limited, g.NoService, g.Errors, g.InFlight)
+	if g.LastError != "" {
+		fmt.Fprintf(w, "gateway last error: %s\n", g.LastError)
+	}
+	if len(g.Services) == 0 {
+		fmt.Fprintf(w, "services exposed: none running (exposed: %s)\n", orDash(strings.Join(g.Exposed, ",")))
+		return
+	}
+	for _, s := range g.Services {
+		fmt.Fprintf(w, "service %s %s: endpoints %s, %d instance(s)\n", s.Name, orDash(s.Version), strings.Join(s.Endpoints, ","), s.Instances)
+	}
+}
+
+func newSvcPushCmd(d *deps) *cobra.Command {
+	var ff fabricFlags
+	cmd := &cobra.Command{
+		Use:   "push EDGE FILE",
+		Short: "Hand an edge its gateway configuration over its link",
+		Long: `Send FILE, the JSON of the edge's gateway configuration (the services it
+exposes and who may call them, with rate, burst, max in flight and audit per
+grant), to EDGE over its own link, as a control user of the edge's account.
+The edge checks it, keeps it on its disk and applies it at once; it answers
+with what it exposes now. The edge must be linked.`,
+		Example: `  tether svc push plant-7 plant-7.gateway.json --dir ./fabric --hub tls://hub:4222`,
+		Args:    exactArgs(2, "EDGE FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := os.ReadFile(args[1])
+			if err != nil {
+				return err
+			}
+			s, url, err := ff.open()
+			if err != nil {
+				return err
+			}
+			nc, err := fleet.ConnectControl(s, url, args[0])
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			resp, err := nc.Request(contract.GatewayControlSubject, data, 10*time.Second)
+			if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) {
+				return fmt.Errorf("push to edge %s: %w", args[0], fleet.ErrEdgeOffline)
+			}
+			if err != nil {
+				return fmt.Errorf("push to edge %s: %w", args[0], err)
+			}
+			var r contract.GatewayPushReply
+			if err := json.Unmarshal(resp.Data, &r); err != nil {
+				return fmt.Errorf("push to edge %s: bad answer: %w", args[0], err)
+			}
+			if !r.Applied {
+				return fmt.Errorf("push to edge %s: %s", args[0], r.Error)
+			}
+			_, err = fmt.Fprintf(d.stdout, "edge %s applied its gateway configuration: exposes %s, %d grants\n",
+				args[0], orDash(strings.Join(r.Exposed, ",")), r.Grants)
+			return err
+		},
+	}
+	ff.register(cmd)
+	return cmd
+}

@@ -1,0 +1,235 @@
+//go:build bench
+
+// Named services (issue 14): a cloud user calls a micro service at an edge
+// by name through the hubs' router and the edge's gateway (grant checked,
+// rate limiter and in-flight counter on the path, every call audited into
+// the edge's disk buffer and forwarded to the cloud), against plain NATS
+// request-reply over a hand-configured TLS leaf link with a TLS client
+// port (plain-tls, the twin the core bench uses), in the same run. Then
+// discovery with 1,000 edge accounts on the hub. TETHER_BENCH_NOAUDIT=1
+// turns the grant's audit off. Run (about 2 minutes):
+//
+//	go test -tags bench -run '^TestBenchServices$' -count=1 -v -timeout 20m ./test/bench
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/tethertest"
+	"github.com/tether-fabric/tether/policy"
+)
+
+const (
+	svcBenchSeq   = 5_000
+	svcBenchTotal = 20_000
+)
+
+// startServiceEcho starts a hub and edge e1 whose gateway grants the cloud
+// user every service with audit on, a micro echo service at the edge, and
+// returns the pair (the requester is the cloud user on
+// edges.e1.svc.echo.echo).
+func startServiceEcho(t *testing.T, size int) *echo {
+	t.Helper()
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	lc := tethertest.LeafConfig(t, tethertest.WriteBundle(t, store, edgeName, h))
+	lc.Compression = "s2_fast"
+	gw, _ := json.Marshal(policy.Gateway{Edge: edgeName, Expose: []string{"echo"}, Grants: []policy.ServiceGrant{
+		{Caller: policy.Principal{Kind: policy.PrincipalUser, Name: "cloud"}, Service: "echo", Endpoint: "*", Audit: os.Getenv("TETHER_BENCH_NOAUDIT") == ""},
+	}})
+	lc.Gateway = filepath.Join(t.TempDir(), "gateway.json")
+	if err := os.WriteFile(lc.Gateway, gw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := tethertest.RunLeaf(t, lc, nil)
+	tethertest.WaitLinked(t, l, 10*time.Second)
+	top := &topology{name: "tether-svc", edgeURL: l.ClientURL(), reqURL: h.ClientURL(),
+		reqOpts: []nats.Option{nats.UserCredentials(store.CloudCredsFile()), nats.RootCAs(store.CAFile())}}
+	e := &echo{top: top, resp: connect(t, top.edgeURL), req: connect(t, top.reqURL, top.reqOpts...),
+		payload: randomPayload(size), subject: contract.CloudServiceSubject(edgeName, "echo", "echo")}
+	svc, err := micro.AddService(e.resp, micro.Config{Name: "echo", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.AddEndpoint("echo", micro.HandlerFunc(func(r micro.Request) { _ = r.Respond(r.Data()) })); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 { // the path is up, caches are warm
+		m, err := e.request()
+		if err == nil && m.Header.Get(contract.HeaderServiceErrorCode) != "" {
+			err = fmt.Errorf("%s", m.Header.Get(contract.HeaderServiceError))
+		}
+		if err != nil {
+			if i == 0 {
+				t.Fatalf("first call: %v", err)
+			}
+			t.Fatalf("warm-up call %d: %v", i, err)
+		}
+	}
+	return e
+}
+
+func TestBenchServices(t *testing.T) {
+	reps := defaultReps
+	if v, err := strconv.Atoi(os.Getenv("TETHER_BENCH_REPS")); err == nil && v > 0 {
+		reps = v
+	}
+	t.Logf("GOMAXPROCS %d, %d reps", runtime.GOMAXPROCS(0), reps)
+	var p50s, p99s, rps, cpus [2][]float64 // tether, plain
+	for rep := range reps {
+		svc := startServiceEcho(t, reqSize)
+		plain := startEcho(t, startPlainTLS(t, "s2_fast"), reqSize)
+		pairs := []*echo{svc, plain}
+		lat := measureLatency(t, pairs, svcBenchSeq)
+		for j, e := range pairs {
+			t.Logf("rep %d %-10s call 128 B: p50 %s p99 %s, errors %d", rep+1, e.top.name, lat[j].p50, lat[j].p99, lat[j].errors)
+			p50s[j] = append(p50s[j], float64(lat[j].p50.Microseconds()))
+			p99s[j] = append(p99s[j], float64(lat[j].p99.Microseconds()))
+		}
+		if rep%2 == 1 {
+			slices.Reverse(pairs)
+		}
+		for _, e := range pairs {
+			cpu0 := processCPU()
+			rate, failed := measureInflight(e, svcBenchTotal, reqInflight)
+			perCall := (processCPU() - cpu0) / svcBenchTotal
+			t.Logf("rep %d %-10s call 128 B: %s req/s with %d in flight, errors %d, process CPU %s per call",
+				rep+1, e.top.name, fmtRate(rate), reqInflight, failed, perCall)
+			j := 0
+			if e.top.name != "tether-svc" {
+				j = 1
+			}
+			rps[j] = append(rps[j], rate)
+			cpus[j] = append(cpus[j], float64(perCall.Microseconds()))
+			e.close()
+		}
+	}
+	md := "| workload | tether (router + gateway + audit) | plain NATS TLS leaf | ratio | goal |\n|---|---|---|---|---|\n"
+	for _, r := range []struct {
+		name, goal string
+		v          [2][]float64
+		rate       bool
+	}{
+		{"call 128 B, sequential: p50 (µs)", "<= 1.2x", p50s, false},
+		{"call 128 B, sequential: p99 (µs)", "<= 1.5x", p99s, false},
+		{fmt.Sprintf("call 128 B, %d in flight (req/s)", reqInflight), ">= 0.8x", rps, true},
+		{"CPU per call, all servers and clients of the run (µs)", "-", cpus, false},
+	} {
+		a, b := median(r.v[0]), median(r.v[1])
+		f := func(x float64) string { return strconv.FormatFloat(x, 'f', 0, 64) }
+		if r.rate {
+			f = fmtRate
+		}
+		md += fmt.Sprintf("| %s | %s | %s | %.2fx | %s |\n", r.name, f(a), f(b), a/b, r.goal)
+	}
+	t.Log("\n" + md)
+	if p := os.Getenv("TETHER_BENCH_SVC_MD"); p != "" {
+		_ = os.WriteFile(p, []byte(md), 0o644)
+	}
+	t.Run("discovery-1000-edges", benchDiscovery)
+}
+
+// benchDiscovery: 1,000 edge accounts in the store and on the hub, one
+// linked edge exposing every service: how long a micro service started at
+// the edge takes to show in the fleet's service table, how long the table
+// takes to answer, and what the hub stores per exposed service (the
+// edge's status report, the last one per edge, in EDGE_STATUS).
+func benchDiscovery(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	start := time.Now()
+	for i := range 999 {
+		if _, err := store.AddEdge(fmt.Sprintf("x%04d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("999 more edge accounts made in %s", time.Since(start).Round(time.Millisecond))
+	lc := tethertest.LeafConfig(t, tethertest.WriteBundle(t, store, edgeName, h))
+	gw, _ := json.Marshal(policy.Gateway{Edge: edgeName, Expose: []string{"*"}})
+	lc.Gateway = filepath.Join(t.TempDir(), "gateway.json")
+	if err := os.WriteFile(lc.Gateway, gw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := tethertest.RunLeaf(t, lc, nil)
+	tethertest.WaitLinked(t, l, 10*time.Second)
+	cloud := connect(t, h.ClientURL(), nats.UserCredentials(store.CloudCredsFile()), nats.RootCAs(store.CAFile()))
+	defer cloud.Close()
+	site := connect(t, l.ClientURL())
+	defer site.Close()
+	list := func() (contract.ServiceListReply, time.Duration) {
+		t0 := time.Now()
+		resp, err := cloud.Request(contract.ServiceList, nil, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r contract.ServiceListReply
+		if err := json.Unmarshal(resp.Data, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r, time.Since(t0)
+	}
+	reportSize := func() int {
+		resp, err := cloud.Request("$JS.hub.API.DIRECT.GET.EDGE_STATUS.edges."+edgeName+".status", nil, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(resp.Data)
+	}
+	var found []time.Duration
+	var lsLat []time.Duration
+	size0 := 0
+	const services = 20
+	for i := range services {
+		if i == 0 {
+			tethertest.WaitFor(t, 10*time.Second, func() error {
+				if r, _ := list(); r.Error != "" {
+					return fmt.Errorf("%s", r.Error)
+				}
+				if size0 = reportSize(); size0 == 0 {
+					return fmt.Errorf("no status report from the edge yet")
+				}
+				return nil
+			})
+		}
+		name := fmt.Sprintf("s%02d", i)
+		svc, err := micro.AddService(site, micro.Config{Name: name, Version: "1.0.0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = svc.AddEndpoint("get", micro.HandlerFunc(func(r micro.Request) { _ = r.Respond(nil) }))
+		t0 := time.Now()
+		tethertest.WaitFor(t, 20*time.Second, func() error {
+			r, took := list()
+			lsLat = append(lsLat, took)
+			for _, s := range r.Services {
+				if s.Name == name && s.Online {
+					return nil
+				}
+			}
+			return fmt.Errorf("%s not in the table yet", name)
+		})
+		found = append(found, time.Since(t0))
+	}
+	size1 := reportSize()
+	slices.Sort(found)
+	slices.Sort(lsLat)
+	t.Logf("\n| 1,000 edge accounts, 1 linked edge | value |\n|---|---|\n"+
+		"| service started at the edge -> in 'svc ls' (p50 / max of %d) | %s / %s |\n"+
+		"| 'svc ls' answer time (p50 / max of %d) | %s / %s |\n"+
+		"| status report stored per edge: 0 services / %d services | %d B / %d B (%d B per service) |\n",
+		len(found), found[len(found)/2].Round(time.Millisecond), found[len(found)-1].Round(time.Millisecond),
+		len(lsLat), lsLat[len(lsLat)/2].Round(time.Microsecond), lsLat[len(lsLat)-1].Round(time.Microsecond),
+		services, size0, size1, (size1-size0)/services)
+}
