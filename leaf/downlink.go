@@ -31,10 +31,15 @@ const (
 	// HeaderCloudSeq carries the command's sequence in the cloud stream.
 	HeaderCloudSeq = "Tether-Cloud-Seq"
 
-	// downlinkWait is how long one pull waits at the hub: a pull made
-	// just before the link dies stays there this long and can take a
-	// command with it (redelivered after the consumer's ack wait).
-	downlinkWait = time.Second
+	// downlinkWait is how long one pull waits at the hub. A command
+	// queued meanwhile is delivered at once, so a longer wait costs no
+	// latency; what it saves is the pulls of an idle edge, each one work
+	// for the hub and the edge (docs/BENCHMARKS.md, "Idle edge"). A pull made
+	// just before the link dies (or the edge stops) stays at the hub this
+	// long and can take one command with it, which the consumer
+	// redelivers after its ack wait (2s): a longer wait does not make that
+	// delay longer, it only makes it possible for longer after a cut.
+	downlinkWait = 30 * time.Second
 )
 
 type downlink struct {

@@ -44,6 +44,12 @@ func (s *Server) Report(ctx context.Context) edgereport.Report {
 // (and again reportResend later), every StatusInterval, and whenever the
 // buffer turns stalled, full or empty or a last error changes. Linked or
 // not, it logs when the buffer turns full and when it has room again.
+//
+// It looks every poll, but reads the buffer stream (a JetStream API
+// request) only when something a report shows may have changed: while the
+// buffer was empty at the last reading and the edge's stored bytes and the
+// last errors are the same (quietKey), the buffer is still empty, not
+// stalled and not full, so an idle edge reads it once per StatusInterval.
 func (s *Server) reportLoop(ctx context.Context) {
 	poll := min(250*time.Millisecond, s.cfg.StatusInterval/2)
 	t := time.NewTicker(poll)
@@ -54,6 +60,7 @@ func (s *Server) reportLoop(ctx context.Context) {
 		sent     time.Time // last report sent
 		resendAt time.Time // zero: no resend pending
 		lastKey  string
+		quiet    string // quietKey at the last reading of an empty buffer; "" after any other
 	)
 	for {
 		select {
@@ -62,23 +69,33 @@ func (s *Server) reportLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
+		isLinked := s.Link().Connected
+		resend := !resendAt.IsZero() && !now.Before(resendAt)
+		due := isLinked && (!linked || now.Sub(sent) >= s.cfg.StatusInterval || resend)
+		qk := s.quietKey()
+		if !due && linked == isLinked && quiet != "" && qk == quiet {
+			continue // nothing a report shows can have changed
+		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		r := s.Report(rctx)
 		cancel()
+		quiet = ""
+		if r.Buffer.BacklogMsgs == 0 && !r.Buffer.Full {
+			quiet = qk
+		}
 		if r.Buffer.Full != full {
 			full = r.Buffer.Full
 			s.logFull(r.Buffer)
 		}
-		if !s.Link().Connected {
+		if !isLinked {
 			linked = false
 			continue
 		}
 		key := changeKey(r)
-		due := !linked || key != lastKey || now.Sub(sent) >= s.cfg.StatusInterval ||
-			(!resendAt.IsZero() && !now.Before(resendAt))
+		due = due || key != lastKey
 		if !linked {
 			resendAt = now.Add(reportResend)
-		} else if !resendAt.IsZero() && !now.Before(resendAt) {
+		} else if resend {
 			resendAt = time.Time{}
 		}
 		linked, lastKey = true, key
@@ -91,6 +108,19 @@ func (s *Server) reportLoop(ctx context.Context) {
 		}
 		sent = now
 	}
+}
+
+// quietKey is what the report loop reads on every poll, cheaply: the bytes
+// the edge's JetStream holds (any store or purge in the buffer or the
+// COMMANDS stream changes them) and the forwarder's and the downlink's
+// last errors.
+func (s *Server) quietKey() string {
+	u := s.up
+	u.mu.Lock()
+	upErr, upErrAt := u.lastErr, u.lastErrAt
+	u.mu.Unlock()
+	stored := s.ns.GlobalAccount().JetStreamUsage().Store
+	return fmt.Sprint(stored, upErr, upErrAt.UnixNano(), s.down.status().LastError)
 }
 
 // logFull logs a change of the buffer's full state: a full buffer is

@@ -26,6 +26,9 @@ const (
 	// linkPoll is how often the link state is sampled; it bounds how stale
 	// Link can be.
 	linkPoll = 100 * time.Millisecond
+	// syncQueueLen is the message queue of the in-process connection's
+	// synchronous subscriptions.
+	syncQueueLen = 64
 )
 
 // Server is a running (or startable) edge.
@@ -160,7 +163,11 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-leaf"), nats.MaxReconnects(-1),
 		nats.Nkey(internalPub, internal.Sign),
-		nats.CustomInboxPrefix(uplinkInbox))
+		nats.CustomInboxPrefix(uplinkInbox),
+		// The only synchronous subscription is the downlink's inbox, which
+		// holds a pull's answer or two; the default queue (65536 slots,
+		// 512 KiB) would sit in the heap for nothing.
+		nats.SyncQueueLen(syncQueueLen))
 	if err != nil {
 		ns.Shutdown()
 		return fmt.Errorf("edge %s: in-process connection: %w", b.Edge, err)
