@@ -5,17 +5,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/tether-fabric/tether/internal/workingset"
 	"github.com/tether-fabric/tether/leaf"
 )
 
+// trimAfter bounds how long the edge waits for its first link before it
+// releases its start-up pages anyway.
+const trimAfter = time.Minute
+
 func newLeafCmd(d *deps) *cobra.Command {
-	var file string
+	var file, pprofAddr string
 	var ef enrollFlags
 	cmd := &cobra.Command{
 		Use:   "leaf",
@@ -61,9 +67,20 @@ max_pings_out, reconnect_interval, sync_interval, sync_always, compression.`,
 			if err != nil {
 				return usageError{err}
 			}
+			if pprofAddr != "" {
+				if err := servePprof(cmd.Context(), pprofAddr, d.logger()); err != nil {
+					return usageError{err}
+				}
+			}
 			if err := l.Start(cmd.Context()); err != nil {
 				return err
 			}
+			trimmed := make(chan struct{})
+			go func() {
+				defer close(trimmed)
+				releaseStartupPages(cmd.Context(), l, d.logger())
+			}()
+			defer func() { <-trimmed }()
 			var stuck error
 			select {
 			case <-cmd.Context().Done():
@@ -90,9 +107,30 @@ max_pings_out, reconnect_interval, sync_interval, sync_always, compression.`,
 	f.Bool("allow-remote-clients", false, "allow a non-loopback --listen")
 	f.String("transport", "", "tls (default) or websocket")
 	f.String("compression", "", "link compression: off, s2_fast (default), s2_better, s2_best, s2_auto")
+	f.StringVar(&pprofAddr, "debug-pprof", "", "serve Go profiles on this loopback address (debugging)")
+	_ = f.MarkHidden("debug-pprof")
 	ef.add(f)
 	cmd.AddCommand(newLeafStatusCmd(d))
 	return cmd
+}
+
+// releaseStartupPages releases the binary's pages that start-up mapped
+// (internal/workingset) once the link is up, or after trimAfter if it does
+// not come up, or not at all if ctx ends first: the idle edge's RSS then
+// shows the code it runs, not all the code start-up ran once.
+func releaseStartupPages(ctx context.Context, l *leaf.Server, log *slog.Logger) {
+	wctx, cancel := context.WithTimeout(ctx, trimAfter)
+	defer cancel()
+	_ = l.WaitLinked(wctx)
+	if ctx.Err() != nil {
+		return
+	}
+	released, err := workingset.ReleaseExecutable()
+	if err != nil {
+		log.Debug("start-up pages not released", "err", err)
+		return
+	}
+	log.Debug("start-up pages released", "bytes", released)
 }
 
 func newLeafStatusCmd(d *deps) *cobra.Command {
