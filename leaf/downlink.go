@@ -47,6 +47,8 @@ type downlink struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	linked func() bool
+	// lost returns a channel closed when the link next goes down.
+	lost   func() <-chan struct{}
 	prefix string // cloud subject prefix: edges.<edge>.
 	inbox  string
 	sub    *nats.Subscription
@@ -60,7 +62,7 @@ type downlink struct {
 // DownlinkStatus is the command path's state.
 type DownlinkStatus = edgereport.Commands
 
-func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int64, linked func() bool) (*downlink, error) {
+func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int64, linked func() bool, lost func() <-chan struct{}) (*downlink, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -86,7 +88,7 @@ func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int
 	if err != nil {
 		return nil, fmt.Errorf("downlink inbox: %w", err)
 	}
-	d := &downlink{edge: edge, nc: nc, js: js, linked: linked, prefix: "edges." + edge + ".", inbox: inbox, sub: sub}
+	d := &downlink{edge: edge, nc: nc, js: js, linked: linked, lost: lost, prefix: "edges." + edge + ".", inbox: inbox, sub: sub}
 	if info := st.CachedInfo(); info.State.Msgs > 0 {
 		m, err := st.GetMsg(ctx, info.State.LastSeq)
 		if err == nil {
@@ -101,11 +103,20 @@ func (d *downlink) run(ctx context.Context) {
 		// A pull made just before the link died gets no answer: stop
 		// waiting for it as soon as the link is down, so the first pull
 		// after a reconnect is not held up by it.
+		lost := d.lost()
+		if !d.linked() {
+			return nil // whileLinked waits for the link
+		}
 		sctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		stop := cancelOnLinkLoss(sctx, d.linked, cancel)
+		go func() { // ends with sctx, at the latest when this step returns
+			select {
+			case <-lost:
+				cancel()
+			case <-sctx.Done():
+			}
+		}()
 		err := d.next(sctx)
-		stop()
 		if sctx.Err() != nil && ctx.Err() == nil {
 			return nil // the link went down; whileLinked waits for it
 		}

@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,14 +13,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/internal/tethertest"
 )
 
 // TestBenchIdle measures what an idle linked edge costs: the RSS and CPU of
 // a `tether leaf` process of the static binary, beside a plain nats-server
-// leaf (the same nats-server release, built the same way, with JetStream)
-// linked to the same `tether hub` with another edge's credentials, and the
-// hub's CPU meanwhile. Run (about 2.5 minutes with the default window):
+// leaf (the same nats-server release, built the same way, with JetStream
+// and an empty file stream on telemetry.>, as the edge's buffer) linked to
+// the same `tether hub` with another edge's credentials, and the hub's CPU
+// meanwhile. Run (about 2.5 minutes with the default window):
 //
 //	go test -tags bench -run '^TestBenchIdle$' -count=1 -v -timeout 20m ./test/bench
 //
@@ -71,9 +77,10 @@ func TestBenchIdle(t *testing.T) {
 	cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("TETHER_IDLE_LEAF_ARGS"))...)
 	cmd.Env = append(os.Environ(), strings.Fields(os.Getenv("TETHER_IDLE_LEAF_ENV"))...)
 	tl := startCmd(t, "tether leaf", cmd)
-	plain := startPlainLeaf(t, natsBin, dir, bundles["e2"])
+	plain, plainURL := startPlainLeaf(t, natsBin, dir, bundles["e2"])
 	tl.waitLog(t, `"link up"`, 30*time.Second, hasMsg("link up"))
 	plain.waitRaw(t, "Leafnode connection created", 30*time.Second)
+	addPlainBuffer(t, plainURL)
 	t.Logf("both leaves linked; idle for %s, then measuring for %s", settle, window)
 	for end := time.Now().Add(settle); time.Now().Before(end); {
 		time.Sleep(250 * time.Millisecond) // a workload: the processes sit idle
@@ -168,10 +175,11 @@ func buildNATSServer(t *testing.T, dir string) string {
 }
 
 // startPlainLeaf runs a plain nats-server leaf with JetStream, linked to the
-// hub with the credentials and CA of the edge bundle. Its link settings are
-// the tether leaf's defaults (ping 2s, 2 pings out, reconnect 2s, s2_fast,
-// sync interval 1s), so the difference is what Tether adds.
-func startPlainLeaf(t *testing.T, bin, dir, bundle string) *process {
+// hub with the credentials and CA of the edge bundle, and returns it with
+// its client URL. Its link settings are the tether leaf's defaults (ping
+// 2s, 2 pings out, reconnect 2s, s2_fast, sync interval 1s), so the
+// difference is what Tether adds. Its client port was free a moment before.
+func startPlainLeaf(t *testing.T, bin, dir, bundle string) (*process, string) {
 	t.Helper()
 	b, err := accounts.LoadBundle(bundle)
 	if err != nil {
@@ -184,9 +192,10 @@ func startPlainLeaf(t *testing.T, bin, dir, bundle string) *process {
 	if err := os.WriteFile(ca, []byte(b.CA), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	addr := tethertest.FreeAddr(t)
 	conf := filepath.Join(dir, "plain.conf")
 	text := fmt.Sprintf(`server_name: plain-leaf
-listen: "127.0.0.1:-1"
+listen: %q
 ping_interval: "2s"
 ping_max: 2
 jetstream {
@@ -203,11 +212,34 @@ leafnodes {
     compression: s2_fast
   }]
 }
-`, filepath.Join(dir, "plain-data"), b.Domain, b.HubURLs[0], creds, ca)
+`, addr, filepath.Join(dir, "plain-data"), b.Domain, b.HubURLs[0], creds, ca)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return startCmd(t, "plain leaf", exec.Command(bin, "-c", conf))
+	return startCmd(t, "plain leaf", exec.Command(bin, "-c", conf)), "nats://" + addr
+}
+
+// addPlainBuffer gives the plain leaf what a store-and-forward edge needs
+// at least, as the tether leaf has: a file stream on telemetry.> (empty,
+// like the idle tether leaf's buffer).
+func addPlainBuffer(t *testing.T, url string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect to the plain leaf: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "TELEMETRY", Subjects: []string{"telemetry.>"}, Storage: jetstream.FileStorage,
+	}); err != nil {
+		t.Fatalf("plain leaf's buffer stream: %v", err)
+	}
 }
 
 // waitRaw waits for a line of the process's output that contains s.
