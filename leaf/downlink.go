@@ -40,6 +40,8 @@ const (
 	// redelivers after its ack wait (2s): a longer wait does not make that
 	// delay longer, it only makes it possible for longer after a cut.
 	downlinkWait = 30 * time.Second
+	// localDeliverWait bounds the local publish of a command.
+	localDeliverWait = 10 * time.Second
 )
 
 type downlink struct {
@@ -156,7 +158,14 @@ func (d *downlink) next(ctx context.Context) error {
 	dup := seq <= d.last
 	d.mu.Unlock()
 	if !dup {
-		if err := d.deliver(ctx, m, seq); err != nil {
+		// The local publish does not need the link: a link lost meanwhile
+		// (which cancels ctx) must not cut it short, or the command could
+		// be stored and seen by subscribers without being recorded, and
+		// be delivered again when the cloud redelivers it.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), localDeliverWait)
+		err := d.deliver(dctx, m, seq)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
