@@ -4,7 +4,9 @@
 // idle edge's RSS (TestBench); store-and-forward: backlog catch-up after
 // a cut link, the edge's durability settings, and a mosquitto bridge
 // (TestBenchStoreForward); and scale: many edge accounts and leaf links on
-// a 3-hub cluster (TestBenchScale). Results go to docs/BENCHMARKS.md.
+// a 3-hub cluster (TestBenchScale); an idle linked edge's RSS and CPU
+// beside a plain nats-server leaf (TestBenchIdle, idle_test.go). Results go
+// to docs/BENCHMARKS.md.
 //
 // The benchmarks are behind the build tag "bench" so that go test ./...
 // stays fast. Run them (about 2.5 and 7 minutes on 2 cores) with:
@@ -12,7 +14,7 @@
 //	go test -tags bench -run '^TestBench$' -count=1 -v -timeout 20m ./test/bench
 //	go test -tags bench -run '^TestBenchStoreForward$' -count=1 -v -timeout 20m ./test/bench
 //
-// (-run TestBench runs all three, with TestBenchScale below.)
+// (-run TestBench runs them all, with TestBenchScale and TestBenchIdle.)
 //
 // Each measurement is repeated 3 times (TETHER_BENCH_REPS overrides) with
 // Tether and plain NATS alternating, and the table of medians is printed at
