@@ -45,14 +45,17 @@ func (s *Server) Report(ctx context.Context) edgereport.Report {
 // buffer turns stalled, full or empty or a last error changes. Linked or
 // not, it logs when the buffer turns full and when it has room again.
 //
-// It looks every poll, but reads the buffer stream (a JetStream API
+// It looks every 250ms, and reads the buffer stream (a JetStream API
 // request) only when something a report shows may have changed: while the
 // buffer was empty at the last reading and the edge's stored bytes and the
 // last errors are the same (quietKey), the buffer is still empty, not
 // stalled and not full, so an idle edge reads it once per StatusInterval.
+// While quiet it looks every second instead (a buffer that fills is then
+// reported up to a second later; a link change wakes it at once).
 func (s *Server) reportLoop(ctx context.Context) {
 	poll := min(250*time.Millisecond, s.cfg.StatusInterval/2)
-	t := time.NewTicker(poll)
+	quietPoll := min(time.Second, s.cfg.StatusInterval/2)
+	t := time.NewTimer(poll)
 	defer t.Stop()
 	var (
 		linked   bool
@@ -63,10 +66,22 @@ func (s *Server) reportLoop(ctx context.Context) {
 		quiet    string // quietKey at the last reading of an empty buffer; "" after any other
 	)
 	for {
+		wait := poll
+		if quiet != "" {
+			wait = quietPoll
+			if linked {
+				wait = min(wait, max(0, time.Until(sent.Add(s.cfg.StatusInterval))))
+			}
+			if !resendAt.IsZero() {
+				wait = min(wait, max(0, time.Until(resendAt)))
+			}
+		}
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.linkChanged:
 		}
 		now := time.Now()
 		isLinked := s.Link().Connected

@@ -66,6 +66,8 @@ type Server struct {
 	// linkEvent wakes the link watcher: the embedded server logged a
 	// connection event.
 	linkEvent chan struct{}
+	// linkChanged wakes the report loop: the link went up or down.
+	linkChanged chan struct{}
 
 	mu   sync.Mutex
 	link Link
@@ -102,7 +104,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Server{cfg: cfg, log: log, stuck: make(chan error, 1), measureRoom: storeRoom,
-		linkEvent: make(chan struct{}, 1), lost: make(chan struct{})}, nil
+		linkEvent: make(chan struct{}, 1), linkChanged: make(chan struct{}, 1), lost: make(chan struct{})}, nil
 }
 
 // Start loads the bundle, starts the embedded server and the link monitor,
@@ -316,6 +318,12 @@ func (s *Server) sampleLink() {
 		s.lost = make(chan struct{})
 	}
 	s.mu.Unlock()
+	if next.Connected != prev.Connected || next.Hub != prev.Hub {
+		select {
+		case s.linkChanged <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
 	switch {
 	case next.Connected && (!prev.Connected || prev.Hub != next.Hub):
 		s.log.Info("link up", "remote", next.Hub, "rtt", next.RTT, "compression", next.Compression)
