@@ -69,11 +69,13 @@ func (s *Server) reportLoop(ctx context.Context) {
 		wait := poll
 		if quiet != "" {
 			wait = quietPoll
+			// Never sooner than poll: a report that cannot be sent is
+			// retried at the usual pace, not in a busy loop.
 			if linked {
-				wait = min(wait, max(0, time.Until(sent.Add(s.cfg.StatusInterval))))
+				wait = min(wait, max(poll, time.Until(sent.Add(s.cfg.StatusInterval))))
 			}
 			if !resendAt.IsZero() {
-				wait = min(wait, max(0, time.Until(resendAt)))
+				wait = min(wait, max(poll, time.Until(resendAt)))
 			}
 		}
 		t.Reset(wait)
