@@ -30,10 +30,17 @@ const (
 	// HeaderCloudSeq carries the command's sequence in the cloud stream.
 	HeaderCloudSeq = contract.HeaderCloudSeq
 
-	// downlinkWait is how long one pull waits at the hub: a pull made
-	// just before the link dies stays there this long and can take a
-	// command with it (redelivered after the consumer's ack wait).
-	downlinkWait = time.Second
+	// downlinkWait is how long one pull waits at the hub. A command
+	// queued meanwhile is delivered at once, so a longer wait costs no
+	// latency; what it saves is the pulls of an idle edge, each one work
+	// for the hub and the edge (docs/BENCHMARKS.md, "Idle edge"). A pull made
+	// just before the link dies (or the edge stops) stays at the hub this
+	// long and can take one command with it, which the consumer
+	// redelivers after its ack wait (2s): a longer wait does not make that
+	// delay longer, it only makes it possible for longer after a cut.
+	downlinkWait = 30 * time.Second
+	// localDeliverWait bounds the local publish of a command.
+	localDeliverWait = 10 * time.Second
 )
 
 type downlink struct {
@@ -41,6 +48,8 @@ type downlink struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	linked func() bool
+	// lost returns a channel closed when the link next goes down.
+	lost   func() <-chan struct{}
 	prefix string // cloud subject prefix: edges.<edge>.
 	inbox  string
 	sub    *nats.Subscription
@@ -54,7 +63,7 @@ type downlink struct {
 // DownlinkStatus is the command path's state.
 type DownlinkStatus = contract.CommandStatus
 
-func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int64, linked func() bool) (*downlink, error) {
+func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int64, linked func() bool, lost func() <-chan struct{}) (*downlink, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -80,7 +89,7 @@ func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int
 	if err != nil {
 		return nil, fmt.Errorf("downlink inbox: %w", err)
 	}
-	d := &downlink{edge: edge, nc: nc, js: js, linked: linked, prefix: contract.CloudCommandPrefix(edge), inbox: inbox, sub: sub}
+	d := &downlink{edge: edge, nc: nc, js: js, linked: linked, lost: lost, prefix: contract.CloudCommandPrefix(edge), inbox: inbox, sub: sub}
 	if info := st.CachedInfo(); info.State.Msgs > 0 {
 		m, err := st.GetMsg(ctx, info.State.LastSeq)
 		if err == nil {
@@ -95,11 +104,20 @@ func (d *downlink) run(ctx context.Context) {
 		// A pull made just before the link died gets no answer: stop
 		// waiting for it as soon as the link is down, so the first pull
 		// after a reconnect is not held up by it.
+		lost := d.lost()
+		if !d.linked() {
+			return nil // whileLinked waits for the link
+		}
 		sctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		stop := cancelOnLinkLoss(sctx, d.linked, cancel)
+		go func() { // ends with sctx, at the latest when this step returns
+			select {
+			case <-lost:
+				cancel()
+			case <-sctx.Done():
+			}
+		}()
 		err := d.next(sctx)
-		stop()
 		if sctx.Err() != nil && ctx.Err() == nil {
 			return nil // the link went down; whileLinked waits for it
 		}
@@ -139,7 +157,14 @@ func (d *downlink) next(ctx context.Context) error {
 	dup := seq <= d.last
 	d.mu.Unlock()
 	if !dup {
-		if err := d.deliver(ctx, m, seq); err != nil {
+		// The local publish does not need the link: a link lost meanwhile
+		// (which cancels ctx) must not cut it short, or the command could
+		// be stored and seen by subscribers without being recorded, and
+		// be delivered again when the cloud redelivers it.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), localDeliverWait)
+		err := d.deliver(dctx, m, seq)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}

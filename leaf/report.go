@@ -44,9 +44,18 @@ func (s *Server) Report(ctx context.Context) contract.StatusReport {
 // (and again reportResend later), every StatusInterval, and whenever the
 // buffer turns stalled, full or empty or a last error changes. Linked or
 // not, it logs when the buffer turns full and when it has room again.
+//
+// It looks every 250ms, and reads the buffer stream (a JetStream API
+// request) only when something a report shows may have changed: while the
+// buffer was empty at the last reading and the edge's stored bytes and the
+// last errors are the same (quietKey), the buffer is still empty, not
+// stalled and not full, so an idle edge reads it once per StatusInterval.
+// While quiet it looks every second instead (a buffer that fills is then
+// reported up to a second later; a link change wakes it at once).
 func (s *Server) reportLoop(ctx context.Context) {
 	poll := min(250*time.Millisecond, s.cfg.StatusInterval/2)
-	t := time.NewTicker(poll)
+	quietPoll := min(time.Second, s.cfg.StatusInterval/2)
+	t := time.NewTimer(poll)
 	defer t.Stop()
 	var (
 		linked   bool
@@ -54,31 +63,56 @@ func (s *Server) reportLoop(ctx context.Context) {
 		sent     time.Time // last report sent
 		resendAt time.Time // zero: no resend pending
 		lastKey  string
+		quiet    string // quietKey at the last reading of an empty buffer; "" after any other
 	)
 	for {
+		wait := poll
+		if quiet != "" {
+			wait = quietPoll
+			// Never sooner than poll: a report that cannot be sent is
+			// retried at the usual pace, not in a busy loop.
+			if linked {
+				wait = min(wait, max(poll, time.Until(sent.Add(s.cfg.StatusInterval))))
+			}
+			if !resendAt.IsZero() {
+				wait = min(wait, max(poll, time.Until(resendAt)))
+			}
+		}
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.linkChanged:
 		}
 		now := time.Now()
+		isLinked := s.Link().Connected
+		resend := !resendAt.IsZero() && !now.Before(resendAt)
+		due := isLinked && (!linked || now.Sub(sent) >= s.cfg.StatusInterval || resend)
+		qk := s.quietKey()
+		if !due && linked == isLinked && quiet != "" && qk == quiet {
+			continue // nothing a report shows can have changed
+		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		r := s.Report(rctx)
 		cancel()
+		quiet = ""
+		if r.Buffer.BacklogMsgs == 0 && !r.Buffer.Full {
+			quiet = qk
+		}
 		if r.Buffer.Full != full {
 			full = r.Buffer.Full
 			s.logFull(r.Buffer)
 		}
-		if !s.Link().Connected {
+		if !isLinked {
 			linked = false
 			continue
 		}
 		key := changeKey(r)
-		due := !linked || key != lastKey || now.Sub(sent) >= s.cfg.StatusInterval ||
-			(!resendAt.IsZero() && !now.Before(resendAt))
+		due = due || key != lastKey
 		if !linked {
 			resendAt = now.Add(reportResend)
-		} else if !resendAt.IsZero() && !now.Before(resendAt) {
+		} else if resend {
 			resendAt = time.Time{}
 		}
 		linked, lastKey = true, key
@@ -91,6 +125,19 @@ func (s *Server) reportLoop(ctx context.Context) {
 		}
 		sent = now
 	}
+}
+
+// quietKey is what the report loop reads on every poll, cheaply: the bytes
+// the edge's JetStream holds (any store or purge in the buffer or the
+// COMMANDS stream changes them) and the forwarder's and the downlink's
+// last errors.
+func (s *Server) quietKey() string {
+	u := s.up
+	u.mu.Lock()
+	upErr, upErrAt := u.lastErr, u.lastErrAt
+	u.mu.Unlock()
+	stored := s.ns.GlobalAccount().JetStreamUsage().Store
+	return fmt.Sprint(stored, upErr, upErrAt.UnixNano(), s.down.status().LastError)
 }
 
 // logFull logs a change of the buffer's full state: a full buffer is

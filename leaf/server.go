@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,9 +25,16 @@ import (
 
 const (
 	readyTimeout = 15 * time.Second
-	// linkPoll is how often the link state is sampled; it bounds how stale
-	// Link can be.
-	linkPoll = 100 * time.Millisecond
+	// linkPoll is how often the link state is sampled while the link is
+	// down, and for linkBurst after the embedded server logs a connection
+	// event; linkIdlePoll while it stays up. A link that closes is noticed
+	// at once: the server logs the close, which wakes the watcher.
+	linkPoll     = 100 * time.Millisecond
+	linkIdlePoll = time.Second
+	linkBurst    = 10 * time.Second
+	// syncQueueLen is the message queue of the in-process connection's
+	// synchronous subscriptions.
+	syncQueueLen = 64
 )
 
 // Server is a running (or startable) edge.
@@ -61,10 +69,18 @@ type Server struct {
 	// proxy is the forward proxy the link goes through, if any.
 	proxy linkProxy
 
+	// linkEvent wakes the link watcher: the embedded server logged a
+	// connection event.
+	linkEvent chan struct{}
+	// linkChanged wakes the report loop: the link went up or down.
+	linkChanged chan struct{}
+
 	mu   sync.Mutex
 	link Link
 	// linkErr is why the last dial of a hub failed; cleared on link-up.
 	linkErr string
+	// lost is closed when the link goes down, then replaced.
+	lost chan struct{}
 
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
@@ -100,7 +116,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log, stuck: make(chan error, 1), measureRoom: storeRoom, getenv: os.Getenv}, nil
+	return &Server{cfg: cfg, log: log, stuck: make(chan error, 1), measureRoom: storeRoom, getenv: os.Getenv,
+		linkEvent: make(chan struct{}, 1), linkChanged: make(chan struct{}, 1), lost: make(chan struct{})}, nil
 }
 
 // Start loads the bundle, starts the embedded server and the link monitor,
@@ -169,7 +186,7 @@ func (s *Server) Start(ctx context.Context) error {
 	// Debug on at the server, filtered by the adapter: the watchdog needs
 	// to see the connect attempts, which the server logs at debug level.
 	nl := natslog.New(s.log)
-	nl.Observe = s.attempts.observe
+	nl.Observe = s.observeServerLog
 	sl := newServerLog(nl, s.log, b.Edge)
 	ns.SetLoggerV2(linkErrLog{Logger: sl, note: s.noteLinkErr}, true, false, false)
 	s.ns, s.opts = ns, opts
@@ -184,7 +201,11 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-leaf"), nats.MaxReconnects(-1),
 		nats.Nkey(internalPub, internal.Sign),
-		nats.CustomInboxPrefix(uplinkInbox))
+		nats.CustomInboxPrefix(uplinkInbox),
+		// The only synchronous subscription is the downlink's inbox, which
+		// holds a pull's answer or two; the default queue (65536 slots,
+		// 512 KiB) would sit in the heap for nothing.
+		nats.SyncQueueLen(syncQueueLen))
 	if err != nil {
 		ns.Shutdown()
 		return fmt.Errorf("edge %s: in-process connection: %w", b.Edge, err)
@@ -207,7 +228,7 @@ func (s *Server) Start(ctx context.Context) error {
 	// The origin names this incarnation of the buffer: a new one after the
 	// edge's store was wiped (the cloud sees Tether-Origin change).
 	s.log.Info("telemetry buffer ready", "origin", up.origin, "budget_bytes", up.stream.CachedInfo().Config.MaxBytes, "when_full", s.cfg.BufferFull)
-	down, err := startDownlink(ctx, b.Edge, nc, s.commandsMaxBytes, func() bool { return s.Link().Connected })
+	down, err := startDownlink(ctx, b.Edge, nc, s.commandsMaxBytes, func() bool { return s.Link().Connected }, s.linkLost)
 	if err != nil {
 		nc.Close()
 		ns.Shutdown()
@@ -260,19 +281,52 @@ func (s *Server) hubURLs() []string {
 	return s.bundle.HubURLs
 }
 
-// watchLink samples the leaf connection and logs every change.
+// watchLink samples the leaf connection and logs every change: every
+// linkPoll while the link is down or for linkBurst after a connection
+// event, every linkIdlePoll while it stays up.
 func (s *Server) watchLink(ctx context.Context) {
-	t := time.NewTicker(linkPoll)
+	t := time.NewTimer(0)
 	defer t.Stop()
+	var burstUntil time.Time
 	for {
-		s.sampleLink()
-		s.checkStuck(time.Now())
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.linkEvent:
+			burstUntil = time.Now().Add(linkBurst)
+		}
+		s.sampleLink()
+		now := time.Now()
+		s.checkStuck(now)
+		wait := linkIdlePoll
+		if !s.Link().Connected || now.Before(burstUntil) {
+			wait = linkPoll
+		}
+		t.Stop()
+		t.Reset(wait)
+	}
+}
+
+// observeServerLog sees every message of the embedded server: connect
+// attempts for the watchdog, connection events to wake the link watcher.
+func (s *Server) observeServerLog(format string) {
+	s.attempts.observe(format)
+	if strings.Contains(format, "connection closed") || strings.HasPrefix(format, "Leafnode") {
+		select {
+		case s.linkEvent <- struct{}{}:
+		default: // a wake-up is pending already
 		}
 	}
+}
+
+// linkLost returns a channel that is closed when the link next goes down.
+// Read it before checking the link is up: a link that went down before is
+// then seen down.
+func (s *Server) linkLost() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lost
 }
 
 func (s *Server) sampleLink() {
@@ -297,7 +351,17 @@ func (s *Server) sampleLink() {
 		next.Since = time.Now()
 	}
 	s.link = next
+	if prev.Connected && !next.Connected {
+		close(s.lost)
+		s.lost = make(chan struct{})
+	}
 	s.mu.Unlock()
+	if next.Connected != prev.Connected || next.Hub != prev.Hub {
+		select {
+		case s.linkChanged <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
 	switch {
 	case next.Connected && (!prev.Connected || prev.Hub != next.Hub):
 		s.log.Info("link up", "remote", next.Hub, "rtt", next.RTT, "compression", next.Compression)
@@ -323,7 +387,9 @@ func (s *Server) noteShortLink(upFor time.Duration) {
 	}
 }
 
-// Link returns the current link state, at most linkPoll old.
+// Link returns the current link state: at most linkPoll old while the link
+// is down or changing, at most linkIdlePoll old while it stays up (a close
+// is noticed at once).
 func (s *Server) Link() Link {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -48,6 +48,9 @@ const (
 	linkMaxBackoff = 5 * time.Second
 	// failLogEvery is how often the same forwarding error is logged again.
 	failLogEvery = 30 * time.Second
+	// uplinkIdleWait bounds how long an idle forwarder waits for a local
+	// publish before it reads the buffer again anyway.
+	uplinkIdleWait = 5 * time.Second
 )
 
 // uplink forwards the buffer to the cloud.
@@ -70,6 +73,11 @@ type uplink struct {
 	pace pace
 	// gapRisk: see setGapRisk.
 	gapRisk atomic.Bool
+	// idle is waitForData's subscription to local publishes while the
+	// buffer is empty, and wake its signal; only the run goroutine
+	// touches them.
+	idle *nats.Subscription
+	wake chan struct{}
 
 	mu        sync.Mutex
 	forwarded uint64
@@ -224,6 +232,7 @@ func (u *uplink) session(ctx context.Context) error {
 	if info.State.Msgs == 0 {
 		return u.waitForData(ctx)
 	}
+	u.stopIdle()
 	start := u.skipHeld(ctx, info.State.FirstSeq, info.State.LastSeq)
 	if start > info.State.LastSeq {
 		return nil // all of it was in the cloud already
@@ -464,18 +473,50 @@ func cancelOnLinkLoss(ctx context.Context, linked func() bool, cancel context.Ca
 	return func() { close(done) }
 }
 
-// waitForData returns when something is published on telemetry.>, after a
-// short while, or when ctx ends.
+// waitForData returns when something was published on telemetry.> since
+// it was last called (the idle subscription, kept between calls, holds the
+// wake-up), after uplinkIdleWait, or when ctx ends. Its first call only
+// subscribes: the caller reads the buffer again before waiting, so a
+// publish between that read and the subscription is not missed. While the
+// buffer stays empty, the forwarder reads it once per wake-up instead of
+// four times a second (docs/ARCHITECTURE.md, "Idle edge"). The
+// subscription is dropped when the link is found down: while unlinked
+// nothing is forwarded, and publishes need not reach it.
 func (u *uplink) waitForData(ctx context.Context) error {
-	sub, err := u.nc.SubscribeSync(contract.LocalTelemetry)
-	if err != nil {
-		return err
+	if u.idle == nil {
+		wake := make(chan struct{}, 1)
+		sub, err := u.nc.Subscribe(contract.LocalTelemetry, func(*nats.Msg) {
+			select {
+			case wake <- struct{}{}:
+			default: // a wake-up is pending already
+			}
+		})
+		if err != nil {
+			return err
+		}
+		u.idle, u.wake = sub, wake
+		return nil
 	}
-	defer sub.Unsubscribe()
-	wctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
-	defer cancel()
-	_, _ = sub.NextMsgWithContext(wctx)
+	t := time.NewTimer(uplinkIdleWait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-u.wake:
+	}
+	if !u.linked() {
+		u.stopIdle()
+	}
 	return nil
+}
+
+// stopIdle drops the idle subscription: while forwarding, every local
+// publish would reach it too.
+func (u *uplink) stopIdle() {
+	if u.idle != nil {
+		_ = u.idle.Unsubscribe()
+		u.idle, u.wake = nil, nil
+	}
 }
 
 // outbound turns a buffered message into the message sent to the cloud;

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,11 +15,16 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/tether-fabric/tether/internal/workingset"
 	"github.com/tether-fabric/tether/leaf"
 )
 
+// trimAfter bounds how long the edge waits for its first link before it
+// releases its start-up pages anyway.
+const trimAfter = time.Minute
+
 func newLeafCmd(d *deps) *cobra.Command {
-	var file string
+	var file, pprofAddr string
 	var ef enrollFlags
 	leafDefaults := leaf.Defaults()
 	leafDocs, _ := leaf.ConfigDocs() // embedded source: parses, or the help lists keys without docs
@@ -74,12 +80,23 @@ applies); --proxy off dials the hubs directly.
 			if err != nil {
 				return usageError{err}
 			}
+			if pprofAddr != "" {
+				if err := servePprof(cmd.Context(), pprofAddr, d.logger()); err != nil {
+					return usageError{err}
+				}
+			}
 			if err := l.Start(cmd.Context()); err != nil {
 				if cmd.Context().Err() != nil {
 					return nil // a signal during start-up: stopping is not an error
 				}
 				return err
 			}
+			trimmed := make(chan struct{})
+			go func() {
+				defer close(trimmed)
+				releaseStartupPages(cmd.Context(), l, d.logger())
+			}()
+			defer func() { <-trimmed }()
 			var stuck error
 			select {
 			case <-cmd.Context().Done():
@@ -107,9 +124,30 @@ applies); --proxy off dials the hubs directly.
 	f.String("transport", "", "tls (default) or websocket")
 	f.String("proxy", "", "HTTP(S) forward proxy to the hubs, http://host:port (default: https_proxy; off: direct)")
 	f.String("compression", "", "link compression: off, s2_fast (default), s2_better, s2_best, s2_auto")
+	f.StringVar(&pprofAddr, "debug-pprof", "", "serve Go profiles on this loopback address (debugging)")
+	_ = f.MarkHidden("debug-pprof")
 	ef.add(f)
 	cmd.AddCommand(newLeafStatusCmd(d))
 	return cmd
+}
+
+// releaseStartupPages releases the binary's pages that start-up mapped
+// (internal/workingset) once the link is up, or after trimAfter if it does
+// not come up, or not at all if ctx ends first: the idle edge's RSS then
+// shows the code it runs, not all the code start-up ran once.
+func releaseStartupPages(ctx context.Context, l *leaf.Server, log *slog.Logger) {
+	wctx, cancel := context.WithTimeout(ctx, trimAfter)
+	defer cancel()
+	_ = l.WaitLinked(wctx)
+	if ctx.Err() != nil {
+		return
+	}
+	released, err := workingset.ReleaseExecutable()
+	if err != nil {
+		log.Debug("start-up pages not released", "err", err)
+		return
+	}
+	log.Debug("start-up pages released", "bytes", released)
 }
 
 func newLeafStatusCmd(d *deps) *cobra.Command {

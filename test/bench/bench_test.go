@@ -232,8 +232,8 @@ func renderTable(rows []*row, bin binaryResult, reps int, took time.Duration, lo
 	}
 	if bin.leafRSS > 0 {
 		mb := float64(bin.leafRSS) / 1e6
-		fmt.Fprintf(&b, "| idle leaf RSS, linked, after %s | s2_fast | %.1f MB | - | - | <= 25 MB %s | - |\n",
-			bin.window, mb, okIf(mb <= 25))
+		fmt.Fprintf(&b, "| idle leaf RSS, linked, after %s | s2_fast | %.1f MB | - | - | <= 20 MB %s | - |\n",
+			bin.window, mb, okIf(mb <= 20))
 		fmt.Fprintf(&b, "| idle hub RSS, same moment (reference) | - | %.1f MB | - | - | - | - |\n", float64(bin.hubRSS)/1e6)
 	}
 	fmt.Fprintf(&b, "\n%s, GOMAXPROCS %d, load average %s before / %s after, bench wall time %s.\n",

@@ -7,7 +7,9 @@
 // a 3-hub cluster (TestBenchScale); named services: a cloud call by name
 // through the hubs' router and the edge's gateway, with audit, against
 // plain TLS request-reply, and discovery with 1,000 edge accounts
-// (TestBenchServices, services_test.go). Results go to docs/BENCHMARKS.md.
+// (TestBenchServices, services_test.go); an idle linked edge's RSS and CPU
+// beside a plain nats-server leaf (TestBenchIdle, idle_test.go). Results go
+// to docs/BENCHMARKS.md.
 //
 // The benchmarks are behind the build tag "bench" so that go test ./...
 // stays fast. Run them (about 2.5 and 7 minutes on 2 cores) with:
@@ -15,7 +17,7 @@
 //	go test -tags bench -run '^TestBench$' -count=1 -v -timeout 20m ./test/bench
 //	go test -tags bench -run '^TestBenchStoreForward$' -count=1 -v -timeout 20m ./test/bench
 //
-// (-run TestBench runs all three, with TestBenchScale below.)
+// (-run TestBench runs them all, with TestBenchScale and TestBenchIdle.)
 //
 // Each measurement is repeated 3 times (TETHER_BENCH_REPS overrides) with
 // Tether and plain NATS alternating, and the table of medians is printed at

@@ -129,7 +129,7 @@ func TestBenchScale(t *testing.T) {
 		hubNames = append(hubNames, h.name)
 	}
 	idle, cpu := settleRSS(t, "idle", hubs)
-	tab.add("cluster", "hub CPU while idle for 3 s (share of a core)", cpu)
+	tab.add("cluster", "hub CPU while idle for "+fmtSpan(envDuration(t, "TETHER_SCALE_SETTLE", scaleSettle))+" (share of a core)", cpu)
 	tab.add("cluster", "hub RSS at idle (hub-1/2/3)", fmtRSSList(idle))
 	tab.add("cluster", "accounts loaded per hub at idle", fmtList(accountCounts(t, hubs)))
 
@@ -159,7 +159,7 @@ func TestBenchScale(t *testing.T) {
 			files, fmtBytes(bytes), fmtBytes(blocks))
 	}
 	pushed, cpu := settleRSS(t, "after the pushes", hubs)
-	tab.add("accounts", "hub CPU while idle for 3 s (share of a core)", cpu)
+	tab.add("accounts", "hub CPU while idle for "+fmtSpan(envDuration(t, "TETHER_SCALE_SETTLE", scaleSettle))+" (share of a core)", cpu)
 	tab.add("accounts", "hub RSS after the pushes", fmtRSSList(pushed))
 	tab.add("accounts", "hub RSS delta per pushed account", fmtPerItem(idle, pushed, nEdges))
 	tab.add("accounts", "accounts loaded per hub after the pushes", fmtList(accountCounts(t, hubs)))
@@ -201,7 +201,7 @@ func TestBenchScale(t *testing.T) {
 			"%s (%.0f/s), %d failed", fmtSpan(took), float64(len(withConsumer))/took.Seconds(), fail)
 		tab.add("consumers", "consumer create latency", fmtPercentiles(lat))
 		prepared, cpu := settleRSS(t, "after the consumers", hubs)
-		tab.add("consumers", "hub CPU while idle for 3 s (share of a core)", cpu)
+		tab.add("consumers", "hub CPU while idle for "+fmtSpan(envDuration(t, "TETHER_SCALE_SETTLE", scaleSettle))+" (share of a core)", cpu)
 		tab.add("consumers", "hub RSS after the consumers", fmtRSSList(prepared))
 		tab.add("consumers", "hub RSS delta per consumer", fmtPerItem(pushed, prepared, len(withConsumer)))
 		pushed = prepared
@@ -235,7 +235,7 @@ func TestBenchScale(t *testing.T) {
 	tab.addf("leaves", "leaves whose connect loop stopped retrying, restarted by the link watchdog (as a supervisor would)",
 		"%d", res.watchdogRestarts)
 	attached, cpu := settleRSS(t, "leaves attached", hubs)
-	tab.add("leaves", "hub CPU while idle for 3 s (share of a core)", cpu)
+	tab.add("leaves", "hub CPU while idle for "+fmtSpan(envDuration(t, "TETHER_SCALE_SETTLE", scaleSettle))+" (share of a core)", cpu)
 	tab.add("leaves", "hub RSS with the leaves attached", fmtRSSList(attached))
 	tab.add("leaves", "hub RSS delta per attached leaf (delta / leaves on that hub)", fmtPerHubItem(pushed, attached, res.perHub))
 	var sumDelta int64
@@ -656,16 +656,18 @@ func superviseLeaf(ctx context.Context, log *slog.Logger, l *leaf.Server, c leaf
 	}
 }
 
-// settleRSS lets the hubs run idle for scaleSettle, then reads their RSS;
-// it also returns the share of a core each hub used during that window.
+// settleRSS lets the hubs run idle for scaleSettle (TETHER_SCALE_SETTLE
+// overrides it), then reads their RSS; it also returns the share of a core
+// each hub used during that window.
 func settleRSS(t *testing.T, phase string, hubs []*scaleHub) ([]int64, string) {
 	t.Helper()
+	settle := envDuration(t, "TETHER_SCALE_SETTLE", scaleSettle)
 	var cpu0 []time.Duration
 	for _, h := range hubs {
 		cpu0 = append(cpu0, readCPU(t, h.proc.cmd.Process.Pid))
 	}
 	start := time.Now()
-	for time.Since(start) < scaleSettle {
+	for time.Since(start) < settle {
 		time.Sleep(250 * time.Millisecond)
 	}
 	took := time.Since(start)
@@ -674,7 +676,7 @@ func settleRSS(t *testing.T, phase string, hubs []*scaleHub) ([]int64, string) {
 	for i, h := range hubs {
 		out = append(out, readRSS(t, h.proc.cmd.Process.Pid))
 		used := readCPU(t, h.proc.cmd.Process.Pid) - cpu0[i]
-		cpu = append(cpu, fmt.Sprintf("%.0f%%", 100*used.Seconds()/took.Seconds()))
+		cpu = append(cpu, fmt.Sprintf("%.1f%%", 100*used.Seconds()/took.Seconds()))
 	}
 	t.Logf("%s: hub RSS %s; CPU while idle for %s: %s of a core", phase, fmtRSSList(out), fmtSpan(took), strings.Join(cpu, " / "))
 	return out, strings.Join(cpu, " / ")

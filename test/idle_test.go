@@ -1,0 +1,93 @@
+package test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/tethertest"
+)
+
+// idleWindow is how long TestIdleEdgeQuiet watches a linked edge doing
+// nothing: an observation window, not a synchronization.
+const idleWindow = 5 * time.Second
+
+// TestIdleEdgeQuiet: an idle linked edge does not keep asking its own
+// JetStream for the buffer's state, nor the hub for commands (it used to
+// read the buffer 12 times a second and pull once a second), and a command
+// sent to it after that quiet still arrives at once.
+func TestIdleEdgeQuiet(t *testing.T) {
+	f := newFabric(t)
+	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
+	local := tethertest.Connect(t, f.leaf.ClientURL())
+	got, err := local.SubscribeSync("cmd.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := local.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Pulls for commands cross to the CLOUD account's JetStream API.
+	pulls, err := f.cloud.SubscribeSync("$JS.API.CONSUMER.MSG.NEXT." + contract.CommandsStream + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cloud.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	edgeJS, err := jetstream.New(f.leaf.InternalConn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiCalls := func() uint64 {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		info, err := edgeJS.AccountInfo(ctx)
+		if err != nil {
+			t.Fatalf("edge account info: %v", err)
+		}
+		return info.API.Total
+	}
+
+	before := apiCalls()
+	<-time.After(idleWindow)
+	calls := apiCalls() - before - 1 // not counting the second AccountInfo
+	n, _, err := pulls.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("idle for %s: %d JetStream API requests on the edge, %d command pulls at the hub", idleWindow, calls, n)
+	// Expected: one status report (two requests), one wake-up of the
+	// forwarder, at most one budget refit.
+	if calls > 8 {
+		t.Errorf("idle edge made %d JetStream API requests in %s, want at most 8", calls, idleWindow)
+	}
+	if n > 1 {
+		t.Errorf("idle edge pulled for commands %d times in %s, want at most 1 (a pull waits 30s at the hub)", n, idleWindow)
+	}
+
+	cloudJS, err := jetstream.NewWithDomain(f.cloud, contract.CloudDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sent := time.Now()
+	if _, err := cloudJS.Publish(ctx, "edges.plant-7.cmd.set", []byte("1")); err != nil {
+		t.Fatalf("queue command: %v", err)
+	}
+	m, err := got.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("command not delivered to the idle edge: %v (edge status %+v)", err, f.leaf.Status().Commands)
+	}
+	if took := time.Since(sent); took > time.Second {
+		t.Errorf("command reached the idle edge after %s, want < 1s: a waiting pull delivers at once", took)
+	}
+	if m.Subject != "cmd.set" || string(m.Data) != "1" {
+		t.Errorf("got %s %q, want cmd.set \"1\"", m.Subject, m.Data)
+	}
+}
