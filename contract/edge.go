@@ -164,8 +164,9 @@ func LeafPermissions() jwt.Permissions {
 	var p jwt.Permissions
 	p.Pub.Allow.Add(uplinkTelemetry, UplinkStatus, UplinkHighWater, DownlinkNext, commandsAckPrefix+">", "_INBOX.>")
 	p.Sub.Allow.Add(LocalServices, UplinkInbox+".>", ControlPrefix+".>")
-	// Named services (services.go): the gateway answers forwarded calls.
-	p.Pub.Allow.Add(svcRepPrefix + ">")
+	// Named services (services.go): the gateway answers forwarded calls
+	// and asks for its configuration when its link comes up.
+	p.Pub.Allow.Add(svcRepPrefix+">", LocalGatewayFetch)
 	p.Sub.Allow.Add(svcReqPrefix + ">")
 	return p
 }

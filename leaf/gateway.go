@@ -90,6 +90,13 @@ type gateway struct {
 	optional bool
 	log      *slog.Logger
 
+	// linked says whether the edge's link to the hubs is up; fetched is
+	// set once the configuration in force in the cloud was asked for on
+	// the current link (fetchTries counts the attempts).
+	linked     func() bool
+	fetched    bool
+	fetchTries int
+
 	mu       sync.Mutex
 	cfg      policy.Gateway
 	cfgMod   time.Time
@@ -124,6 +131,7 @@ func (s *Server) startGateway(internal nkeys.KeyPair) error {
 		path, optional = filepath.Join(s.cfg.DataDir, pushedGatewayFile), true
 	}
 	g := &gateway{edge: s.bundle.Edge, plumbing: plumbing, site: site, path: path, optional: optional, log: s.log,
+		linked:   func() bool { return s.Link().Connected },
 		services: map[string]*localService{}, limits: map[string]*limiter{}}
 	if err := g.reload(); err != nil {
 		g.close()
@@ -199,6 +207,7 @@ func (g *gateway) run(ctx context.Context) {
 		if err := g.reload(); err != nil {
 			g.setErr(err.Error())
 		}
+		g.fetchOnLink()
 		g.discover(ctx)
 		select {
 		case <-ctx.Done():

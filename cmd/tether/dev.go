@@ -147,6 +147,14 @@ func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
 		return fmt.Errorf("%w (is another 'tether dev' or NATS server running? try --random-ports)", err)
 	}
 	defer h.Shutdown(context.Background())
+	// The edges' gateway configurations from the dev policy: in the
+	// cloud before the edges link, so each fetches its own at link-up.
+	if err := h.WaitReady(ctx); err != nil {
+		return err
+	}
+	if err := deliverDevGateways(ctx, store, h.ClientURL(), log); err != nil {
+		return err
+	}
 
 	info := DevInfo{Hub: DevHub{
 		ClientURL: h.ClientURL(), Creds: store.CloudCredsFile(), CA: store.CAFile(),
@@ -235,9 +243,6 @@ func startDevEdge(ctx context.Context, log *slog.Logger, store *accounts.Store, 
 	lc.Bundle = bundle
 	lc.DataDir = filepath.Join(dir, name)
 	lc.Listen = fmt.Sprintf("127.0.0.1:%d", port)
-	if lc.Gateway, err = writeDevGateway(dir, name); err != nil {
-		return nil, err
-	}
 	l, err := leaf.New(lc, log)
 	if err != nil {
 		return nil, err
