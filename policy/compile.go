@@ -369,7 +369,8 @@ func (c *compiler) gateway(e string) Gateway {
 			key = pc.Subject
 		}
 		for _, s := range gw.Expose {
-			gw.Grants = append(gw.Grants, ServiceGrant{Caller: Principal{Kind: PrincipalEdge, Name: b, Key: key}, Service: s, Endpoint: "*"})
+			// Every call of a linked edge is audited at the serving edge.
+			gw.Grants = append(gw.Grants, ServiceGrant{Caller: Principal{Kind: PrincipalEdge, Name: b, Key: key}, Service: s, Endpoint: "*", Audit: true})
 		}
 	}
 	sort.SliceStable(gw.Grants, func(i, j int) bool {

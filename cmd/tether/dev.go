@@ -130,6 +130,7 @@ func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
 	if err != nil {
 		return err
 	}
+	devCreds := ensureDevUser(store)
 
 	hc := hub.Defaults()
 	hc.Name = "dev-hub"
@@ -157,7 +158,7 @@ func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
 	}
 
 	info := DevInfo{Hub: DevHub{
-		ClientURL: h.ClientURL(), Creds: store.CloudCredsFile(), CA: store.CAFile(),
+		ClientURL: h.ClientURL(), Creds: devCreds, CA: store.CAFile(),
 		MonitorURL: h.MonitorURL(), LeafURL: h.LeafURL(), WSURL: h.WebsocketURL(),
 	}}
 	var leaves []*leaf.Server

@@ -51,13 +51,16 @@ roles:
     description: reads dev-a only; add dev-b (or "group:lab") and apply
     telemetry: [dev-a]
 
-# Cloud users with grants of their own. "cloud" is the dev cloud user
-# (dev.json's creds): it may call every service on the lab edges, so one a
+# Cloud users with grants of their own, signed with their own scoped keys.
+# "dev" is the dev cloud user (dev.json's creds, what --dev commands use):
+# anything in the cloud, and every service on the lab edges, so one a
 # newcomer starts at a dev edge is callable at once. "viewer" may only read
 # sensors, 5 calls/s: calling echo is refused. Every call is audited at
 # the serving edge ('tether audit').
 users:
-  cloud:
+  dev:
+    description: the dev cloud user
+    admin: true
     services:
       - {service: "*", on: ["group:lab"], audit: true}
   viewer:

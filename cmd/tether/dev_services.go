@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,12 +20,29 @@ import (
 // The dev fabric's services: each dev edge runs two sample micro services
 // (echo, and sensor with a "read" endpoint). What reaches them is the dev
 // policy's (dev_policy.go): the lab edges expose every service, the dev
-// cloud user ("cloud") may call them all and the second dev user "viewer"
+// cloud user ("dev") may call them all and the second dev user "viewer"
 // only sensor.read (5 calls/s), so the tour can show a denied call. The
 // edges get their gateway configurations from the cloud when they link.
 
 // devViewer is the narrower dev cloud user.
 const devViewer = "viewer"
+
+// devUser is the dev cloud user of dev.json.
+const devUser = "dev"
+
+// ensureDevUser creates the dev cloud user of the dev policy unless it
+// exists and returns its creds file; when the policy file no longer names
+// it, the store's own cloud user (admin, no service grants) stands in.
+func ensureDevUser(store *accounts.Store) string {
+	path, err := store.AddCloudUser(devUser, "", nil, time.Time{})
+	if errors.Is(err, accounts.ErrUserExists) {
+		return filepath.Join(store.Dir(), "users", devUser+".creds")
+	}
+	if err != nil {
+		return store.CloudCredsFile()
+	}
+	return path
+}
 
 // ensureDevViewer creates the dev store's viewer user unless it exists:
 // signed with its own scoped key of the dev policy (or, when the policy
