@@ -353,9 +353,6 @@ func (g ServiceGrant) Words() string {
 	if g.MaxInFlight > 0 {
 		lim = append(lim, fmt.Sprintf("%d in flight", g.MaxInFlight))
 	}
-	if g.Audit {
-		lim = append(lim, "audited")
-	}
 	ep := g.Endpoint
 	if ep == "*" {
 		ep = "any endpoint"
@@ -365,6 +362,9 @@ func (g ServiceGrant) Words() string {
 		s += " limited to " + strings.Join(lim, ", ")
 	} else {
 		s += " without limit"
+	}
+	if g.Audit {
+		s += ", audited"
 	}
 	return s
 }

@@ -247,15 +247,19 @@ func applyPlan(cmd *cobra.Command, d *deps, s *accounts.Store, plan *accounts.Po
 		fmt.Fprintf(d.stdout, "policy version %d written to the store (%d account(s)); NOT pushed: running hubs keep the old rules until they restart or an apply with --push, and edges keep their gateway configurations\n", v.Version, len(push))
 		return nil
 	}
+	// The gateways before the accounts: a gateway admitting a caller the
+	// accounts do not let call yet is harmless (the hub refuses the call),
+	// and a removed grant is refused earlier, never later; and an edge
+	// whose account changes relinks (its leaf scope changed), so it would
+	// miss a push made after the accounts (it fetches its configuration
+	// when it relinks, either way).
+	if err := deliverGateways(cmd.Context(), d, s, url, plan.Output.Gateways, timeout); err != nil {
+		return fmt.Errorf("policy version %d is in the store but not in force everywhere: the edges' gateway configurations: %w; run the apply again to converge", v.Version, err)
+	}
 	if len(push) > 0 {
 		if err := pushPolicy(cmd.Context(), d, s, url, push, timeout); err != nil {
 			return fmt.Errorf("policy version %d is in the store but not in force everywhere: %w; run the apply again to converge", v.Version, err)
 		}
-	}
-	// The gateways after the accounts: a grant may name a role whose
-	// scoped key the hubs must know first.
-	if err := deliverGateways(cmd.Context(), d, s, url, plan.Output.Gateways, timeout); err != nil {
-		return fmt.Errorf("policy version %d: the hubs took its accounts but not the edges' gateway configurations: %w; run the apply again to converge", v.Version, err)
 	}
 	if err := s.MarkPolicyPushed(v.Version); err != nil {
 		return err
