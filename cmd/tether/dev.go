@@ -278,8 +278,9 @@ Try, in another terminal:
   # what the cloud stream holds per edge)
   go run ./cmd/tether leaf status --url %s
   go run ./cmd/tether status --dev
-  # services at the edges, by name: discovery, a call, a call the policy denies to
-  # the narrower user viewer, one it allows, and the audit trail of them all
+  # services at the edges, by name (the policy file decides who may call what):
+  # discovery, a call, a call the hub refuses the narrower user viewer, one its
+  # grant allows, and the audit trail of the calls the edges served
   go run ./cmd/tether svc ls --dev
   go run ./cmd/tether svc call --dev %s/echo.echo hello
   go run ./cmd/tether svc call --dev --as viewer %s/echo.echo hello

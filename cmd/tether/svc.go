@@ -134,18 +134,45 @@ allow fails at once, saying which (with the micro error code: 503, 404, 403;
 			if err := asCreds(&cf, as); err != nil {
 				return err
 			}
-			nc, err := cf.connect()
+			// A call the caller's role may not make is refused by the hub
+			// (a permissions violation, reported asynchronously): fail at
+			// once instead of waiting for the timeout.
+			subject := contract.CloudServiceSubject(edge, service, endpoint)
+			denied := make(chan error, 1)
+			nc, err := cf.connect(nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				if strings.Contains(err.Error(), `Permissions Violation for Publish to "`+subject+`"`) {
+					select {
+					case denied <- err:
+					default:
+					}
+				}
+			}))
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			m := nats.NewMsg(contract.CloudServiceSubject(edge, service, endpoint))
+			m := nats.NewMsg(subject)
 			if len(args) == 2 {
 				m.Data = []byte(args[1])
 			}
-			resp, err := nc.RequestMsg(m, timeout)
-			if err != nil {
-				return fmt.Errorf("call %s: %w", args[0], err)
+			type answer struct {
+				msg *nats.Msg
+				err error
+			}
+			done := make(chan answer, 1)
+			go func() {
+				resp, err := nc.RequestMsg(m, timeout)
+				done <- answer{resp, err}
+			}()
+			var resp *nats.Msg
+			select {
+			case <-denied:
+				return fmt.Errorf("call %s: not allowed: the access policy does not let this user call %s (refused by the hub; code %d)", args[0], subject, contract.CodeDenied)
+			case a := <-done:
+				if a.err != nil {
+					return fmt.Errorf("call %s: %w", args[0], a.err)
+				}
+				resp = a.msg
 			}
 			if code := resp.Header.Get(contract.HeaderServiceErrorCode); code != "" {
 				return fmt.Errorf("call %s: %s (code %s)", args[0], resp.Header.Get(contract.HeaderServiceError), code)
