@@ -25,9 +25,11 @@ type GatewayDelivery struct {
 	Applied bool     `json:"applied"`
 	Exposed []string `json:"exposed,omitempty"`
 	Grants  int      `json:"grants"`
-	// Pending: the edge is not linked; it gets the configuration from the
-	// cloud bucket when its link comes up.
-	Pending bool `json:"pending"`
+	// Pending: the edge is not linked (or has no account in the store
+	// yet: NoAccount); it gets the configuration from the cloud bucket
+	// when its link comes up.
+	Pending   bool `json:"pending"`
+	NoAccount bool `json:"no_account,omitempty"`
 	// Error is an edge's refusal or a failed push (the bucket has it).
 	Error string `json:"error,omitempty"`
 }
@@ -101,6 +103,10 @@ func DeliverGateways(ctx context.Context, s *accounts.Store, cloud *nats.Conn, u
 // pushGateway hands one linked edge its configuration.
 func pushGateway(ctx context.Context, s *accounts.Store, url, edge string, data []byte) GatewayDelivery {
 	d := GatewayDelivery{Edge: edge}
+	if _, err := s.Edge(edge); errors.Is(err, accounts.ErrNoEdge) {
+		d.Pending, d.NoAccount = true, true
+		return d
+	}
 	nc, err := ConnectControl(s, url, edge)
 	if err != nil {
 		d.Error = err.Error()

@@ -293,6 +293,8 @@ func deliverGateways(ctx context.Context, d *deps, s *accounts.Store, url string
 		case r.Error != "":
 			fmt.Fprintf(d.stdout, "gateway %s: NOT applied: %s\n", r.Edge, r.Error)
 			refused = append(refused, r.Edge)
+		case r.NoAccount:
+			fmt.Fprintf(d.stdout, "gateway %s: no such edge in the store yet: pending, it gets its configuration when it links\n", r.Edge)
 		case r.Pending:
 			fmt.Fprintf(d.stdout, "gateway %s: edge offline: pending, it gets its configuration when it links\n", r.Edge)
 		default:
