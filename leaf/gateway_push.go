@@ -123,5 +123,5 @@ func (g *gateway) fetchOnLink() {
 		g.setErr(err.Error())
 		return
 	}
-	g.log.Info("gateway configuration fetched from the cloud", "exposed", cfg.Expose, "grants", len(cfg.Grants))
+	g.log.Debug("gateway configuration fetched from the cloud", "exposed", cfg.Expose, "grants", len(cfg.Grants))
 }

@@ -78,7 +78,7 @@ func deliverDevGateways(ctx context.Context, store *accounts.Store, url string, 
 		return fmt.Errorf("dev gateways: %w", err)
 	}
 	for _, r := range res {
-		log.Info("dev gateway configuration", "edge", r.Edge, "applied", r.Applied, "pending", r.Pending, "err", r.Error)
+		log.Debug("dev gateway configuration", "edge", r.Edge, "applied", r.Applied, "pending", r.Pending, "err", r.Error)
 	}
 	return nil
 }
