@@ -29,6 +29,7 @@ func addSeeds(f *testing.F) {
 	f.Add([]byte("version: 1\nedges: {a: {labels: {x: y}, links: [b]}, b: {labels: {x: y}, links: [\"group:g\"]}}\ngroups: {g: {match_labels: {x: y}}}\n"))
 	f.Add([]byte("version: 1\nroles: {r: {commands: [{to: ['*'], subjects: ['a.*.>']}]}}\n"))
 	f.Add([]byte("&a [*a]"))
+	f.Add([]byte("version: 1\nedges: {a: {labels: {x: y}, expose: ['*'], calls: [c], links: [b]}, b: {labels: {x: y}, expose: [s], links: [a]}}\nroles: {r: {services: [{service: '*', on: ['*']}, {service: s, endpoint: e, on: [b], rate: 1/s}]}}\nusers: {u: {services: [{service: s, on: [a, b]}], serve: [c]}}\n"))
 }
 
 // FuzzParse: parsing never panics, and a file without errors compiles to
