@@ -566,7 +566,7 @@ func (g *gateway) callOut(m *nats.Msg) {
 	case err == nil:
 		rep.Data, rep.Header = resp.Data, resp.Header
 	case errors.Is(err, nats.ErrNoResponders):
-		rep.Header.Set(contract.HeaderServiceError, fmt.Sprintf("%s: not reachable from edge %s (link down, or no such service)", m.Subject, g.edge))
+		rep.Header.Set(contract.HeaderServiceError, fmt.Sprintf("%s: not reachable from edge %s (link down, or the access policy does not let this edge call it)", m.Subject, g.edge))
 		rep.Header.Set(contract.HeaderServiceErrorCode, strconv.Itoa(contract.CodeEdgeOffline))
 	default:
 		rep.Header.Set(contract.HeaderServiceError, fmt.Sprintf("%s: %v", m.Subject, err))
