@@ -62,6 +62,7 @@ func edgeImports(edge, cloudPub, svcPub string) jwt.Imports {
 	im := contract.EdgeImports(edge, cloudPub)
 	if svcPub != "" {
 		im = append(im, contract.EdgeServiceImports(edge, svcPub)...)
+		im = append(im, contract.EdgeGatewayImport(edge, cloudPub))
 	}
 	return im
 }

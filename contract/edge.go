@@ -156,16 +156,17 @@ func EdgeImports(edge, cloudAccount string) jwt.Imports {
 // (requests to edge services), _TETHER_INBOX.> (PubAcks and commands for
 // the forwarder and downlink), $TETHER.CTL.> (control requests such as key
 // rotation, answered on _INBOX.>). Raw cmd.> does not cross: commands come
-// through the queue. tether.svc.rep.> and tether.svc.out.> (pub) and
-// tether.svc.req.> (sub) carry named-service calls through the hubs'
-// router (services.go).
+// through the queue. tether.svc.rep.> (pub) and tether.svc.req.> (sub)
+// carry calls of the edge's services through the hubs' router
+// (services.go); the edge's own calls (tether.svc.out.<edge>.…) are only
+// what the policy grants it (LeafPermissionsFor).
 func LeafPermissions() jwt.Permissions {
 	var p jwt.Permissions
 	p.Pub.Allow.Add(uplinkTelemetry, UplinkStatus, UplinkHighWater, DownlinkNext, commandsAckPrefix+">", "_INBOX.>")
 	p.Sub.Allow.Add(LocalServices, UplinkInbox+".>", ControlPrefix+".>")
 	// Named services (services.go): the gateway answers forwarded calls
-	// and makes the edge's own calls through the hubs' router.
-	p.Pub.Allow.Add(svcRepPrefix+">", svcOutPrefix+">")
+	// and asks for its configuration when its link comes up.
+	p.Pub.Allow.Add(svcRepPrefix+">", LocalGatewayFetch)
 	p.Sub.Allow.Add(svcReqPrefix + ">")
 	return p
 }

@@ -14,16 +14,6 @@ const (
 	// LeafScopeRole is the role of an edge account's scoped signing key that
 	// signs its leaf users (the same value as accounts.LeafRole).
 	LeafScopeRole = "leaf"
-
-	// EdgeCallPrefix starts the edge-local subjects on which edge clients
-	// call a cloud service: cloud.<service>.<endpoint...>.
-	EdgeCallPrefix = "cloud."
-	// EdgePeerPrefix starts the edge-local subjects on which edge clients
-	// call a linked edge's services: peers.<edge>.svc.<...>.
-	EdgePeerPrefix = "peers."
-
-	cloudCallExport = "edges.*.call.>"
-	serviceReplies  = "_R_.>"
 )
 
 // CloudCommandSubjectFor returns the cloud subject of command rel (relative
@@ -31,76 +21,59 @@ const (
 // edge): edges.<edge>.cmd.<rel>.
 func CloudCommandSubjectFor(edge, rel string) string { return "edges." + edge + ".cmd." + rel }
 
-// CloudCallSubject returns the CLOUD subject on which a cloud service
-// receives edge's calls: edges.<edge>.call.<service>.> ("*" for every edge).
-func CloudCallSubject(edge, service string) string {
-	return "edges." + edge + ".call." + service + ".>"
+// CloudServiceCallSubject returns the CLOUD subject a cloud principal
+// publishes to call every endpoint of service on edge ("*" for every edge):
+// edges.<edge>.svc.<service>.>. The hubs' router answers it (services.go).
+func CloudServiceCallSubject(edge, service string) string {
+	return "edges." + edge + ".svc." + service + ".>"
 }
 
-// EdgeCallSubject returns the edge-local subject on which the edge's clients
-// call a cloud service: cloud.<service>.>.
-func EdgeCallSubject(service string) string { return EdgeCallPrefix + service + ".>" }
-
-// EdgePeerSubject returns the edge-local subject on which the edge's
-// clients call a linked edge's services: peers.<peer>.svc.>.
-func EdgePeerSubject(peer string) string { return EdgePeerPrefix + peer + "." + LocalServices }
-
-// CloudCallExport is the CLOUD export through which edges reach cloud
-// services. It is a wildcard over the edge name, so it does not grow with
-// the fleet; only an edge account whose JWT imports a service (signed by the
-// operator from the policy) can call it.
-func CloudCallExport() jwt.Export {
-	return jwt.Export{Name: "edge-calls", Subject: cloudCallExport, Type: jwt.Service,
-		ResponseType: jwt.ResponseTypeSingleton, AllowTrace: false}
+// CloudServiceCallPermissions are what a cloud principal granted calls to
+// services needs: publish each of subjects (CloudServiceCallSubject), ask
+// the fleet's service table (ServiceList) and receive the answers on its
+// inbox.
+func CloudServiceCallPermissions(subjects []string) jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Allow.Add(sortedCopy(subjects)...)
+	p.Pub.Allow.Add(ServiceList)
+	p.Sub.Allow.Add("_INBOX.>")
+	return p
 }
 
-// EdgeCallImport is the import that lets edge's clients call a cloud
-// service: cloud.<service>.> at the edge reaches CLOUD as
-// edges.<edge>.call.<service>.>, with the caller's identity shared.
-func EdgeCallImport(edge, service, cloudAccount string) *jwt.Import {
-	return &jwt.Import{Name: "call-" + service, Type: jwt.Service, Account: cloudAccount,
-		Subject:      jwt.Subject(CloudCallSubject(edge, service)),
-		LocalSubject: jwt.RenamingSubject(EdgeCallSubject(service)), Share: true}
+// CloudServeSubject returns the CLOUD subject on which a cloud service
+// answers edges' calls to it: cloud.svc.<service>.> (the router reaches
+// it through the SVC account's import; the calling edge is in the
+// Tether-Caller header).
+func CloudServeSubject(service string) string { return "cloud.svc." + service + ".>" }
+
+// EdgeOutCloudSubject returns what edge's leaf must be allowed to publish
+// for its site clients to call the cloud service service through the
+// router: tether.svc.out.<edge>.cloud.svc.<service>.>.
+func EdgeOutCloudSubject(edge, service string) string {
+	return ServiceOutSubject(edge, CloudServeSubject(service))
 }
 
-// EdgeServicesExport is the export of an edge account's services (svc.>)
-// to the edges linked to it. Only accounts whose operator-signed JWT imports
-// it (both edges allowed the link in the policy) reach it.
-func EdgeServicesExport() *jwt.Export {
-	return &jwt.Export{Name: "linked-services", Subject: jwt.Subject(LocalServices), Type: jwt.Service,
-		ResponseType: jwt.ResponseTypeSingleton}
+// EdgeOutPeerSubject returns what edge's leaf must be allowed to publish
+// for its site clients to call the services of the linked edge peer
+// through the router: tether.svc.out.<edge>.edges.<peer>.svc.>.
+func EdgeOutPeerSubject(edge, peer string) string {
+	return ServiceOutSubject(edge, "edges."+peer+".svc.>")
 }
 
-// EdgePeerImport is the import that lets an edge's clients call peer's
-// services: peers.<peer>.svc.> at the edge reaches the peer's svc.>, with
-// the caller's identity shared.
-func EdgePeerImport(peer, peerAccount string) *jwt.Import {
-	return &jwt.Import{Name: "peer-" + peer, Type: jwt.Service, Account: peerAccount,
-		Subject: jwt.Subject(LocalServices), LocalSubject: jwt.RenamingSubject(EdgePeerSubject(peer)), Share: true}
-}
-
-// LeafPermissionsWith returns LeafPermissions widened by what the policy
-// grants the edge: calling the named cloud services and the named linked
-// edges (replies come back on _INBOX.>, the edge's own account's inboxes;
-// with peers the edge answers their calls on _R_.>).
-// With no calls and no peers it equals LeafPermissions.
-func LeafPermissionsWith(calls, peers []string) jwt.Permissions {
+// LeafPermissionsFor returns LeafPermissions widened by what the policy
+// grants edge: calling the named cloud services and the services of the
+// named linked edges, each through the hubs' router. The hub enforces the
+// leaf user's publish permissions and propagates no interest beyond them,
+// so a call the policy does not grant is answered "no responders" at the
+// edge at once. With no calls and no peers it equals LeafPermissions.
+func LeafPermissionsFor(edge string, calls, peers []string) jwt.Permissions {
 	p := LeafPermissions()
-	if len(calls) == 0 && len(peers) == 0 {
-		return p
-	}
 	for _, s := range sortedCopy(calls) {
-		p.Pub.Allow.Add(EdgeCallSubject(s))
+		p.Pub.Allow.Add(EdgeOutCloudSubject(edge, s))
 	}
 	for _, e := range sortedCopy(peers) {
-		p.Pub.Allow.Add(EdgePeerSubject(e))
+		p.Pub.Allow.Add(EdgeOutPeerSubject(edge, e))
 	}
-	if len(peers) > 0 {
-		// Answers to a linked edge's calls go to the reply subjects the
-		// import made in this account (_R_.>).
-		p.Pub.Allow.Add(serviceReplies)
-	}
-	p.Sub.Allow.Add("_INBOX.>")
 	return p
 }
 
@@ -152,10 +125,10 @@ func CloudCommandBasePermissions() jwt.Permissions {
 }
 
 // CloudServePermissions are what a cloud service answering edges' calls to
-// service needs: receive edges.*.call.<service>.> (and reply).
+// service needs: receive cloud.svc.<service>.> (and reply once).
 func CloudServePermissions(service string) jwt.Permissions {
 	var p jwt.Permissions
-	p.Sub.Allow.Add(CloudCallSubject("*", service))
+	p.Sub.Allow.Add(CloudServeSubject(service))
 	p.Pub.Allow.Add("_INBOX.>")
 	p.Resp = &jwt.ResponsePermission{MaxMsgs: 1}
 	return p

@@ -23,11 +23,8 @@ func TestPolicyGolden(t *testing.T) {
 		{"command-base.json", CloudCommandBasePermissions()},
 		{"command-subject.json", []string{CloudCommandSubjectFor("plant-7", "config.>"), CloudCommandSubjectFor("*", "reboot")}},
 		{"serve.json", CloudServePermissions("billing")},
-		{"cloud-call-export.json", CloudCallExport()},
-		{"edge-call-import.json", EdgeCallImport("plant-7", "billing", "ACLOUDPUBKEY")},
-		{"edge-services-export.json", EdgeServicesExport()},
-		{"edge-peer-import.json", EdgePeerImport("plant-8", "APEERPUBKEY")},
-		{"leaf-permissions-with.json", LeafPermissionsWith([]string{"billing"}, []string{"plant-8"})},
+		{"service-call.json", CloudServiceCallPermissions([]string{CloudServiceCallSubject("plant-7", "vision"), CloudServiceCallSubject("*", "echo")})},
+		{"leaf-permissions-for.json", LeafPermissionsFor("plant-7", []string{"billing"}, []string{"plant-8"})},
 	}
 	path := filepath.Join("testdata", "policy.txtar")
 	ar := &txtar.Archive{Comment: []byte("Golden subjects of the access policy. Regenerate: go test ./contract -update\n")}
@@ -64,13 +61,20 @@ func TestPolicyGolden(t *testing.T) {
 // names only that edge (its own cloud subjects) or the peer it names; with
 // no calls and no peers the leaf's permissions are the contract's.
 func TestPolicySubjectsStayInTheirSlice(t *testing.T) {
-	if im := EdgeCallImport("plant-7", "billing", "AC"); !strings.HasPrefix(string(im.Subject), "edges.plant-7.") {
-		t.Errorf("call import %q leaves plant-7's slice", im.Subject)
+	for _, s := range LeafPermissionsFor("plant-7", []string{"billing"}, []string{"plant-8"}).Pub.Allow {
+		if strings.HasPrefix(s, SvcPrefix+"out.") && !strings.HasPrefix(s, ServiceOutSubject("plant-7", "")) {
+			t.Errorf("plant-7's leaf may publish %q, outside its own calls", s)
+		}
 	}
-	a, _ := json.Marshal(LeafPermissionsWith(nil, nil))
+	for _, s := range LeafPermissions().Pub.Allow {
+		if strings.HasPrefix(s, SvcPrefix+"out.") {
+			t.Errorf("an edge's leaf may call %q with no policy grant", s)
+		}
+	}
+	a, _ := json.Marshal(LeafPermissionsFor("plant-7", nil, nil))
 	b, _ := json.Marshal(LeafPermissions())
 	if !bytes.Equal(a, b) {
-		t.Errorf("LeafPermissionsWith(nil, nil) = %s, want LeafPermissions() = %s", a, b)
+		t.Errorf("LeafPermissionsFor(plant-7, nil, nil) = %s, want LeafPermissions() = %s", a, b)
 	}
 	for _, s := range CloudTelemetryReadPermissions([]string{"plant-7"}).Sub.Allow {
 		if strings.Contains(s, "*") {

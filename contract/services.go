@@ -166,6 +166,7 @@ func ServiceImports(cloudAccount string) jwt.Imports {
 func CloudServiceExports() jwt.Exports {
 	return jwt.Exports{
 		{Name: "cloud-services", Subject: CloudServices, Type: jwt.Service, ResponseType: jwt.ResponseTypeSingleton},
+		GatewayConfigExport(),
 	}
 }
 
@@ -254,6 +255,39 @@ type ServiceEntry struct {
 type ServiceListReply struct {
 	Services []ServiceEntry `json:"services"`
 	Error    string         `json:"error,omitempty"`
+}
+
+// How an edge gets its gateway configuration (the JSON of a
+// policy.Gateway): 'tether policy apply' keeps every edge's in the CLOUD
+// key-value bucket GatewayBucket (key: the edge's name) and pushes the
+// changed ones to the linked edges over their own links
+// (GatewayControlSubject). An edge that was not linked asks for its own
+// when its link comes up: LocalGatewayFetch at the edge is imported from
+// CLOUD as a JetStream direct get of its own key only, answered by the
+// hubs' JetStream (no per-edge consumer, timer or poll on the hubs).
+const (
+	// GatewayBucket is the CLOUD key-value bucket of the edges' gateway
+	// configurations.
+	GatewayBucket = "TETHER_GATEWAYS"
+	// LocalGatewayFetch is the edge-local subject on which the edge's
+	// gateway asks for its configuration (an empty request; the answer is
+	// the bucket's last value for the edge, or a 404 status).
+	LocalGatewayFetch = SvcPrefix + "gateway"
+	gatewayGetPrefix  = "$JS.API.DIRECT.GET.KV_" + GatewayBucket + ".$KV." + GatewayBucket + "."
+)
+
+// GatewayConfigExport is the CLOUD export of the direct gets of the
+// gateway bucket's keys; each edge account imports its own key only. A
+// wildcard over the edge name: the CLOUD JWT does not grow with the fleet.
+func GatewayConfigExport() *jwt.Export {
+	return &jwt.Export{Name: "gateway-config", Subject: gatewayGetPrefix + "*", Type: jwt.Service, ResponseType: jwt.ResponseTypeSingleton}
+}
+
+// EdgeGatewayImport is an edge account's import of its own gateway
+// configuration: LocalGatewayFetch reaches the direct get of its key.
+func EdgeGatewayImport(edge, cloudAccount string) *jwt.Import {
+	return &jwt.Import{Name: "gateway-config", Type: jwt.Service, Account: cloudAccount,
+		Subject: jwt.Subject(gatewayGetPrefix + edge), LocalSubject: jwt.RenamingSubject(LocalGatewayFetch)}
 }
 
 // GatewayControlSubject is the control subject on which the operator's

@@ -37,6 +37,21 @@ func edgeStatusConfig(c Config) jetstream.StreamConfig {
 	}
 }
 
+// gatewayBucketConfig is the CLOUD bucket of the edges' gateway
+// configurations ('tether policy apply' writes it; an edge reads its own
+// key when its link comes up, a direct get: contract/services.go). One
+// value per edge, a few KB each.
+func gatewayBucketConfig(c Config) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:       contract.GatewayBucket,
+		Description:  "Tether: the service gateway configuration of every edge, from the access policy",
+		History:      1,
+		Storage:      jetstream.FileStorage,
+		Replicas:     telemetryConfig(c).Replicas,
+		MaxValueSize: 1 << 20,
+	}
+}
+
 // telemetryConfig is the CLOUD telemetry stream's configuration.
 func telemetryConfig(c Config) jetstream.StreamConfig {
 	replicas := c.TelemetryReplicas
@@ -93,6 +108,12 @@ func (s *Server) ensureStreams(ctx context.Context, credsFile string, edges []st
 		if err := s.ensureStream(ctx, js, cfg); err != nil {
 			return err
 		}
+	}
+	if err := cloudjs.Retry(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateKeyValue(ctx, gatewayBucketConfig(s.cfg))
+		return err
+	}); err != nil {
+		return fmt.Errorf("bucket %s: %w", contract.GatewayBucket, err)
 	}
 	for _, e := range edges {
 		if err := cloudjs.Retry(ctx, func(ctx context.Context) error { return cloudjs.EnsureCommandConsumer(ctx, js, e) }); err != nil {

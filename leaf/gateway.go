@@ -90,6 +90,13 @@ type gateway struct {
 	optional bool
 	log      *slog.Logger
 
+	// linked says whether the edge's link to the hubs is up; fetched is
+	// set once the configuration in force in the cloud was asked for on
+	// the current link (fetchTries counts the attempts).
+	linked     func() bool
+	fetched    bool
+	fetchTries int
+
 	mu       sync.Mutex
 	cfg      policy.Gateway
 	cfgMod   time.Time
@@ -124,6 +131,7 @@ func (s *Server) startGateway(internal nkeys.KeyPair) error {
 		path, optional = filepath.Join(s.cfg.DataDir, pushedGatewayFile), true
 	}
 	g := &gateway{edge: s.bundle.Edge, plumbing: plumbing, site: site, path: path, optional: optional, log: s.log,
+		linked:   func() bool { return s.Link().Connected },
 		services: map[string]*localService{}, limits: map[string]*limiter{}}
 	if err := g.reload(); err != nil {
 		g.close()
@@ -199,6 +207,7 @@ func (g *gateway) run(ctx context.Context) {
 		if err := g.reload(); err != nil {
 			g.setErr(err.Error())
 		}
+		g.fetchOnLink()
 		g.discover(ctx)
 		select {
 		case <-ctx.Done():
@@ -557,7 +566,7 @@ func (g *gateway) callOut(m *nats.Msg) {
 	case err == nil:
 		rep.Data, rep.Header = resp.Data, resp.Header
 	case errors.Is(err, nats.ErrNoResponders):
-		rep.Header.Set(contract.HeaderServiceError, fmt.Sprintf("%s: not reachable from edge %s (link down, or no such service)", m.Subject, g.edge))
+		rep.Header.Set(contract.HeaderServiceError, fmt.Sprintf("%s: not reachable from edge %s (link down, or the access policy does not let this edge call it)", m.Subject, g.edge))
 		rep.Header.Set(contract.HeaderServiceErrorCode, strconv.Itoa(contract.CodeEdgeOffline))
 	default:
 		rep.Header.Set(contract.HeaderServiceError, fmt.Sprintf("%s: %v", m.Subject, err))

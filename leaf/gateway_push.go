@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -13,14 +15,18 @@ import (
 	"github.com/tether-fabric/tether/policy"
 )
 
-// How the gateway configuration reaches an edge: the operator's tools (or
-// the policy compiler) push it over the edge's own link, on the control
-// subject contract.GatewayControlSubject, like key rotation; the edge
-// writes it to its data dir (pushedGatewayFile, 0600, atomically) and
+// How the gateway configuration reaches an edge: 'tether policy apply'
+// keeps every edge's in the CLOUD bucket contract.GatewayBucket and pushes
+// the changed ones over the edges' own links, on the control subject
+// contract.GatewayControlSubject, like key rotation; an edge whose link
+// comes up asks for its own once (contract.LocalGatewayFetch, a direct get
+// of its key answered by the hubs' JetStream), so one that was offline
+// during an apply catches up without an operator action. The edge writes
+// what it gets to its data dir (pushedGatewayFile, 0600, atomically) and
 // applies it at once; it survives restarts and outages (the edge enforces
 // its last configuration while offline). An edge started with the leaf
-// config key "gateway" uses that file instead, and a push rewrites it.
-// Nothing about it runs on the hubs while nothing changes.
+// config key "gateway" uses that file instead, and a push or fetch
+// rewrites it. Nothing about it runs on the hubs while nothing changes.
 
 // pushedGatewayFile is where a pushed configuration is kept in the data
 // dir.
@@ -55,21 +61,67 @@ func (g *gateway) handlePush(m *nats.Msg) {
 		data, _ := json.Marshal(r)
 		_ = m.Respond(data)
 	}
-	cfg, err := parseGateway(m.Data, g.edge)
+	cfg, err := g.install(m.Data)
 	if err != nil {
-		reply(contract.GatewayPushReply{Error: "gateway configuration refused: " + err.Error()})
-		return
-	}
-	if err := securefile.Write(g.path, m.Data, 0o600); err != nil {
-		reply(contract.GatewayPushReply{Error: fmt.Sprintf("gateway configuration not written to %s: %v", g.path, err)})
-		return
-	}
-	g.mu.Lock()
-	g.cfgMod = g.cfgMod.Add(-1) // reload even within the file system's time resolution
-	g.mu.Unlock()
-	if err := g.reload(); err != nil {
 		reply(contract.GatewayPushReply{Error: err.Error()})
 		return
 	}
 	reply(contract.GatewayPushReply{Applied: true, Exposed: cfg.Expose, Grants: len(cfg.Grants)})
+}
+
+// install checks, writes and applies a configuration.
+func (g *gateway) install(data []byte) (policy.Gateway, error) {
+	cfg, err := parseGateway(data, g.edge)
+	if err != nil {
+		return cfg, fmt.Errorf("gateway configuration refused: %w", err)
+	}
+	if err := securefile.Write(g.path, data, 0o600); err != nil {
+		return cfg, fmt.Errorf("gateway configuration not written to %s: %w", g.path, err)
+	}
+	g.mu.Lock()
+	g.cfgMod = g.cfgMod.Add(-1) // reload even within the file system's time resolution
+	g.mu.Unlock()
+	return cfg, g.reload()
+}
+
+// maxFetchTries bounds the asks for the configuration on one link: the
+// hubs' interest may reach the edge a moment after the link is up, and an
+// older store's edge account has no import to ask through.
+const maxFetchTries = 3
+
+// fetchOnLink asks the cloud for the edge's configuration once per link
+// (the gateway's loop runs at the edge; the hubs see one request per link
+// up, answered by their JetStream) and installs it when it differs from
+// the one in force. A 404 answer means the policy has none for this edge
+// yet: the edge keeps what it has.
+func (g *gateway) fetchOnLink() {
+	if !g.linked() {
+		g.fetched, g.fetchTries = false, 0
+		return
+	}
+	if g.fetched || g.fetchTries >= maxFetchTries {
+		return
+	}
+	g.fetchTries++
+	resp, err := g.plumbing.Request(contract.LocalGatewayFetch, nil, 5*time.Second)
+	if err != nil {
+		g.log.Debug("gateway configuration not fetched", "try", g.fetchTries, "err", err)
+		return
+	}
+	g.fetched = true
+	if st := resp.Header.Get("Status"); st != "" {
+		if st != "404" {
+			g.setErr(fmt.Sprintf("gateway configuration not fetched from the cloud: status %s %s", st, resp.Header.Get("Description")))
+		}
+		return
+	}
+	if cur, err := os.ReadFile(g.path); err == nil && bytes.Equal(cur, resp.Data) {
+		return
+	}
+	cfg, err := g.install(resp.Data)
+	if err != nil {
+		g.setErr(err.Error())
+		return
+	}
+	g.log.Debug("gateway configuration fetched from the cloud", "exposed", cfg.Expose, "grants", len(cfg.Grants))
 }

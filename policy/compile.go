@@ -193,23 +193,23 @@ func (c *compiler) cloud() (*jwt.AccountClaims, error) {
 		sc.Template.Permissions = c.permissions(g)
 		ac.SigningKeys.AddScopedSigner(sc)
 	}
-	if !hasExport(ac.Exports, contract.CloudCallExport().Subject) {
-		ex := contract.CloudCallExport()
-		ac.Exports.Add(&ex)
+	// An earlier policy format exported edges.*.call.> for edges' calls;
+	// they go through the hubs' router now (cloud.svc.>).
+	var exports jwt.Exports
+	for _, ex := range ac.Exports {
+		if ex.Name != legacyCallExport {
+			exports = append(exports, ex)
+		}
 	}
+	ac.Exports = exports
 	sort.Stable(ac.Exports)
 	sort.Stable(ac.Imports)
 	return ac, nil
 }
 
-func hasExport(exs jwt.Exports, subject jwt.Subject) bool {
-	for _, e := range exs {
-		if e.Subject == subject {
-			return true
-		}
-	}
-	return false
-}
+// legacyCallExport names the CLOUD export of edges' calls an earlier
+// policy format compiled; the compiler removes it.
+const legacyCallExport = "edge-calls"
 
 // permissions compiles a grantee's CLOUD grants. Admin is no restriction;
 // anything else is an allow list, and a direction with nothing allowed is
@@ -252,10 +252,25 @@ func (c *compiler) permissions(g *Grantee) jwt.Permissions {
 		sort.Strings(cmds)
 		p.Pub.Allow.Add(cmds...)
 	}
+	var calls []string
+	for _, sr := range g.Services {
+		edges, all := c.targetEdges(sr.On)
+		if all {
+			edges = []string{"*"}
+		}
+		for _, e := range edges {
+			calls = append(calls, contract.CloudServiceCallSubject(e, sr.Service.Name))
+		}
+	}
+	if len(calls) > 0 {
+		merge(contract.CloudServiceCallPermissions(sortedNames(namesOf(calls))))
+	}
 	for _, s := range sortedNames(g.Serve) {
 		merge(contract.CloudServePermissions(s))
 	}
 	p.Sub.Allow.Add("_INBOX.>")
+	p.Pub.Allow = dedup(p.Pub.Allow)
+	p.Sub.Allow = dedup(p.Sub.Allow)
 	if len(p.Pub.Allow) == 0 {
 		p.Pub.Deny.Add(">")
 	}
@@ -279,9 +294,10 @@ func (c *compiler) targetEdges(ts []Target) ([]string, bool) {
 	return sortedKeys(set), false
 }
 
-// edge compiles one edge account: the contract's imports stay as they are;
-// the policy's call and peer imports, its linked-services export and its
-// leaf scope template are replaced by what the policy says now.
+// edge compiles one edge account: the contract's imports and exports
+// stay as they are (an earlier policy format's call and peer imports and
+// linked-services export are removed: calls go through the hubs' router);
+// the leaf scope template is what the policy lets the edge call now.
 func (c *compiler) edge(e string, cur *jwt.AccountClaims) (*jwt.AccountClaims, error) {
 	ac, err := copyClaims(cur)
 	if err != nil {
@@ -289,47 +305,44 @@ func (c *compiler) edge(e string, cur *jwt.AccountClaims) (*jwt.AccountClaims, e
 	}
 	var imports jwt.Imports
 	for _, im := range ac.Imports {
-		if !strings.HasPrefix(im.Name, "call-") && !strings.HasPrefix(im.Name, "peer-") {
+		if !strings.HasPrefix(im.Name, legacyCallImport) && !strings.HasPrefix(im.Name, legacyPeerImport) {
 			imports = append(imports, im)
-		}
-	}
-	calls := c.calls(e)
-	for _, s := range calls {
-		imports = append(imports, contract.EdgeCallImport(e, s, c.f.Cloud.Subject))
-	}
-	var peers []string
-	for _, b := range c.peers(e) {
-		if pc := c.f.Edges[b]; pc != nil {
-			imports = append(imports, contract.EdgePeerImport(b, pc.Subject))
-			peers = append(peers, b)
 		}
 	}
 	ac.Imports = imports
 	var exports jwt.Exports
-	linked := contract.EdgeServicesExport()
 	for _, ex := range ac.Exports {
-		if ex.Name != linked.Name {
+		if ex.Name != legacyLinkedExport {
 			exports = append(exports, ex)
-		}
-	}
-	for _, b := range c.peers(e) {
-		if c.f.Edges[b] != nil {
-			exports = append(exports, linked)
-			break
 		}
 	}
 	ac.Exports = exports
 	// As jwt's Encode orders them, so compiled and stored claims compare.
 	sort.Stable(ac.Imports)
 	sort.Stable(ac.Exports)
+	var peers []string
+	for _, b := range c.peers(e) {
+		if c.f.Edges[b] != nil {
+			peers = append(peers, b)
+		}
+	}
 	for k, s := range ac.SigningKeys {
 		if sc, ok := s.(*jwt.UserScope); ok && sc.Role == contract.LeafScopeRole {
-			sc.Template.Permissions = contract.LeafPermissionsWith(calls, peers)
+			sc.Template.Permissions = contract.LeafPermissionsFor(e, c.calls(e), peers)
 			ac.SigningKeys[k] = sc
 		}
 	}
 	return ac, nil
 }
+
+// What an earlier policy format compiled into edge accounts (direct
+// imports between accounts, bypassing the gateways); the compiler removes
+// them.
+const (
+	legacyCallImport   = "call-"
+	legacyPeerImport   = "peer-"
+	legacyLinkedExport = "linked-services"
+)
 
 func (c *compiler) gateway(e string) Gateway {
 	gw := Gateway{Edge: e, Expose: c.exposed(e)}
@@ -343,7 +356,7 @@ func (c *compiler) gateway(e string) Gateway {
 		}
 		caller := Principal{Kind: g.Kind, Name: g.Name, Key: c.f.ScopeKeys[g.scopeName()]}
 		for _, sr := range g.Services {
-			if !exposed[sr.Service.Name] || !c.covers(sr.On, e) {
+			if !exposed[sr.Service.Name] && !exposed["*"] || !c.covers(sr.On, e) {
 				continue
 			}
 			gw.Grants = append(gw.Grants, ServiceGrant{Caller: caller, Service: sr.Service.Name, Endpoint: sr.Endpoint.Name,
@@ -356,7 +369,8 @@ func (c *compiler) gateway(e string) Gateway {
 			key = pc.Subject
 		}
 		for _, s := range gw.Expose {
-			gw.Grants = append(gw.Grants, ServiceGrant{Caller: Principal{Kind: PrincipalEdge, Name: b, Key: key}, Service: s, Endpoint: "*"})
+			// Every call of a linked edge is audited at the serving edge.
+			gw.Grants = append(gw.Grants, ServiceGrant{Caller: Principal{Kind: PrincipalEdge, Name: b, Key: key}, Service: s, Endpoint: "*", Audit: true})
 		}
 	}
 	sort.SliceStable(gw.Grants, func(i, j int) bool {
@@ -392,6 +406,26 @@ func sortedKeys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	sort.Strings(out)
+	return out
+}
+
+func namesOf(ss []string) []Name {
+	out := make([]Name, len(ss))
+	for i, s := range ss {
+		out[i] = Name{Name: s}
+	}
+	return out
+}
+
+func dedup(ss []string) []string {
+	set := map[string]bool{}
+	var out []string
+	for _, s := range ss {
+		if !set[s] {
+			set[s] = true
+			out = append(out, s)
+		}
+	}
 	return out
 }
 

@@ -232,12 +232,17 @@ func pubWords(s string) string {
 		return "read stored telemetry of every edge"
 	case strings.HasPrefix(s, "$JS.API.DIRECT.GET.TELEMETRY") || s == "$JS.API.STREAM.MSG.GET.TELEMETRY":
 		return "fetch single stored telemetry messages of every edge"
-	case s == "_R_.>":
-		return "answer the calls of the edges linked with it"
-	case strings.HasPrefix(s, "cloud.") && strings.HasSuffix(s, ".>"):
-		return "call cloud service " + strings.TrimSuffix(strings.TrimPrefix(s, "cloud."), ".>")
-	case strings.HasPrefix(s, "peers.") && strings.HasSuffix(s, ".svc.>"):
-		return "call the services of " + edgeName(strings.TrimSuffix(strings.TrimPrefix(s, "peers."), ".svc.>"))
+	case len(t) == 5 && t[0] == "edges" && t[2] == "svc" && t[4] == ">":
+		if t[3] == "*" {
+			return "call every service of " + edgeName(t[1]) + " that its gateway admits"
+		}
+		return fmt.Sprintf("call service %s on %s", t[3], edgeName(t[1]))
+	case s == contract.ServiceList:
+		return "list the fleet's services (" + s + ")"
+	case len(t) == 8 && strings.HasPrefix(s, contract.SvcPrefix+"out.") && t[4] == "cloud" && t[5] == "svc" && t[7] == ">":
+		return "call cloud service " + t[6] + " (through the hubs' router)"
+	case len(t) == 8 && strings.HasPrefix(s, contract.SvcPrefix+"out.") && t[4] == "edges" && t[6] == "svc" && t[7] == ">":
+		return "call the services of " + edgeName(t[5]) + " that its gateway admits (through the hubs' router)"
 	}
 	return "publish " + s
 }
@@ -247,8 +252,8 @@ func subWords(s string) string {
 	switch {
 	case len(t) == 4 && t[0] == "edges" && t[2] == "telemetry" && t[3] == ">":
 		return "receive live telemetry of " + edgeName(t[1])
-	case len(t) == 5 && t[0] == "edges" && t[2] == "call" && t[4] == ">":
-		return fmt.Sprintf("answer %s's calls to cloud service %s", edgeName(t[1]), t[3])
+	case len(t) == 4 && t[0] == "cloud" && t[1] == "svc" && t[3] == ">":
+		return "answer edges' calls to cloud service " + t[2]
 	}
 	return "receive " + s
 }
@@ -348,9 +353,6 @@ func (g ServiceGrant) Words() string {
 	if g.MaxInFlight > 0 {
 		lim = append(lim, fmt.Sprintf("%d in flight", g.MaxInFlight))
 	}
-	if g.Audit {
-		lim = append(lim, "audited")
-	}
 	ep := g.Endpoint
 	if ep == "*" {
 		ep = "any endpoint"
@@ -360,6 +362,9 @@ func (g ServiceGrant) Words() string {
 		s += " limited to " + strings.Join(lim, ", ")
 	} else {
 		s += " without limit"
+	}
+	if g.Audit {
+		s += ", audited"
 	}
 	return s
 }

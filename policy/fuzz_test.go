@@ -29,6 +29,7 @@ func addSeeds(f *testing.F) {
 	f.Add([]byte("version: 1\nedges: {a: {labels: {x: y}, links: [b]}, b: {labels: {x: y}, links: [\"group:g\"]}}\ngroups: {g: {match_labels: {x: y}}}\n"))
 	f.Add([]byte("version: 1\nroles: {r: {commands: [{to: ['*'], subjects: ['a.*.>']}]}}\n"))
 	f.Add([]byte("&a [*a]"))
+	f.Add([]byte("version: 1\nedges: {a: {labels: {x: y}, expose: ['*'], calls: [c], links: [b]}, b: {labels: {x: y}, expose: [s], links: [a]}}\nroles: {r: {services: [{service: '*', on: ['*']}, {service: s, endpoint: e, on: [b], rate: 1/s}]}}\nusers: {u: {services: [{service: s, on: [a, b]}], serve: [c]}}\n"))
 }
 
 // FuzzParse: parsing never panics, and a file without errors compiles to
@@ -117,6 +118,27 @@ func TestVerifyCatchesWidening(t *testing.T) {
 		{"an edge import", func(o *Output) {
 			o.Edges["ber-1"].Imports.Add(&jwt.Import{Name: "call-billing", Subject: "edges.ber-1.call.billing.>", Account: o.Cloud.Subject, Type: jwt.Service})
 		}, `edge ber-1 imports "edges.ber-1.call.billing.>"`},
+		{"a service call on another edge", func(o *Output) {
+			for _, s := range o.Cloud.SigningKeys {
+				if sc, ok := s.(*jwt.UserScope); ok && sc.Role == "maintenance" {
+					sc.Template.Permissions.Pub.Allow.Add("edges.mun-1.svc.vision.>")
+				}
+			}
+		}, `may publish "edges.mun-1.svc.vision.>"`},
+		{"an edge call without a link", func(o *Output) {
+			for _, s := range o.Edges["ber-1"].SigningKeys {
+				if sc, ok := s.(*jwt.UserScope); ok {
+					sc.Template.Permissions.Pub.Allow.Add("tether.svc.out.ber-1.edges.mun-1.svc.>")
+				}
+			}
+		}, `may call edge "mun-1" without a link`},
+		{"another edge's calls", func(o *Output) {
+			for _, s := range o.Edges["ber-1"].SigningKeys {
+				if sc, ok := s.(*jwt.UserScope); ok {
+					sc.Template.Permissions.Pub.Allow.Add("tether.svc.out.mun-1.cloud.svc.billing.>")
+				}
+			}
+		}, `may publish "tether.svc.out.mun-1.cloud.svc.billing.>"`},
 		{"a gateway grant", func(o *Output) {
 			o.Gateways[0].Expose = []string{"vision"}
 			o.Gateways[0].Grants = append(o.Gateways[0].Grants, ServiceGrant{Caller: Principal{Kind: PrincipalRole, Name: "fleet-ops"}, Service: "vision", Endpoint: "*"})

@@ -113,7 +113,7 @@ func (ix *index) rulesOf(edge string) []*Rules {
 func (ix *index) exposes(edge, service string) bool {
 	for _, r := range ix.rulesOf(edge) {
 		for _, s := range r.Expose {
-			if s.Name == service {
+			if s.Name == service || s.Name == "*" {
 				return true
 			}
 		}
@@ -195,8 +195,8 @@ func checkTargets(r *reporter, ix *index, ts []Target, what string) {
 }
 
 func validateRules(r *reporter, ix *index, rl *Rules, what string) {
-	checkServiceNames(r, rl.Expose, what+" expose")
-	checkServiceNames(r, rl.Calls, what+" calls")
+	checkServiceNames(r, rl.Expose, what+" expose", true)
+	checkServiceNames(r, rl.Calls, what+" calls", false)
 	checkTargets(r, ix, rl.Links, what+" links")
 	for _, t := range rl.Links {
 		if t.Kind == TargetAll {
@@ -205,11 +205,17 @@ func validateRules(r *reporter, ix *index, rl *Rules, what string) {
 	}
 }
 
-func checkServiceNames(r *reporter, ns []Name, what string) {
+// checkServiceNames checks service names; star allows "*" (every service
+// at the edge).
+func checkServiceNames(r *reporter, ns []Name, what string, star bool) {
 	seen := map[string]Pos{}
 	for _, n := range ns {
-		if !serviceRE.MatchString(n.Name) {
-			r.errorf(n.Pos, "%s: service name %q: want 1-64 of A-Z, a-z, 0-9, '-', '_' (a micro service name)", what, n.Name)
+		if !serviceRE.MatchString(n.Name) && !(star && n.Name == "*") {
+			alt := ""
+			if star {
+				alt = ` or "*" (every service at the edge)`
+			}
+			r.errorf(n.Pos, "%s: service name %q: want 1-64 of A-Z, a-z, 0-9, '-', '_' (a micro service name)%s", what, n.Name, alt)
 		}
 		if prev, dup := seen[n.Name]; dup {
 			r.warnf(n.Pos, "%s: %s is listed twice (first at %d:%d)", what, n.Name, prev.Line, prev.Col)
@@ -233,7 +239,7 @@ func validateGrantee(r *reporter, ix *index, pr *Grantee) {
 	}
 	checkTargets(r, ix, pr.Telemetry, what+" telemetry")
 	overlaps(r, ix, pr.Telemetry, what+" telemetry")
-	checkServiceNames(r, pr.Serve, what+" serve")
+	checkServiceNames(r, pr.Serve, what+" serve", false)
 	type cmdKey struct{ edge, subject string }
 	seenCmd := map[cmdKey]Pos{}
 	for _, c := range pr.Commands {
@@ -270,8 +276,8 @@ func validateGrantee(r *reporter, ix *index, pr *Grantee) {
 	for _, sr := range pr.Services {
 		if sr.Service.Name == "" {
 			r.errorf(sr.Pos, "%s services: missing 'service': want the micro service name", what)
-		} else if !serviceRE.MatchString(sr.Service.Name) {
-			r.errorf(sr.Service.Pos, "%s services: service name %q: want 1-64 of A-Z, a-z, 0-9, '-', '_'", what, sr.Service.Name)
+		} else if !serviceRE.MatchString(sr.Service.Name) && sr.Service.Name != "*" {
+			r.errorf(sr.Service.Pos, "%s services: service name %q: want 1-64 of A-Z, a-z, 0-9, '-', '_', or \"*\" (every service the edges expose)", what, sr.Service.Name)
 		}
 		if sr.Endpoint.Name != "*" && !serviceRE.MatchString(sr.Endpoint.Name) {
 			r.errorf(sr.Endpoint.Pos, "%s services: endpoint %q: want an endpoint name (A-Z, a-z, 0-9, '-', '_') or \"*\"", what, sr.Endpoint.Name)

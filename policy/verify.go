@@ -58,7 +58,7 @@ func Verify(p *Policy, f Facts, out *Output) error {
 	}
 	for _, gw := range out.Gateways {
 		for _, gr := range gw.Grants {
-			if !contains(gw.Expose, gr.Service) {
+			if !contains(gw.Expose, gr.Service) && !contains(gw.Expose, "*") {
 				bad("gateway %s: grant on %s, which the edge does not expose", gw.Edge, gr.Service)
 			}
 			if gr.Caller.Kind == PrincipalEdge {
@@ -121,6 +121,22 @@ func grantedPub(ix *index, g *Grantee, subj string) bool {
 			}
 		}
 	}
+	for _, sr := range g.Services {
+		if subj == contract.ServiceList {
+			return true
+		}
+		for _, t := range sr.On {
+			edges, all := ix.resolve(t)
+			if all {
+				edges = []string{"*"}
+			}
+			for _, e := range edges {
+				if subj == contract.CloudServiceCallSubject(e, sr.Service.Name) {
+					return true
+				}
+			}
+		}
+	}
 	for _, c := range g.Commands {
 		for _, t := range c.To {
 			edges, all := ix.resolve(t)
@@ -153,7 +169,7 @@ func grantedSub(ix *index, g *Grantee, subj string) bool {
 		}
 	}
 	for _, s := range g.Serve {
-		if subj == contract.CloudCallSubject("*", s.Name) {
+		if subj == contract.CloudServeSubject(s.Name) {
 			return true
 		}
 	}
@@ -215,16 +231,8 @@ func verifyEdge(ix *index, f Facts, e string, ac *jwt.AccountClaims, bad func(st
 	for _, im := range ac.Imports {
 		switch {
 		case own[string(im.Subject)]:
-		case strings.HasPrefix(im.Name, "call-"):
-			s := strings.TrimPrefix(im.Name, "call-")
-			if !calls[s] || string(im.Subject) != contract.CloudCallSubject(e, s) || im.Account != f.Cloud.Subject {
-				bad("edge %s imports %q from %s, which the file does not grant", e, im.Subject, im.Account)
-			}
-		case strings.HasPrefix(im.Name, "peer-"):
-			b := strings.TrimPrefix(im.Name, "peer-")
-			if !linked(ix, e, b) || f.Edges[b] == nil || im.Account != f.Edges[b].Subject {
-				bad("edge %s imports %q from %s without a link both sides allow", e, im.Subject, im.Account)
-			}
+		case strings.HasPrefix(im.Name, legacyCallImport), strings.HasPrefix(im.Name, legacyPeerImport):
+			bad("edge %s imports %q from %s directly, bypassing the gateways: calls go through the hubs' router", e, im.Subject, im.Account)
 		default:
 			if cur := f.Edges[e]; cur == nil || !hasImport(cur.Imports, im) {
 				bad("edge %s has import %q (%s) that neither the contract nor the file names", e, im.Name, im.Subject)
@@ -232,14 +240,16 @@ func verifyEdge(ix *index, f Facts, e string, ac *jwt.AccountClaims, bad func(st
 		}
 	}
 	for _, ex := range ac.Exports {
-		if ex.Name == contract.EdgeServicesExport().Name && len(linkedPeers(ix, e)) == 0 {
-			bad("edge %s exports its services without a link both sides allow", e)
+		if ex.Name == legacyLinkedExport {
+			bad("edge %s exports its services to other accounts directly, bypassing its gateway", e)
 		}
 	}
 	allowed := map[string]bool{}
 	for _, s := range contract.LeafPermissions().Pub.Allow {
 		allowed[s] = true
 	}
+	cloudOut := contract.ServiceOutSubject(e, "cloud.svc.")
+	peerOut := contract.ServiceOutSubject(e, "edges.")
 	for _, sc := range ac.SigningKeys {
 		us, ok := sc.(*jwt.UserScope)
 		if !ok || us.Role != contract.LeafScopeRole {
@@ -248,15 +258,14 @@ func verifyEdge(ix *index, f Facts, e string, ac *jwt.AccountClaims, bad func(st
 		for _, s := range us.Template.Permissions.Pub.Allow {
 			switch {
 			case allowed[s]:
-			case s == "_R_.>" && len(linkedPeers(ix, e)) > 0:
-			case strings.HasPrefix(s, contract.EdgeCallPrefix):
-				svc := strings.TrimSuffix(strings.TrimPrefix(s, contract.EdgeCallPrefix), ".>")
-				if !calls[svc] {
+			case strings.HasPrefix(s, cloudOut) && strings.HasSuffix(s, ".>"):
+				svc := strings.TrimSuffix(strings.TrimPrefix(s, cloudOut), ".>")
+				if !calls[svc] || s != contract.EdgeOutCloudSubject(e, svc) {
 					bad("edge %s's leaf may call cloud service %q, which the file does not grant", e, svc)
 				}
-			case strings.HasPrefix(s, contract.EdgePeerPrefix):
-				b := strings.TrimSuffix(strings.TrimPrefix(s, contract.EdgePeerPrefix), "."+contract.LocalServices)
-				if !linked(ix, e, b) {
+			case strings.HasPrefix(s, peerOut) && strings.HasSuffix(s, ".svc.>"):
+				b := strings.TrimSuffix(strings.TrimPrefix(s, peerOut), ".svc.>")
+				if !linked(ix, e, b) || s != contract.EdgeOutPeerSubject(e, b) {
 					bad("edge %s's leaf may call edge %q without a link both sides allow", e, b)
 				}
 			default:

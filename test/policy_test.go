@@ -3,10 +3,12 @@ package test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/fleet"
 	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/securefile"
 	"github.com/tether-fabric/tether/internal/tethertest"
@@ -33,7 +36,7 @@ import (
 const policyV1 = `version: 1
 edges:
   ber-1: {labels: {site: berlin}, calls: [billing], links: [ber-2], expose: [vision]}
-  ber-2: {labels: {site: berlin}}
+  ber-2: {labels: {site: berlin}, expose: [echo]}
 roles:
   dash: {telemetry: [ber-1]}
   maintenance:
@@ -46,7 +49,7 @@ roles:
 const policyV2 = `version: 1
 edges:
   ber-1: {labels: {site: berlin}, links: [ber-2], expose: [vision]}
-  ber-2: {labels: {site: berlin}, calls: [billing], links: [ber-1]}
+  ber-2: {labels: {site: berlin}, calls: [billing], links: [ber-1], expose: [echo]}
 roles:
   dash: {telemetry: [ber-2]}
   maintenance:
@@ -56,8 +59,9 @@ roles:
     services: [{service: vision, on: [ber-1], rate: 1/s, max_in_flight: 2}]
 `
 
-// applyPolicy plans and applies src over the store and pushes every changed
-// account to the hub, as 'tether policy apply --push' does.
+// applyPolicy plans and applies src over the store, pushes every changed
+// account to the hub and delivers the edges' gateway configurations, as
+// 'tether policy apply --push' does.
 func applyPolicy(t *testing.T, store *accounts.Store, h *hub.Server, src string) *accounts.PolicyPlan {
 	t.Helper()
 	plan, err := store.PlanPolicy("policy.yaml", []byte(src))
@@ -67,6 +71,14 @@ func applyPolicy(t *testing.T, store *accounts.Store, h *hub.Server, src string)
 	v, push, err := store.ApplyPolicy(plan, 0)
 	if err != nil {
 		t.Fatalf("apply: %v", err)
+	}
+	// The gateways first, as 'tether policy apply' does.
+	cloud := tethertest.ConnectCloud(t, store, h)
+	defer cloud.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := fleet.DeliverGateways(ctx, store, cloud, h.ClientURL(), plan.Output.Gateways); err != nil {
+		t.Fatalf("deliver gateways: %v", err)
 	}
 	for _, acc := range push {
 		tethertest.PushAccount(t, store, acc.Name, h)
@@ -154,17 +166,20 @@ func TestPolicyLive(t *testing.T) {
 	}
 	admin := tethertest.ConnectCloud(t, store, h)
 
-	// The billing service answers edges' calls, naming the calling edge
-	// from the subject (set by the edge account's import, not the caller).
-	if _, err := billing.nc.Subscribe("edges.*.call.billing.>", func(m *nats.Msg) {
-		_ = m.Respond([]byte("billed " + strings.Split(m.Subject, ".")[1]))
+	// The billing service answers edges' calls (through the hubs'
+	// router), naming the calling edge the router vouches for.
+	if _, err := billing.nc.Subscribe("cloud.svc.billing.>", func(m *nats.Msg) {
+		var c contract.Caller
+		_ = json.Unmarshal([]byte(m.Header.Get(contract.HeaderCaller)), &c)
+		_ = m.Respond([]byte("billed " + c.Name))
 	}); err != nil {
 		t.Fatal(err)
 	}
-	// ber-2's local vision service, for linked edges' calls.
+	// ber-2's local echo service (a plain responder), for linked edges'
+	// calls.
 	at1 := tethertest.Connect(t, l1.ClientURL())
 	at2 := tethertest.Connect(t, l2.ClientURL())
-	if _, err := at2.Subscribe("svc.echo", func(m *nats.Msg) { _ = m.Respond([]byte("echo from ber-2")) }); err != nil {
+	if _, err := at2.Subscribe("svc.echo.echo", func(m *nats.Msg) { _ = m.Respond([]byte("echo from ber-2")) }); err != nil {
 		t.Fatal(err)
 	}
 	_ = at2.Flush()
@@ -218,24 +233,29 @@ func TestPolicyLive(t *testing.T) {
 	canCall := func(t *testing.T, at *nats.Conn, subject, want string) {
 		t.Helper()
 		tethertest.WaitFor(t, 15*time.Second, func() error {
-			m, err := at.Request(subject, []byte("x"), 500*time.Millisecond)
+			m, err := at.Request(subject, []byte("x"), 2*time.Second)
 			if err != nil {
 				return err
 			}
 			if string(m.Data) != want {
-				return fmt.Errorf("answer %q, want %q", m.Data, want)
+				return fmt.Errorf("answer %q (%s), want %q", m.Data, m.Header.Get(contract.HeaderServiceError), want)
 			}
 			return nil
 		})
 	}
-	// A refused call is answered at once (no responders): the edge's link
-	// carries no interest for a subject the edge may not send.
+	// A refused call is answered at once by the edge's gateway: the hub
+	// gives the edge's link no interest for a call the edge may not make
+	// (its leaf user may not publish it), so the server refuses it.
 	cannotCall := func(t *testing.T, at *nats.Conn, subject string) {
 		t.Helper()
 		tethertest.WaitFor(t, 15*time.Second, func() error {
-			_, err := at.Request(subject, []byte("x"), 2*time.Second)
-			if !errors.Is(err, nats.ErrNoResponders) {
-				return fmt.Errorf("request %s: %v, want no responders", subject, err)
+			start := time.Now()
+			m, err := at.Request(subject, []byte("x"), 3*time.Second)
+			if err != nil {
+				return fmt.Errorf("request %s: %v, want an error answer at once", subject, err)
+			}
+			if c := m.Header.Get(contract.HeaderServiceErrorCode); c != strconv.Itoa(contract.CodeEdgeOffline) || time.Since(start) > time.Second {
+				return fmt.Errorf("request %s: answer %q code %q after %s, want %d at once", subject, m.Data, c, time.Since(start), contract.CodeEdgeOffline)
 			}
 			return nil
 		})
@@ -293,17 +313,15 @@ func TestPolicyLive(t *testing.T) {
 			cannotCommand(t, dash, readable)
 		})
 		t.Run(fmt.Sprintf("v%d/edge-calls-cloud", v), func(t *testing.T) {
-			canCall(t, caller, "cloud.billing.usage", "billed "+readable)
-			cannotCall(t, notCaller, "cloud.billing.usage")
+			canCall(t, caller, "cloud.svc.billing.usage", "billed "+readable)
+			cannotCall(t, notCaller, "cloud.svc.billing.usage")
 		})
 		t.Run(fmt.Sprintf("v%d/link", v), func(t *testing.T) {
 			if v == 1 {
-				cannotCall(t, at1, "peers.ber-2.svc.echo")
+				cannotCall(t, at1, "edges.ber-2.svc.echo.echo")
+				cannotCall(t, at2, "edges.ber-1.svc.echo.echo") // ber-2 allows no link in v1
 			} else {
-				canCall(t, at1, "peers.ber-2.svc.echo", "echo from ber-2")
-			}
-			if v == 1 {
-				cannotCall(t, at2, "peers.ber-1.svc.echo") // ber-2 allows no link in v1
+				canCall(t, at1, "edges.ber-2.svc.echo.echo", "echo from ber-2")
 			}
 		})
 		t.Run(fmt.Sprintf("v%d/gateway", v), func(t *testing.T) {

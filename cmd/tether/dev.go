@@ -130,6 +130,7 @@ func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
 	if err != nil {
 		return err
 	}
+	devCreds := ensureDevUser(store)
 
 	hc := hub.Defaults()
 	hc.Name = "dev-hub"
@@ -147,9 +148,17 @@ func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
 		return fmt.Errorf("%w (is another 'tether dev' or NATS server running? try --random-ports)", err)
 	}
 	defer h.Shutdown(context.Background())
+	// The edges' gateway configurations from the dev policy: in the
+	// cloud before the edges link, so each fetches its own at link-up.
+	if err := h.WaitReady(ctx); err != nil {
+		return err
+	}
+	if err := deliverDevGateways(ctx, store, h.ClientURL(), log); err != nil {
+		return err
+	}
 
 	info := DevInfo{Hub: DevHub{
-		ClientURL: h.ClientURL(), Creds: store.CloudCredsFile(), CA: store.CAFile(),
+		ClientURL: h.ClientURL(), Creds: devCreds, CA: store.CAFile(),
 		MonitorURL: h.MonitorURL(), LeafURL: h.LeafURL(), WSURL: h.WebsocketURL(),
 	}}
 	var leaves []*leaf.Server
@@ -235,9 +244,6 @@ func startDevEdge(ctx context.Context, log *slog.Logger, store *accounts.Store, 
 	lc.Bundle = bundle
 	lc.DataDir = filepath.Join(dir, name)
 	lc.Listen = fmt.Sprintf("127.0.0.1:%d", port)
-	if lc.Gateway, err = writeDevGateway(dir, name); err != nil {
-		return nil, err
-	}
 	l, err := leaf.New(lc, log)
 	if err != nil {
 		return nil, err
@@ -272,8 +278,9 @@ Try, in another terminal:
   # what the cloud stream holds per edge)
   go run ./cmd/tether leaf status --url %s
   go run ./cmd/tether status --dev
-  # services at the edges, by name: discovery, a call, a call the policy denies to
-  # the narrower user viewer, one it allows, and the audit trail of them all
+  # services at the edges, by name (the policy file decides who may call what):
+  # discovery, a call, a call the hub refuses the narrower user viewer, one its
+  # grant allows, and the audit trail of the calls the edges served
   go run ./cmd/tether svc ls --dev
   go run ./cmd/tether svc call --dev %s/echo.echo hello
   go run ./cmd/tether svc call --dev --as viewer %s/echo.echo hello

@@ -29,6 +29,10 @@ edges:
 groups:
   lab:
     match_labels: {site: lab}
+    # Every service started at a lab edge is reachable from outside it
+    # (the edge's gateway still checks who calls, below). Name services
+    # instead of "*" to expose only those.
+    expose: ["*"]
 
 # Cloud roles: 'tether user add NAME --role ROLE' signs a user with the
 # role's key, so what the role may do changes with this file, live.
@@ -46,6 +50,23 @@ roles:
   dashboard:
     description: reads dev-a only; add dev-b (or "group:lab") and apply
     telemetry: [dev-a]
+
+# Cloud users with grants of their own, signed with their own scoped keys.
+# "dev" is the dev cloud user (dev.json's creds, what --dev commands use):
+# anything in the cloud, and every service on the lab edges, so one a
+# newcomer starts at a dev edge is callable at once. "viewer" may only read
+# sensors, 5 calls/s: calling echo is refused. Every call is audited at
+# the serving edge ('tether audit').
+users:
+  dev:
+    description: the dev cloud user
+    admin: true
+    services:
+      - {service: "*", on: ["group:lab"], audit: true}
+  viewer:
+    description: the narrower dev user of the services tour
+    services:
+      - {service: sensor, endpoint: read, on: ["group:lab"], rate: 5/s, burst: 10, max_in_flight: 4, audit: true}
 `
 
 // ensureDevPolicy writes the dev policy on first start and applies the

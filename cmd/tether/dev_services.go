@@ -1,9 +1,10 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"time"
@@ -13,46 +14,73 @@ import (
 
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/contract"
-	"github.com/tether-fabric/tether/internal/securefile"
-	"github.com/tether-fabric/tether/policy"
+	"github.com/tether-fabric/tether/fleet"
 )
 
 // The dev fabric's services: each dev edge runs two sample micro services
-// (echo, and sensor with a "read" endpoint), and its gateway exposes every
-// service at the edge to the dev cloud user ("cloud"), so one a newcomer
-// starts at a dev edge is callable at once; the second dev user "viewer"
-// may only read sensors (5 calls/s), so the tour can show a denied call.
+// (echo, and sensor with a "read" endpoint). What reaches them is the dev
+// policy's (dev_policy.go): the lab edges expose every service, the dev
+// cloud user ("dev") may call them all and the second dev user "viewer"
+// only sensor.read (5 calls/s), so the tour can show a denied call. The
+// edges get their gateway configurations from the cloud when they link.
 
 // devViewer is the narrower dev cloud user.
 const devViewer = "viewer"
 
-// devGateway is a dev edge's gateway configuration.
-func devGateway(edge string) policy.Gateway {
-	return policy.Gateway{Edge: edge, Expose: []string{"*"}, Grants: []policy.ServiceGrant{
-		{Caller: policy.Principal{Kind: policy.PrincipalUser, Name: "cloud"}, Service: "*", Endpoint: "*", Audit: true},
-		{Caller: policy.Principal{Kind: policy.PrincipalUser, Name: devViewer}, Service: "sensor", Endpoint: "read",
-			Rate: 5, Burst: 10, MaxInFlight: 4, Audit: true},
-	}}
-}
+// devUser is the dev cloud user of dev.json.
+const devUser = "dev"
 
-// writeDevGateway writes edge's gateway configuration to the dev dir and
-// returns its path.
-func writeDevGateway(dir, edge string) (string, error) {
-	data, err := json.MarshalIndent(devGateway(edge), "", "  ")
-	if err != nil {
-		return "", err
+// ensureDevUser creates the dev cloud user of the dev policy unless it
+// exists and returns its creds file; when the policy file no longer names
+// it, the store's own cloud user (admin, no service grants) stands in.
+func ensureDevUser(store *accounts.Store) string {
+	path, err := store.AddCloudUser(devUser, "", nil, time.Time{})
+	if errors.Is(err, accounts.ErrUserExists) {
+		return filepath.Join(store.Dir(), "users", devUser+".creds")
 	}
-	path := filepath.Join(dir, edge+".gateway.json")
-	return path, securefile.Write(path, append(data, '\n'), 0o600)
+	if err != nil {
+		return store.CloudCredsFile()
+	}
+	return path
 }
 
-// ensureDevViewer creates the dev store's viewer user unless it exists.
+// ensureDevViewer creates the dev store's viewer user unless it exists:
+// signed with its own scoped key of the dev policy (or, when the policy
+// file no longer names it, as a reader).
 func ensureDevViewer(store *accounts.Store) error {
-	_, err := store.AddCloudUser(devViewer, contract.RoleAdmin, nil, time.Time{})
+	_, err := store.AddCloudUser(devViewer, "", nil, time.Time{})
 	if errors.Is(err, accounts.ErrUserExists) {
 		return nil
 	}
+	if err != nil {
+		_, err = store.AddCloudUser(devViewer, contract.RoleReader, nil, time.Time{})
+	}
 	return err
+}
+
+// deliverDevGateways stores the dev edges' gateway configurations of the
+// applied policy in the running hub's bucket (the edges fetch theirs when
+// they link) and pushes them to edges already linked.
+func deliverDevGateways(ctx context.Context, store *accounts.Store, url string, log *slog.Logger) error {
+	gws, err := store.Gateways()
+	if err != nil {
+		return err
+	}
+	nc, err := fleet.ConnectCloud(store, url)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res, err := fleet.DeliverGateways(ctx, store, nc, url, gws)
+	if err != nil {
+		return fmt.Errorf("dev gateways: %w", err)
+	}
+	for _, r := range res {
+		log.Debug("dev gateway configuration", "edge", r.Edge, "applied", r.Applied, "pending", r.Pending, "err", r.Error)
+	}
+	return nil
 }
 
 // startDevServices runs the sample services at a dev edge's local port;

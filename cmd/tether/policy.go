@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/fleet"
 	"github.com/tether-fabric/tether/policy"
 )
 
@@ -241,21 +243,70 @@ func applyPlan(cmd *cobra.Command, d *deps, s *accounts.Store, plan *accounts.Po
 	if err != nil {
 		return err
 	}
-	if len(push) == 0 {
-		fmt.Fprintf(d.stdout, "policy version %d applied: no account JWT changed, nothing to push (service gateway rules are in the store's policy/gateways.json)\n", v.Version)
-		return nil
-	}
 	if url == "" {
-		fmt.Fprintf(d.stdout, "policy version %d written to the store (%d account(s)); NOT pushed: running hubs keep the old rules until they restart or an apply with --push\n", v.Version, len(push))
+		fmt.Fprintf(d.stdout, "policy version %d written to the store (%d account(s)); NOT pushed: running hubs keep the old rules until they restart or an apply with --push, and edges keep their gateway configurations\n", v.Version, len(push))
 		return nil
 	}
-	if err := pushPolicy(cmd.Context(), d, s, url, push, timeout); err != nil {
-		return fmt.Errorf("policy version %d is in the store but not in force everywhere: %w; run the apply again to converge", v.Version, err)
+	// The gateways before the accounts: a gateway admitting a caller the
+	// accounts do not let call yet is harmless (the hub refuses the call),
+	// and a removed grant is refused earlier, never later; and an edge
+	// whose account changes relinks (its leaf scope changed), so it would
+	// miss a push made after the accounts (it fetches its configuration
+	// when it relinks, either way).
+	if err := deliverGateways(cmd.Context(), d, s, url, plan.Output.Gateways, timeout); err != nil {
+		return fmt.Errorf("policy version %d is in the store but not in force everywhere: the edges' gateway configurations: %w; run the apply again to converge", v.Version, err)
+	}
+	if len(push) > 0 {
+		if err := pushPolicy(cmd.Context(), d, s, url, push, timeout); err != nil {
+			return fmt.Errorf("policy version %d is in the store but not in force everywhere: %w; run the apply again to converge", v.Version, err)
+		}
 	}
 	if err := s.MarkPolicyPushed(v.Version); err != nil {
 		return err
 	}
+	if len(push) == 0 {
+		fmt.Fprintf(d.stdout, "policy version %d applied: no account JWT changed\n", v.Version)
+		return nil
+	}
 	fmt.Fprintf(d.stdout, "policy version %d applied: every hub took %d account JWT(s)\n", v.Version, len(push))
+	return nil
+}
+
+// deliverGateways stores every edge's gateway configuration in the cloud
+// and pushes the changed ones to the linked edges, reporting each edge:
+// applied now, or pending until its link comes up.
+func deliverGateways(ctx context.Context, d *deps, s *accounts.Store, url string, gws []policy.Gateway, timeout time.Duration) error {
+	nc, err := fleet.ConnectCloud(s, url)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := fleet.DeliverGateways(ctx, s, nc, url, gws)
+	if err != nil {
+		return err
+	}
+	var refused []string
+	for _, r := range res {
+		switch {
+		case r.Error != "":
+			fmt.Fprintf(d.stdout, "gateway %s: NOT applied: %s\n", r.Edge, r.Error)
+			refused = append(refused, r.Edge)
+		case r.NoAccount:
+			fmt.Fprintf(d.stdout, "gateway %s: no such edge in the store yet: pending, it gets its configuration when it links\n", r.Edge)
+		case r.Pending:
+			fmt.Fprintf(d.stdout, "gateway %s: edge offline: pending, it gets its configuration when it links\n", r.Edge)
+		default:
+			fmt.Fprintf(d.stdout, "gateway %s: delivered: exposes %s, %d grant(s)\n", r.Edge, orDash(strings.Join(r.Exposed, ",")), r.Grants)
+		}
+	}
+	if len(res) == 0 {
+		fmt.Fprintln(d.stdout, "gateways: no edge's configuration changed")
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("edge(s) %s did not apply their gateway configuration", strings.Join(refused, ", "))
+	}
 	return nil
 }
 

@@ -28,8 +28,8 @@ func (c *connFlags) register(cmd *cobra.Command) {
 	f.StringVar(&c.devDir, "dev-dir", defaultDir("dev"), "with --dev: the dev fabric's directory")
 }
 
-func (c *connFlags) connect() (*nats.Conn, error) {
-	opts := []nats.Option{nats.Name("tether-cli"), nats.Timeout(5 * time.Second)}
+func (c *connFlags) connect(extra ...nats.Option) (*nats.Conn, error) {
+	opts := append([]nats.Option{nats.Name("tether-cli"), nats.Timeout(5 * time.Second)}, extra...)
 	url := c.server
 	if c.dev {
 		info, err := readDevInfo(c.devDir)

@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/tether-fabric/tether/fleet"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,13 +25,15 @@ func newSvcCmd(d *deps) *cobra.Command {
 		Short: "Named services across the fabric: list and call edge services",
 		Long: `Edge services are nats.go micro services (or plain responders on
 svc.<service>.<endpoint>) at an edge's local port. An edge exposes the ones
-its gateway configuration lists; cloud callers reach them by name on
-edges.<edge>.svc.<service>.<endpoint>, where the edge's gateway enforces who
-may call what, at which rate, and records every call (see 'tether audit').`,
+the access policy lists (see 'tether policy'); cloud callers reach them by
+name on edges.<edge>.svc.<service>.<endpoint>, where the edge's gateway
+enforces who may call what, at which rate, and records every call (see
+'tether audit'). 'tether policy apply' hands every edge its gateway
+configuration (an edge offline then gets it when it links).`,
 		Args: exactArgs(0, "a command"),
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newSvcLsCmd(d), newSvcCallCmd(d), newSvcPushCmd(d))
+	cmd.AddCommand(newSvcLsCmd(d), newSvcCallCmd(d))
 	return cmd
 }
 
@@ -135,18 +134,45 @@ allow fails at once, saying which (with the micro error code: 503, 404, 403;
 			if err := asCreds(&cf, as); err != nil {
 				return err
 			}
-			nc, err := cf.connect()
+			// A call the caller's role may not make is refused by the hub
+			// (a permissions violation, reported asynchronously): fail at
+			// once instead of waiting for the timeout.
+			subject := contract.CloudServiceSubject(edge, service, endpoint)
+			denied := make(chan error, 1)
+			nc, err := cf.connect(nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				if strings.Contains(err.Error(), `Permissions Violation for Publish to "`+subject+`"`) {
+					select {
+					case denied <- err:
+					default:
+					}
+				}
+			}))
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			m := nats.NewMsg(contract.CloudServiceSubject(edge, service, endpoint))
+			m := nats.NewMsg(subject)
 			if len(args) == 2 {
 				m.Data = []byte(args[1])
 			}
-			resp, err := nc.RequestMsg(m, timeout)
-			if err != nil {
-				return fmt.Errorf("call %s: %w", args[0], err)
+			type answer struct {
+				msg *nats.Msg
+				err error
+			}
+			done := make(chan answer, 1)
+			go func() {
+				resp, err := nc.RequestMsg(m, timeout)
+				done <- answer{resp, err}
+			}()
+			var resp *nats.Msg
+			select {
+			case <-denied:
+				return fmt.Errorf("call %s: not allowed: the access policy does not let this user call %s (refused by the hub; code %d)", args[0], subject, contract.CodeDenied)
+			case a := <-done:
+				if a.err != nil {
+					return fmt.Errorf("call %s: %w", args[0], a.err)
+				}
+				resp = a.msg
 			}
 			if code := resp.Header.Get(contract.HeaderServiceErrorCode); code != "" {
 				return fmt.Errorf("call %s: %s (code %s)", args[0], resp.Header.Get(contract.HeaderServiceError), code)
@@ -267,53 +293,4 @@ func printGatewayStatus(w io.Writer, g *leaf.GatewayStatus) {
 	for _, s := range g.Services {
 		fmt.Fprintf(w, "service %s %s: endpoints %s, %d instance(s)\n", s.Name, orDash(s.Version), strings.Join(s.Endpoints, ","), s.Instances)
 	}
-}
-
-func newSvcPushCmd(d *deps) *cobra.Command {
-	var ff fabricFlags
-	cmd := &cobra.Command{
-		Use:   "push EDGE FILE",
-		Short: "Hand an edge its gateway configuration over its link",
-		Long: `Send FILE, the JSON of the edge's gateway configuration (the services it
-exposes and who may call them, with rate, burst, max in flight and audit per
-grant), to EDGE over its own link, as a control user of the edge's account.
-The edge checks it, keeps it on its disk and applies it at once; it answers
-with what it exposes now. The edge must be linked.`,
-		Example: `  tether svc push plant-7 plant-7.gateway.json --dir ./fabric --hub tls://hub:4222`,
-		Args:    exactArgs(2, "EDGE FILE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := os.ReadFile(args[1])
-			if err != nil {
-				return err
-			}
-			s, url, err := ff.open()
-			if err != nil {
-				return err
-			}
-			nc, err := fleet.ConnectControl(s, url, args[0])
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			resp, err := nc.Request(contract.GatewayControlSubject, data, 10*time.Second)
-			if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) {
-				return fmt.Errorf("push to edge %s: %w", args[0], fleet.ErrEdgeOffline)
-			}
-			if err != nil {
-				return fmt.Errorf("push to edge %s: %w", args[0], err)
-			}
-			var r contract.GatewayPushReply
-			if err := json.Unmarshal(resp.Data, &r); err != nil {
-				return fmt.Errorf("push to edge %s: bad answer: %w", args[0], err)
-			}
-			if !r.Applied {
-				return fmt.Errorf("push to edge %s: %s", args[0], r.Error)
-			}
-			_, err = fmt.Fprintf(d.stdout, "edge %s applied its gateway configuration: exposes %s, %d grants\n",
-				args[0], orDash(strings.Join(r.Exposed, ",")), r.Grants)
-			return err
-		},
-	}
-	ff.register(cmd)
-	return cmd
 }

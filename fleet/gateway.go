@@ -1,0 +1,134 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/policy"
+)
+
+// GatewayDelivery is what became of one edge's gateway configuration.
+type GatewayDelivery struct {
+	Edge string `json:"edge"`
+	// Applied: the edge was linked and applied it now.
+	Applied bool     `json:"applied"`
+	Exposed []string `json:"exposed,omitempty"`
+	Grants  int      `json:"grants"`
+	// Pending: the edge is not linked (or has no account in the store
+	// yet: NoAccount); it gets the configuration from the cloud bucket
+	// when its link comes up.
+	Pending   bool `json:"pending"`
+	NoAccount bool `json:"no_account,omitempty"`
+	// Error is an edge's refusal or a failed push (the bucket has it).
+	Error string `json:"error,omitempty"`
+}
+
+// gatewayPushWorkers is how many edges a delivery pushes to at once.
+const gatewayPushWorkers = 8
+
+// DeliverGateways writes every edge's gateway configuration of gws into
+// the CLOUD bucket contract.GatewayBucket through the cloud connection and
+// pushes those whose value changed to their edges over their own links (a
+// control user of each edge's account, at url). It returns one delivery
+// per changed edge, sorted: applied, pending (not linked: it fetches its
+// configuration when it links) or refused. An edge whose value did not
+// change is left alone (it has it, or fetches it when it links).
+func DeliverGateways(ctx context.Context, s *accounts.Store, cloud *nats.Conn, url string, gws []policy.Gateway) ([]GatewayDelivery, error) {
+	js, err := jetstream.NewWithDomain(cloud, contract.CloudDomain)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, contract.GatewayBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		// Hubs older than the bucket: create it (the hubs keep it after).
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: contract.GatewayBucket, History: 1, Storage: jetstream.FileStorage})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gateway bucket %s: %w", contract.GatewayBucket, err)
+	}
+	type change struct {
+		edge string
+		data []byte
+	}
+	var changed []change
+	for _, gw := range gws {
+		data, err := json.Marshal(gw)
+		if err != nil {
+			return nil, err
+		}
+		cur, err := kv.Get(ctx, gw.Edge)
+		if err == nil && bytes.Equal(cur.Value(), data) {
+			continue
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, fmt.Errorf("gateway bucket %s key %s: %w", contract.GatewayBucket, gw.Edge, err)
+		}
+		if _, err := kv.Put(ctx, gw.Edge, data); err != nil {
+			return nil, fmt.Errorf("gateway bucket %s key %s: %w", contract.GatewayBucket, gw.Edge, err)
+		}
+		changed = append(changed, change{gw.Edge, data})
+	}
+	out := make([]GatewayDelivery, len(changed))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(gatewayPushWorkers, len(changed)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				out[i] = pushGateway(ctx, s, url, changed[i].edge, changed[i].data)
+			}
+		}()
+	}
+	for i := range changed {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	sort.Slice(out, func(i, j int) bool { return out[i].Edge < out[j].Edge })
+	return out, nil
+}
+
+// pushGateway hands one linked edge its configuration.
+func pushGateway(ctx context.Context, s *accounts.Store, url, edge string, data []byte) GatewayDelivery {
+	d := GatewayDelivery{Edge: edge}
+	if _, err := s.Edge(edge); errors.Is(err, accounts.ErrNoEdge) {
+		d.Pending, d.NoAccount = true, true
+		return d
+	}
+	nc, err := ConnectControl(s, url, edge)
+	if err != nil {
+		d.Error = err.Error()
+		return d
+	}
+	defer nc.Close()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := nc.RequestWithContext(rctx, contract.GatewayControlSubject, data)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		d.Pending = true
+		return d
+	case err != nil:
+		d.Error = fmt.Sprintf("push: %v (the edge fetches it when its link comes up again)", err)
+		return d
+	}
+	var r contract.GatewayPushReply
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		d.Error = fmt.Sprintf("bad answer: %v", err)
+		return d
+	}
+	d.Applied, d.Exposed, d.Grants, d.Error = r.Applied, r.Exposed, r.Grants, r.Error
+	return d
+}
