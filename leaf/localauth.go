@@ -1,29 +1,50 @@
 package leaf
 
 import (
+	"fmt"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
 	"github.com/tether-fabric/tether/contract"
 )
 
-// Local users of the edge's embedded server: clients at the site connect
-// without credentials and get the site's restricted permissions; the edge's
-// own in-process connection (forwarder, downlink, status, control)
-// authenticates with an NKey made per run that never leaves memory.
+// Local accounts and users of the edge's embedded server (see
+// contract.EdgeLocalServices and docs/ARCHITECTURE.md, "Edge-local
+// accounts"):
+//
+//   - the plumbing account (contract.EdgePlumbingAccount) is bound to the
+//     leaf remote and holds the telemetry buffer; its only user is the
+//     edge's own in-process connection, whose NKey is made per run and
+//     never leaves memory;
+//   - the site account (contract.EdgeSiteAccount) is where every site
+//     client lands: without credentials it becomes the "local" user, an
+//     NKey nobody holds, with sitePermissions. Its JetStream holds the
+//     COMMANDS stream only, made by a second per-run in-process user.
+//
+// A server-sent message (a republish, a push consumer's delivery, a
+// source) stays in the account of the stream or consumer that sends it,
+// so nothing a site client configures can reach the plumbing except
+// through the services the accounts share.
 
-// localPermissions keep the site's clients off the edge's own plumbing:
-// they cannot publish what crosses the link unbuffered (tether.up.>, the
-// forwarder's subjects; tether.down.> and the cloud command consumer's
-// acks, the downlink's), and cannot see the forwarder's and downlink's
-// inbox or the control requests from the operator. Everything else —
-// telemetry.>, cmd.>, svc.>, the edge's own JetStream API — is theirs.
-func localPermissions(edge string) *server.Permissions {
+// sitePermissions are those of every site client. The account boundary
+// keeps them off the plumbing; these rules add: commands come only from
+// the cloud (no publishing cmd.>), the site's JetStream is read-only for
+// streams (a stream a site client made could answer publishes on
+// telemetry.> before the buffer does, acknowledging what the buffer
+// refused; and the COMMANDS stream must not be deleted or changed), and
+// the plumbing's subjects give an explicit permissions violation rather
+// than silently going nowhere.
+func sitePermissions() *server.Permissions {
+	const js = "$JS.API."
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Deny: []string{
-			contract.UplinkPrefix + ">",
-			"tether.down.>",
-			"$JS.ACK." + contract.CommandsStream + "." + contract.CommandConsumer(edge) + ".>",
+			contract.LocalCommands,
+			js + "STREAM.CREATE.>", js + "STREAM.UPDATE.>", js + "STREAM.DELETE.>",
+			js + "STREAM.PURGE.>", js + "STREAM.RESTORE.>", js + "STREAM.SNAPSHOT.>",
+			js + "STREAM.MSG.DELETE.>", js + "STREAM.PEER.>", js + "STREAM.LEADER.>",
+			js + "ACCOUNT.PURGE.>", js + "SERVER.>", js + "META.>",
+			"tether.>",
 			contract.ControlPrefix + ".>",
 			contract.UplinkInbox + ".>",
 		}},
@@ -34,20 +55,46 @@ func localPermissions(edge string) *server.Permissions {
 	}
 }
 
-// applyLocalAuth sets the edge server's users, both NKey users (no
-// passwords anywhere): a "local" key nobody holds, which is the no-auth
-// user every site client becomes, with localPermissions; and the internal
-// key internalPub of the edge's own connection.
-func applyLocalAuth(o *server.Options, edge, internalPub string) error {
+// localUsers are the per-run public keys of the edge's own in-process
+// users.
+type localUsers struct {
+	plumbing string // the forwarder's, downlink's, status' and control's connection
+	site     string // the connection that makes the site's COMMANDS stream
+}
+
+// applyLocalAccounts sets the edge server's two accounts, the services
+// they share, and its users (all NKeys, no passwords anywhere).
+func applyLocalAccounts(o *server.Options, users localUsers) error {
+	plumbing := server.NewAccount(contract.EdgePlumbingAccount)
+	site := server.NewAccount(contract.EdgeSiteAccount)
+	byName := map[string]*server.Account{plumbing.Name: plumbing, site.Name: site}
+	for _, svc := range contract.EdgeLocalServices() {
+		exp, imp := byName[svc.Exporter], byName[svc.Importer]
+		resp := server.Singleton
+		if svc.Stream {
+			resp = server.Streamed
+		}
+		if err := exp.AddServiceExportWithResponse(svc.Subject, resp, []*server.Account{imp}); err != nil {
+			return fmt.Errorf("local export %s from %s: %w", svc.Subject, exp.Name, err)
+		}
+		if err := imp.AddServiceImport(exp, svc.Subject, svc.Subject); err != nil {
+			return fmt.Errorf("local import %s into %s: %w", svc.Subject, imp.Name, err)
+		}
+	}
 	local, err := nkeys.CreateUser()
 	if err != nil {
 		return err
 	}
 	localPub, _ := local.PublicKey()
+	o.Accounts = []*server.Account{plumbing, site}
 	o.Nkeys = []*server.NkeyUser{
-		{Nkey: localPub, Permissions: localPermissions(edge)},
-		{Nkey: internalPub},
+		{Nkey: localPub, Account: site, Permissions: sitePermissions()},
+		{Nkey: users.plumbing, Account: plumbing},
+		{Nkey: users.site, Account: site},
 	}
 	o.NoAuthUser = localPub
+	for _, r := range o.LeafNode.Remotes {
+		r.LocalAccount = plumbing.Name
+	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/internal/dirlock"
 	"github.com/tether-fabric/tether/internal/natslog"
 	"github.com/tether-fabric/tether/internal/netaddr"
 	"github.com/tether-fabric/tether/internal/pki"
@@ -39,6 +39,8 @@ type Server struct {
 	up     *uplink
 	down   *downlink
 	id     *identity
+	// lock holds the data dir for this process (released at Shutdown).
+	lock *dirlock.Lock
 
 	attempts  attempts
 	stuck     chan error
@@ -114,9 +116,17 @@ func (s *Server) Start(ctx context.Context) error {
 	if _, err := buildOptions(s.cfg, b, id.sign, nil); err != nil { // nothing on disk for a bad bundle
 		return fmt.Errorf("bundle %s: %w", s.cfg.Bundle, err)
 	}
-	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	lock, err := openDataDir(s.cfg.DataDir, b.Edge, b.Account)
+	if err != nil {
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
+	s.lock = lock
+	started := false
+	defer func() {
+		if !started {
+			lock.Release()
+		}
+	}()
 	if err := s.fitBudgets(); err != nil {
 		return fmt.Errorf("edge %s: data dir %s: %w", b.Edge, s.cfg.DataDir, err)
 	}
@@ -133,8 +143,13 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	internalPub, _ := internal.PublicKey()
-	if err := applyLocalAuth(opts, b.Edge, internalPub); err != nil {
+	siteAdmin, err := nkeys.CreateUser()
+	if err != nil {
 		return err
+	}
+	siteAdminPub, _ := siteAdmin.PublicKey()
+	if err := applyLocalAccounts(opts, localUsers{plumbing: internalPub, site: siteAdminPub}); err != nil {
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
 	if err := netaddr.CheckFree(opts.Host, opts.Port); err != nil {
 		return fmt.Errorf("edge %s: listen: %w", b.Edge, err)
@@ -157,6 +172,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if !ns.ReadyForConnections(wait) {
 		ns.Shutdown()
 		return fmt.Errorf("edge %s: local listener not ready after %s", b.Edge, wait)
+	}
+	if err := s.enableJetStream(); err != nil {
+		ns.Shutdown()
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-leaf"), nats.MaxReconnects(-1),
 		nats.Nkey(internalPub, internal.Sign),
@@ -183,7 +202,12 @@ func (s *Server) Start(ctx context.Context) error {
 	// The origin names this incarnation of the buffer: a new one after the
 	// edge's store was wiped (the cloud sees Tether-Origin change).
 	s.log.Info("telemetry buffer ready", "origin", up.origin, "budget_bytes", up.stream.CachedInfo().Config.MaxBytes, "when_full", s.cfg.BufferFull)
-	down, err := startDownlink(ctx, b.Edge, nc, s.commandsMaxBytes, func() bool { return s.Link().Connected })
+	if err := s.ensureSiteCommands(ctx, siteAdminPub, siteAdmin.Sign); err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
+	}
+	down, err := startDownlink(ctx, b.Edge, nc, s.cfg.DataDir, func() bool { return s.Link().Connected })
 	if err != nil {
 		nc.Close()
 		ns.Shutdown()
@@ -216,6 +240,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.refitLoop(mctx)
 		}()
 	}
+	started = true
 	s.log.Info("edge ready", "client", s.ClientURL(), "domain", b.Domain, "transport", s.cfg.Transport, "hubs", s.hubURLs())
 	return nil
 }
@@ -320,9 +345,9 @@ func (s *Server) ClientURL() string {
 	return fmt.Sprintf("nats://%s:%d", s.opts.Host, s.opts.Port)
 }
 
-// InternalConn returns the edge's own in-process connection (the
-// forwarder's user, not the site's restricted one), for diagnostics and
-// tests that must speak on the edge's plumbing subjects.
+// InternalConn returns the edge's own in-process connection in the
+// plumbing account (the forwarder's, not a site client's), for
+// diagnostics and tests that must speak on the edge's plumbing subjects.
 func (s *Server) InternalConn() *nats.Conn { return s.nc }
 
 // NATS returns the embedded server, for monitoring calls.
@@ -343,6 +368,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.ns.Shutdown()
 		s.ns.WaitForShutdown()
+		s.lock.Release()
 		s.log.Info("edge stopped")
 	})
 	return nil

@@ -71,6 +71,8 @@ type uplink struct {
 	pace pace
 	// gapRisk: see setGapRisk.
 	gapRisk atomic.Bool
+	// ids makes the message ids the cloud deduplicates on (msgid.go).
+	ids msgIDs
 
 	mu        sync.Mutex
 	forwarded uint64
@@ -101,6 +103,10 @@ func bufferConfig(c Config, maxBytes int64) jetstream.StreamConfig {
 		MaxBytes:    maxBytes,
 		Discard:     discard,
 		Duplicates:  2 * time.Minute,
+		// A site message above contract.SiteMaxMessage is refused at
+		// publish time: with the forwarder's headers the hubs would
+		// refuse it, and everything behind it would wait forever.
+		MaxMsgSize: contract.SiteMaxMessage + contract.LocalImportHeaderRoom,
 	}
 }
 
@@ -132,6 +138,9 @@ func startUplink(ctx context.Context, edge string, nc *nats.Conn, c Config, maxB
 		origin: strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 36),
 	}
 	u.loadGapRisk()
+	if u.ids, err = loadMsgIDs(c.DataDir, edge, u.origin); err != nil {
+		return nil, err
+	}
 	return u, nil
 }
 
@@ -489,12 +498,12 @@ func (u *uplink) outbound(m jetstream.Msg) (*nats.Msg, uint64, error) {
 	seq := strconv.FormatUint(md.Sequence.Stream, 10)
 	h := nats.Header{}
 	for k, v := range m.Headers() {
-		if k == nats.MsgIdHdr || k == "Nats-Expected-Stream" || k == "Nats-Expected-Last-Sequence" {
-			continue // meant for the edge's own stream
+		if forwarderOwned(k) {
+			continue
 		}
 		h[k] = v
 	}
-	h.Set(nats.MsgIdHdr, u.edge+":"+u.origin+":"+seq)
+	h.Set(nats.MsgIdHdr, u.ids.id(md.Sequence.Stream))
 	h.Set(HeaderEdge, u.edge)
 	h.Set(HeaderSeq, seq)
 	h.Set(HeaderOrigin, u.origin)

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
 )
@@ -136,55 +137,67 @@ func TestAdversaryHighWaterPoison(t *testing.T) {
 }
 
 // TestAdversaryLargestMessage: the edge acknowledges only what the whole
-// path can carry. A message of the largest size the edge accepts reaches
-// the cloud; a larger one is refused at publish time; and nothing of it
-// holds up the messages behind it.
+// path can carry. A message of the largest size a site may publish
+// (contract.SiteMaxMessage) reaches the cloud; anything larger, up to the
+// 1 MiB that a plain NATS server would take, is refused at publish time;
+// and nothing of it holds up the messages behind it.
 func TestAdversaryLargestMessage(t *testing.T) {
 	f := newFabric(t)
 	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
 	site := tethertest.Connect(t, f.leaf.ClientURL())
 	js, _ := jetstream.New(site)
 	w := watchCloud(t, f.cloud, "plant-7")
-	limit := int(site.MaxPayload())
-	// nats.go refuses a message above the server's max payload itself.
-	over := sitePublish(js, &nats.Msg{Subject: "telemetry.big", Data: make([]byte, limit+1)})
-	if over == nil {
-		t.Fatalf("a %d-byte message (max payload %d) was acknowledged", limit+1, limit)
+	withHeader := func(size int) *nats.Msg {
+		m := &nats.Msg{Subject: "telemetry.big", Header: nats.Header{"App": []string{"x"}}}
+		// "NATS/1.0\r\nApp: x\r\n\r\n" is 19 bytes.
+		m.Data = []byte(strings.Repeat("L", size-19))
+		return m
 	}
-	t.Logf("max payload at the edge %d; %d bytes: %v", limit, limit+1, over)
-	// The largest message the edge accepts, plus the largest 1 MiB one.
-	sizes := []int{limit - 64, limit}
-	if limit < 1<<20 {
-		sizes = append(sizes, 1<<20)
+	data := func(n int) *nats.Msg { return &nats.Msg{Subject: "telemetry.big", Data: []byte(strings.Repeat("L", n))} }
+	// Between SiteMaxMessage and that plus LocalImportHeaderRoom a message
+	// may go either way (the edge's own request-info header varies by a
+	// few bytes); whatever is acknowledged must be delivered.
+	const accept, refuse, either = 1, 2, 3
+	cases := []struct {
+		name string
+		msg  *nats.Msg
+		want int
+	}{
+		{"largest data-only message", data(contract.SiteMaxMessage), accept},
+		{"largest message with a header", withHeader(contract.SiteMaxMessage), accept},
+		{"one byte more", data(contract.SiteMaxMessage + 1), either},
+		{"beyond the edge's own header room", data(contract.SiteMaxMessage + contract.LocalImportHeaderRoom + 1), refuse},
+		{"1 MiB", data(1 << 20), refuse},
 	}
-	for _, size := range sizes {
-		data := []byte(strings.Repeat("L", size))
-		err := sitePublish(js, &nats.Msg{Subject: "telemetry.big", Data: data})
-		t.Logf("%d bytes: %s", size, describe(err))
-		if err != nil {
-			if size <= limit-64 {
-				t.Errorf("a %d-byte message (max payload %d) was refused: %v", size, limit, err)
-			}
-			continue
+	for i, c := range cases {
+		size := len(c.msg.Data)
+		err := sitePublish(js, c.msg)
+		t.Logf("%s (%d bytes of data): %s", c.name, size, describe(err))
+		if c.want == accept && err != nil {
+			t.Fatalf("%s: refused: %v", c.name, err)
 		}
-		mustPublish(t, f.edge, "telemetry.after", "after-"+strconv.Itoa(size))
+		if c.want == refuse && err == nil {
+			t.Errorf("%s: acknowledged, want it refused at publish time (site limit %d bytes)", c.name, contract.SiteMaxMessage)
+		}
+		after := "after-" + strconv.Itoa(i)
+		mustPublish(t, f.edge, "telemetry.after", after)
 		deadline := time.Now().Add(20 * time.Second)
 		gotBig := false
 		for {
 			m, err := w.sub.NextMsg(time.Until(deadline))
 			if err != nil {
-				t.Fatalf("after an acknowledged %d-byte message, the cloud received nothing more (big one received: %v): %v; edge: %+v",
-					size, gotBig, err, f.leaf.Status().Buffer)
+				t.Fatalf("%s: the cloud received nothing more (big one received: %v): %v; edge: %+v",
+					c.name, gotBig, err, f.leaf.Status().Buffer)
 			}
 			if len(m.Data) == size {
 				gotBig = true
 			}
-			if string(m.Data) == "after-"+strconv.Itoa(size) {
+			if string(m.Data) == after {
 				break
 			}
 		}
-		if !gotBig {
-			t.Errorf("an acknowledged %d-byte message never reached the cloud", size)
+		if (err == nil) != gotBig {
+			t.Errorf("%s: acknowledged %v, reached the cloud %v", c.name, err == nil, gotBig)
 		}
 	}
 }
