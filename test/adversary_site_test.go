@@ -153,7 +153,9 @@ func TestAdversaryLargestMessage(t *testing.T) {
 		m.Data = []byte(strings.Repeat("L", size-19))
 		return m
 	}
-	data := func(n int) *nats.Msg { return &nats.Msg{Subject: "telemetry.big", Data: []byte(strings.Repeat("L", n))} }
+	data := func(n int) *nats.Msg {
+		return &nats.Msg{Subject: "telemetry.big", Data: []byte(strings.Repeat("L", n))}
+	}
 	// Between SiteMaxMessage and that plus LocalImportHeaderRoom a message
 	// may go either way (the edge's own request-info header varies by a
 	// few bytes); whatever is acknowledged must be delivered.
