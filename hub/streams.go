@@ -84,6 +84,10 @@ func commandsConfig(c Config) jetstream.StreamConfig {
 		// error) rather than silently dropping queued ones.
 		Discard:    jetstream.DiscardNew,
 		Duplicates: 2 * time.Minute,
+		// A command must still fit the edge's max payload with the
+		// downlink's headers: a bigger one is refused to the commander
+		// instead of blocking the edge's queue.
+		MaxMsgSize: contract.MaxCommandSize,
 	}
 }
 

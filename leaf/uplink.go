@@ -40,6 +40,15 @@ const (
 
 	// uplinkWindow is how many messages may await the cloud's PubAck.
 	uplinkWindow = 2048
+	// uplinkReadAhead bounds the bytes of buffered messages the forwarder
+	// reads ahead of what it sends (its consumer's pull buffer); it holds
+	// at least several of the largest messages (contract.SiteMaxMessage).
+	uplinkReadAhead = 8 << 20
+	// uplinkInFlightBytes bounds the bytes sent and not yet confirmed by
+	// the cloud, per-message PubAcks and fast batches alike. With
+	// uplinkReadAhead it bounds the forwarder's memory in bytes whatever
+	// the message sizes (see docs/ARCHITECTURE.md, "Forwarder memory").
+	uplinkInFlightBytes = 16 << 20
 	// uplinkPurgeEvery is how many confirmed messages trigger a purge of
 	// the buffer (it is also purged whenever the pipeline drains).
 	uplinkPurgeEvery = 512
@@ -208,8 +217,29 @@ var noRetry = jetstream.WithRetryAttempts(0)
 
 // inflight is a message sent to the cloud and not yet confirmed.
 type inflight struct {
-	seq uint64
-	ack jetstream.PubAckFuture
+	seq  uint64
+	size int64
+	ack  jetstream.PubAckFuture
+}
+
+// inflightBytes is the bytes of per-message sends awaiting their PubAck;
+// the sender waits on freed while they reach uplinkInFlightBytes.
+type inflightBytes struct {
+	n     atomic.Int64
+	freed chan struct{}
+}
+
+func (b *inflightBytes) release(n int64) {
+	b.n.Add(-n)
+	select {
+	case b.freed <- struct{}{}:
+	default:
+	}
+}
+
+// msgSize is the bytes m takes on the wire, about.
+func msgSize(m *nats.Msg) int64 {
+	return int64(len(m.Subject) + len(m.Reply) + len(m.Data) + headerSize(m.Header))
 }
 
 // session forwards from the oldest unconfirmed message until the buffer
@@ -247,7 +277,7 @@ func (u *uplink) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read buffer: %w", err)
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	iter, err := cons.Messages(jetstream.PullMaxBytes(uplinkReadAhead))
 	if err != nil {
 		return fmt.Errorf("read buffer: %w", err)
 	}
@@ -306,8 +336,9 @@ func (u *uplink) pipeline(sctx context.Context, cancel context.CancelFunc, iter 
 	var fresh atomic.Bool // the cloud stored a message new to it
 	window := make(chan inflight, uplinkWindow)
 	ackErr := make(chan error, 1)
+	bytes := &inflightBytes{freed: make(chan struct{}, 1)}
 	go func() {
-		err := u.collect(sctx, window, &fresh)
+		err := u.collect(sctx, window, &fresh, bytes)
 		if err != nil {
 			// Stop sending at once: a message sent after the link comes
 			// back must never overtake one lost with the old link.
@@ -327,16 +358,30 @@ func (u *uplink) pipeline(sctx context.Context, cancel context.CancelFunc, iter 
 			break
 		}
 		out, seq, err := u.outbound(m)
-		var f jetstream.PubAckFuture
-		if err == nil {
-			f, err = u.js.PublishMsgAsync(out, noRetry)
+		if err != nil {
+			sendErr = err
+			break
 		}
+		size := msgSize(out)
+		for sctx.Err() == nil && bytes.n.Load() > 0 && bytes.n.Load()+size > uplinkInFlightBytes {
+			select {
+			case <-bytes.freed:
+			case err := <-ackErr:
+				return err
+			case <-sctx.Done():
+			}
+		}
+		if sctx.Err() != nil {
+			break
+		}
+		f, err := u.js.PublishMsgAsync(out, noRetry)
 		if err != nil {
 			sendErr = fmt.Errorf("send to cloud: %w", err)
 			break
 		}
+		bytes.n.Add(size)
 		select {
-		case window <- inflight{seq: seq, ack: f}:
+		case window <- inflight{seq: seq, size: size, ack: f}:
 			sent++
 		case err := <-ackErr:
 			return err
@@ -373,7 +418,7 @@ func (u *uplink) nextOrIdle(ctx context.Context, iter jetstream.MessagesContext,
 
 // collect waits for PubAcks in send order and purges the confirmed prefix
 // from the buffer. It stops at the first failure or a link loss.
-func (u *uplink) collect(ctx context.Context, window <-chan inflight, fresh *atomic.Bool) error {
+func (u *uplink) collect(ctx context.Context, window <-chan inflight, fresh *atomic.Bool, bytes *inflightBytes) error {
 	var confirmed uint64
 	pending := 0
 	linkCheck := time.NewTicker(100 * time.Millisecond)
@@ -421,6 +466,7 @@ func (u *uplink) collect(ctx context.Context, window <-chan inflight, fresh *ato
 				return ctx.Err()
 			}
 		}
+		bytes.release(in.size)
 		confirmed = in.seq
 		pending++
 		if pending >= uplinkPurgeEvery {
