@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
 )
@@ -67,7 +68,23 @@ func TestAdversaryEdgeCannotSuppressAnother(t *testing.T) {
 // refuses a data dir written by another edge identity.
 func TestAdversaryDataDirInUse(t *testing.T) {
 	store := tethertest.NewStore(t)
-	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	hc := tethertest.HubConfig(t, store, "hub-1")
+	h := tethertest.RunHub(t, hc, nil)
+	// A second hub on the first one's data dir.
+	hc2 := tethertest.HubConfig(t, store, "hub-2")
+	hc2.DataDir = hc.DataDir
+	h2, err := hub.New(hc2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hctx, hcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer hcancel()
+	if err := h2.Start(hctx); err == nil {
+		_ = h2.Shutdown(hctx)
+		t.Error("a second hub started on a data dir in use")
+	} else if !strings.Contains(err.Error(), hc.DataDir) || !strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), "pid") {
+		t.Errorf("second hub on a dir in use: %v; want an error naming %s, saying it is in use, with the holder's pid", err, hc.DataDir)
+	}
 	ca := tethertest.LeafConfig(t, tethertest.WriteBundle(t, store, "a", h))
 	first := tethertest.RunLeaf(t, ca, nil)
 
