@@ -39,7 +39,8 @@ func openDataDir(dir, edge, account string) (*dirlock.Lock, error) {
 		lock.Release()
 		return nil, err
 	}
-	if err := migrateLegacyStreams(filepath.Join(dir, "jetstream")); err != nil {
+	// nats-server keeps its store in <store_dir>/jetstream.
+	if err := migrateLegacyStreams(filepath.Join(dir, "jetstream", "jetstream")); err != nil {
 		lock.Release()
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}

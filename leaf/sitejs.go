@@ -12,6 +12,10 @@ import (
 	"github.com/tether-fabric/tether/contract"
 )
 
+// siteMaxStore is the site account's JetStream file limit for a COMMANDS
+// stream of commandsMaxBytes: room for its consumers' state besides.
+func siteMaxStore(commandsMaxBytes int64) int64 { return commandsMaxBytes + 16<<20 }
+
 // siteMaxConsumers bounds the consumers site clients may keep on the
 // site's COMMANDS stream.
 const siteMaxConsumers = 1024
@@ -24,7 +28,7 @@ const siteMaxConsumers = 1024
 func (s *Server) enableJetStream() error {
 	limits := map[string]map[string]server.JetStreamAccountLimits{
 		contract.EdgePlumbingAccount: {"": {MaxMemory: -1, MaxStore: -1, MaxStreams: -1, MaxConsumers: -1, MaxAckPending: -1, MemoryMaxStreamBytes: -1, StoreMaxStreamBytes: -1}},
-		contract.EdgeSiteAccount: {"": {MaxMemory: 16 << 20, MaxStore: s.commandsMaxBytes + 16<<20, MaxStreams: 1,
+		contract.EdgeSiteAccount: {"": {MaxMemory: 16 << 20, MaxStore: siteMaxStore(s.commandsMaxBytes), MaxStreams: 1,
 			MaxConsumers: siteMaxConsumers, MaxAckPending: -1, MemoryMaxStreamBytes: -1, StoreMaxStreamBytes: -1}},
 	}
 	for name, l := range limits {

@@ -40,10 +40,13 @@ const (
 
 	// uplinkWindow is how many messages may await the cloud's PubAck.
 	uplinkWindow = 2048
-	// uplinkReadAhead bounds the bytes of buffered messages the forwarder
-	// reads ahead of what it sends (its consumer's pull buffer); it holds
-	// at least several of the largest messages (contract.SiteMaxMessage).
-	uplinkReadAhead = 8 << 20
+	// uplinkReadAhead bounds the messages the forwarder reads ahead of
+	// what it sends (its consumer's pull buffer), and uplinkPullBytes the
+	// bytes of each pull, which is at least several of the largest
+	// messages (contract.SiteMaxMessage): about two pulls' worth are
+	// buffered at most.
+	uplinkReadAhead = 1024
+	uplinkPullBytes = 4 << 20
 	// uplinkInFlightBytes bounds the bytes sent and not yet confirmed by
 	// the cloud, per-message PubAcks and fast batches alike. With
 	// uplinkReadAhead it bounds the forwarder's memory in bytes whatever
@@ -277,7 +280,7 @@ func (u *uplink) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read buffer: %w", err)
 	}
-	iter, err := cons.Messages(jetstream.PullMaxBytes(uplinkReadAhead))
+	iter, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(uplinkReadAhead, uplinkPullBytes))
 	if err != nil {
 		return fmt.Errorf("read buffer: %w", err)
 	}

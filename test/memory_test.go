@@ -18,8 +18,7 @@ import (
 
 // edgeMemoryBound is the RSS an edge process may reach while it forwards a
 // backlog of 500 MB of the largest messages: the forwarder holds at most
-// uplinkReadAhead (8 MiB) read ahead and uplinkInFlightBytes (16 MiB)
-// unconfirmed, and the embedded server's block cache and link buffers
+// about two 4 MiB pulls read ahead and 16 MiB sent but unconfirmed, and the embedded server's block cache and link buffers
 // follow from those.
 const edgeMemoryBound = 256 << 20
 
