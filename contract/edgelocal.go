@@ -1,13 +1,15 @@
 package contract
 
 // The edge's embedded server has two local accounts. The plumbing account
-// holds everything the edge's own code uses — the leaf link to the hubs,
-// the telemetry buffer, the forwarder, the downlink, status and control —
-// and no site client can log into it. The site account is where every
-// client at the site lands; it reaches the plumbing only through the
-// service exports and imports below, so no API of the site account (core
-// or JetStream: republish, push consumer deliveries, sources, mirrors)
-// can send or capture anything of the plumbing.
+// holds what links the edge to the cloud — the leaf link to the hubs, the
+// forwarder's publishing side, the downlink, status and control — and no
+// site client can log into it. The site account is where every site client
+// lands; it also holds the edge's two streams (the telemetry buffer and
+// the delivered commands), which site clients may read and publish into
+// but not create, change or delete. The accounts share only the services
+// below, so no API of the site account (core or JetStream: republish, push
+// consumer deliveries, sources, mirrors) can send or capture anything on
+// the link.
 const (
 	// EdgePlumbingAccount is the edge-local account bound to the leaf
 	// remote.
@@ -35,10 +37,8 @@ type EdgeLocalService struct {
 }
 
 // EdgeLocalServices returns the services between the edge's two local
-// accounts, which are all a site client can reach of the plumbing:
+// accounts, which are all of the plumbing a site client can reach:
 //
-//   - telemetry.> (plumbing → site): a site publish is stored in the
-//     plumbing's disk buffer and its PubAck comes back through the import.
 //   - $TETHER.LEAF.STATUS (plumbing → site): the edge's status.
 //   - cmd.> (site → plumbing): the downlink delivers commands into the
 //     site account, where its COMMANDS stream stores them and answers the
@@ -47,9 +47,12 @@ type EdgeLocalService struct {
 //     Requests for local services arrive from the hubs in the plumbing
 //     account and reach the responders of the site account; an edge
 //     gateway of the services capability may take this path over.
+//
+// Telemetry needs no service: site clients publish into the buffer in
+// their own account, and the forwarder reads it there through the edge's
+// own site-account connection.
 func EdgeLocalServices() []EdgeLocalService {
 	return []EdgeLocalService{
-		{Subject: LocalTelemetry, Exporter: EdgePlumbingAccount, Importer: EdgeSiteAccount},
 		{Subject: LeafStatusSubject, Exporter: EdgePlumbingAccount, Importer: EdgeSiteAccount},
 		{Subject: LocalCommands, Exporter: EdgeSiteAccount, Importer: EdgePlumbingAccount},
 		{Subject: LocalServices, Exporter: EdgeSiteAccount, Importer: EdgePlumbingAccount},
@@ -78,10 +81,6 @@ const (
 	// larger one at publish time ("message size exceeds maximum allowed"),
 	// so nothing is acknowledged that the hubs would refuse.
 	SiteMaxMessage = HubMaxPayload - ForwarderHeaderRoom
-	// LocalImportHeaderRoom bounds the request-info header the edge's own
-	// service import adds to a site message on its way into the buffer
-	// (about 80 bytes); the forwarder drops it again.
-	LocalImportHeaderRoom = 256
 	// MaxCommandSize is the CLOUD COMMANDS stream's largest message: a
 	// command the edge can still take with the downlink's headers.
 	MaxCommandSize = HubMaxPayload - ForwarderHeaderRoom

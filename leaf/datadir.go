@@ -72,12 +72,12 @@ func claimDataDir(dir string, me dirIdentity) error {
 }
 
 // migrateLegacyStreams moves the streams an older edge kept in the
-// server's global account into the local accounts that hold them now: the
-// telemetry buffer (with its backlog and origin) into the plumbing
-// account, the delivered commands into the site account. Run before the
-// server starts; a dir without legacy streams is left alone.
+// server's global account into the site account that holds them now (the
+// telemetry buffer with its backlog and origin, the delivered commands).
+// Run before the server starts; a dir without legacy streams is left
+// alone.
 func migrateLegacyStreams(storeDir string) error {
-	moves := map[string]string{BufferStream: contract.EdgePlumbingAccount, CommandStream: contract.EdgeSiteAccount}
+	moves := map[string]string{BufferStream: contract.EdgeSiteAccount, CommandStream: contract.EdgeSiteAccount}
 	for stream, account := range moves {
 		from := filepath.Join(storeDir, "$G", "streams", stream)
 		to := filepath.Join(storeDir, account, "streams", stream)

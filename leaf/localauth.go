@@ -14,27 +14,28 @@ import (
 // accounts"):
 //
 //   - the plumbing account (contract.EdgePlumbingAccount) is bound to the
-//     leaf remote and holds the telemetry buffer; its only user is the
-//     edge's own in-process connection, whose NKey is made per run and
-//     never leaves memory;
+//     leaf remote; its only user is the edge's own in-process connection
+//     (forwarder's publishing side, downlink, status, control), whose NKey
+//     is made per run and never leaves memory. It has no JetStream;
 //   - the site account (contract.EdgeSiteAccount) is where every site
 //     client lands: without credentials it becomes the "local" user, an
 //     NKey nobody holds, with sitePermissions. Its JetStream holds the
-//     COMMANDS stream only, made by a second per-run in-process user.
+//     telemetry buffer and the COMMANDS stream, made and read by a second
+//     per-run in-process user of the edge.
 //
 // A server-sent message (a republish, a push consumer's delivery, a
 // source) stays in the account of the stream or consumer that sends it,
-// so nothing a site client configures can reach the plumbing except
-// through the services the accounts share.
+// so nothing a site client configures can reach the link: only the edge's
+// own plumbing connection publishes there.
 
 // sitePermissions are those of every site client. The account boundary
 // keeps them off the plumbing; these rules add: commands come only from
-// the cloud (no publishing cmd.>), the site's JetStream is read-only for
-// streams (a stream a site client made could answer publishes on
-// telemetry.> before the buffer does, acknowledging what the buffer
-// refused; and the COMMANDS stream must not be deleted or changed), and
-// the plumbing's subjects give an explicit permissions violation rather
-// than silently going nowhere.
+// the cloud (no publishing cmd.>); the site's streams are the edge's (a
+// stream a site client made could answer publishes on telemetry.> before
+// the buffer does, acknowledging what the buffer refused; the buffer and
+// COMMANDS must not be changed, purged or deleted, nor messages deleted
+// from them); and the plumbing's subjects give an explicit permissions
+// violation rather than silently going nowhere.
 func sitePermissions() *server.Permissions {
 	const js = "$JS.API."
 	return &server.Permissions{
@@ -59,7 +60,7 @@ func sitePermissions() *server.Permissions {
 // users.
 type localUsers struct {
 	plumbing string // the forwarder's, downlink's, status' and control's connection
-	site     string // the connection that makes the site's COMMANDS stream
+	site     string // the edge's own connection in the site account (buffer, COMMANDS)
 }
 
 // applyLocalAccounts sets the edge server's two accounts, the services

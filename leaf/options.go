@@ -38,9 +38,7 @@ func buildOptions(c Config, b *accounts.Bundle, sign server.SignatureHandler, hu
 		// The budget in effect may be lower (fitted to the filesystem) but
 		// is raised back up to the configured one at run time, which the
 		// server refuses unless its limit reserves room for it.
-		// The site account's JetStream (the COMMANDS stream) reserves
-		// its own limit on top (sitejs.go).
-		JetStreamMaxStore: c.BufferMaxBytes + c.BufferMaxBytes/10 + 64<<20 + siteMaxStore(commandStreamMaxBytes),
+		JetStreamMaxStore: c.BufferMaxBytes + c.BufferMaxBytes/10 + 64<<20,
 		// No subject the edge takes may be too long for the hubs once the
 		// forwarder added its prefix and reply (sizes: bufferConfig).
 		MaxPayload:     contract.HubMaxPayload,

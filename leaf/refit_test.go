@@ -19,11 +19,10 @@ const MiB = 1 << 20
 // refitEdge is an edge with no reachable hub (everything stays in its
 // buffer) whose filesystem room the test sets.
 type refitEdge struct {
-	leaf     *leaf.Server
-	js       jetstream.JetStream // a site client's
-	plumbing jetstream.JetStream // the edge's own connection
-	log      *tethertest.LogBuffer
-	room     atomic.Uint64
+	leaf *leaf.Server
+	js   jetstream.JetStream
+	log  *tethertest.LogBuffer
+	room atomic.Uint64
 }
 
 // startRefitEdge starts an edge with a 64 MiB buffer budget on a
@@ -54,10 +53,6 @@ func startRefitEdge(t *testing.T, whenFull string) *refitEdge {
 	if e.js, err = jetstream.New(tethertest.Connect(t, l.ClientURL())); err != nil {
 		t.Fatal(err)
 	}
-	// The buffer is in the plumbing account: site clients cannot see it.
-	if e.plumbing, err = jetstream.New(l.InternalConn()); err != nil {
-		t.Fatal(err)
-	}
 	return e
 }
 
@@ -82,7 +77,7 @@ func (e *refitEdge) buffer(t *testing.T) *jetstream.StreamInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := e.plumbing.Stream(ctx, leaf.BufferStream)
+	s, err := e.js.Stream(ctx, leaf.BufferStream)
 	if err != nil {
 		t.Fatal(err)
 	}

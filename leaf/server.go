@@ -35,7 +35,8 @@ type Server struct {
 	ns     *server.Server
 	opts   *server.Options
 	bundle *accounts.Bundle
-	nc     *nats.Conn
+	nc     *nats.Conn // the plumbing account's
+	siteNC *nats.Conn // the edge's own in the site account
 	up     *uplink
 	down   *downlink
 	id     *identity
@@ -185,13 +186,23 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("edge %s: in-process connection: %w", b.Edge, err)
 	}
 	s.nc = nc
+	// The edge's own connection in the site account, where the buffer and
+	// the COMMANDS stream live.
+	siteNC, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-leaf-site"), nats.MaxReconnects(-1),
+		nats.Nkey(siteAdminPub, siteAdmin.Sign))
+	if err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return fmt.Errorf("edge %s: in-process site connection: %w", b.Edge, err)
+	}
+	s.siteNC = siteNC
 	s.link = Link{Since: time.Now(), Transport: s.cfg.Transport}
 	if err := errors.Join(s.startStatusService(), s.startControl()); err != nil {
 		nc.Close()
 		ns.Shutdown()
 		return err
 	}
-	up, err := startUplink(ctx, b.Edge, nc, s.cfg, s.bufferMaxBytes, func() bool { return s.Link().Connected })
+	up, err := startUplink(ctx, b.Edge, nc, siteNC, s.cfg, s.bufferMaxBytes, func() bool { return s.Link().Connected })
 	if err != nil {
 		nc.Close()
 		ns.Shutdown()
@@ -202,7 +213,7 @@ func (s *Server) Start(ctx context.Context) error {
 	// The origin names this incarnation of the buffer: a new one after the
 	// edge's store was wiped (the cloud sees Tether-Origin change).
 	s.log.Info("telemetry buffer ready", "origin", up.origin, "budget_bytes", up.stream.CachedInfo().Config.MaxBytes, "when_full", s.cfg.BufferFull)
-	if err := s.ensureSiteCommands(ctx, siteAdminPub, siteAdmin.Sign); err != nil {
+	if err := s.ensureSiteCommands(ctx); err != nil {
 		nc.Close()
 		ns.Shutdown()
 		return fmt.Errorf("edge %s: %w", b.Edge, err)
@@ -365,6 +376,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wg.Wait()
 		if s.nc != nil {
 			s.nc.Close()
+		}
+		if s.siteNC != nil {
+			s.siteNC.Close()
 		}
 		s.ns.Shutdown()
 		s.ns.WaitForShutdown()

@@ -6,39 +6,34 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/contract"
 )
 
-// siteMaxStore is the site account's JetStream file limit for a COMMANDS
-// stream of commandsMaxBytes: room for its consumers' state besides.
-func siteMaxStore(commandsMaxBytes int64) int64 { return commandsMaxBytes + 16<<20 }
+// siteMaxStreams is what the site account's JetStream holds: the
+// telemetry buffer and the COMMANDS stream, both made by the edge; site
+// clients may not create streams (sitePermissions), and this limit holds
+// even if a way around that were found.
+const siteMaxStreams = 2
 
 // siteMaxConsumers bounds the consumers site clients may keep on the
-// site's COMMANDS stream.
+// site's streams.
 const siteMaxConsumers = 1024
 
-// enableJetStream gives both local accounts JetStream in the edge's
-// domain: the plumbing account without limits of its own (the server's
-// store limit covers the buffer), the site account with room for the
-// COMMANDS stream only (one stream, its budget plus room for consumer
-// state, no memory streams beyond a little for ordered consumers).
+// enableJetStream gives the site account JetStream in the edge's domain:
+// its two streams (the server's store limit covers them, each has its own
+// byte budget), a little memory for ordered consumers, a bounded number of
+// consumers. The plumbing account has none: it holds no streams.
 func (s *Server) enableJetStream() error {
-	limits := map[string]map[string]server.JetStreamAccountLimits{
-		contract.EdgePlumbingAccount: {"": {MaxMemory: -1, MaxStore: -1, MaxStreams: -1, MaxConsumers: -1, MaxAckPending: -1, MemoryMaxStreamBytes: -1, StoreMaxStreamBytes: -1}},
-		contract.EdgeSiteAccount: {"": {MaxMemory: 16 << 20, MaxStore: siteMaxStore(s.commandsMaxBytes), MaxStreams: 1,
-			MaxConsumers: siteMaxConsumers, MaxAckPending: -1, MemoryMaxStreamBytes: -1, StoreMaxStreamBytes: -1}},
+	acc, err := s.ns.LookupAccount(contract.EdgeSiteAccount)
+	if err != nil {
+		return fmt.Errorf("local account %s: %w", contract.EdgeSiteAccount, err)
 	}
-	for name, l := range limits {
-		acc, err := s.ns.LookupAccount(name)
-		if err != nil {
-			return fmt.Errorf("local account %s: %w", name, err)
-		}
-		if err := acc.EnableJetStream(l, nil); err != nil {
-			return fmt.Errorf("jetstream for local account %s: %w", name, err)
-		}
+	limits := map[string]server.JetStreamAccountLimits{"": {MaxMemory: 16 << 20, MaxStore: -1,
+		MaxStreams: siteMaxStreams, MaxConsumers: siteMaxConsumers, MaxAckPending: -1, MemoryMaxStreamBytes: -1, StoreMaxStreamBytes: -1}}
+	if err := acc.EnableJetStream(limits, nil); err != nil {
+		return fmt.Errorf("jetstream for local account %s: %w", contract.EdgeSiteAccount, err)
 	}
 	return nil
 }
@@ -60,15 +55,9 @@ func commandsConfig(maxBytes int64) jetstream.StreamConfig {
 }
 
 // ensureSiteCommands creates or updates the site account's COMMANDS stream
-// through a short-lived in-process connection of the site account's
-// internal user.
-func (s *Server) ensureSiteCommands(ctx context.Context, pub string, sign nats.SignatureHandler) error {
-	nc, err := nats.Connect("", nats.InProcessServer(s.ns), nats.Name("tether-leaf-site"), nats.Nkey(pub, sign))
-	if err != nil {
-		return fmt.Errorf("site account connection: %w", err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+// through the edge's own site-account connection.
+func (s *Server) ensureSiteCommands(ctx context.Context) error {
+	js, err := jetstream.New(s.siteNC)
 	if err != nil {
 		return err
 	}

@@ -63,11 +63,15 @@ const (
 	failLogEvery = 30 * time.Second
 )
 
-// uplink forwards the buffer to the cloud.
+// uplink forwards the buffer to the cloud. The buffer lives in the site
+// account (bufNC, buf: read and purge), the link in the plumbing account
+// (nc, js: publish to the cloud, its answers, the high-water question).
 type uplink struct {
 	edge   string
 	nc     *nats.Conn
 	js     jetstream.JetStream
+	bufNC  *nats.Conn
+	buf    jetstream.JetStream
 	stream jetstream.Stream
 	origin string // identifies this incarnation of the buffer stream
 	log    *slog.Logger
@@ -118,21 +122,25 @@ func bufferConfig(c Config, maxBytes int64) jetstream.StreamConfig {
 		// A site message above contract.SiteMaxMessage is refused at
 		// publish time: with the forwarder's headers the hubs would
 		// refuse it, and everything behind it would wait forever.
-		MaxMsgSize: contract.SiteMaxMessage + contract.LocalImportHeaderRoom,
+		MaxMsgSize: contract.SiteMaxMessage,
 	}
 }
 
 // startUplink creates or updates the buffer stream with the budget
 // maxBytes (or what the buffer already holds, if more) and returns its
 // forwarder.
-func startUplink(ctx context.Context, edge string, nc *nats.Conn, c Config, maxBytes int64, linked func() bool) (*uplink, error) {
+func startUplink(ctx context.Context, edge string, nc, bufNC *nats.Conn, c Config, maxBytes int64, linked func() bool) (*uplink, error) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(uplinkWindow),
 		jetstream.WithPublishAsyncTimeout(uplinkAckWait))
 	if err != nil {
 		return nil, err
 	}
+	buf, err := jetstream.New(bufNC)
+	if err != nil {
+		return nil, err
+	}
 	cfg := bufferConfig(c, maxBytes)
-	if st, err := js.Stream(ctx, BufferStream); err == nil {
+	if st, err := buf.Stream(ctx, BufferStream); err == nil {
 		// Lowering a stream's MaxBytes below what it holds drops the
 		// oldest messages (with DiscardOld; with either policy in older
 		// nats-server releases, see refitBuffer): never shrink the
@@ -141,12 +149,12 @@ func startUplink(ctx context.Context, edge string, nc *nats.Conn, c Config, maxB
 			cfg.MaxBytes = held
 		}
 	}
-	st, err := js.CreateOrUpdateStream(ctx, cfg)
+	st, err := buf.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("buffer stream %s: %w", BufferStream, err)
 	}
 	u := &uplink{
-		edge: edge, nc: nc, js: js, stream: st, linked: linked, stallAfter: c.StallAfter, dataDir: c.DataDir,
+		edge: edge, nc: nc, js: js, bufNC: bufNC, buf: buf, stream: st, linked: linked, stallAfter: c.StallAfter, dataDir: c.DataDir,
 		origin: strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 36),
 	}
 	u.loadGapRisk()
@@ -273,7 +281,7 @@ func (u *uplink) session(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cons, err := u.js.OrderedConsumer(sctx, BufferStream, jetstream.OrderedConsumerConfig{
+	cons, err := u.buf.OrderedConsumer(sctx, BufferStream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   start,
 	})
@@ -526,7 +534,7 @@ func cancelOnLinkLoss(ctx context.Context, linked func() bool, cancel context.Ca
 // waitForData returns when something is published on telemetry.>, after a
 // short while, or when ctx ends.
 func (u *uplink) waitForData(ctx context.Context) error {
-	sub, err := u.nc.SubscribeSync(contract.LocalTelemetry)
+	sub, err := u.bufNC.SubscribeSync(contract.LocalTelemetry)
 	if err != nil {
 		return err
 	}
@@ -566,7 +574,7 @@ func (u *uplink) status(ctx context.Context) UplinkStatus {
 	st := UplinkStatus{Forwarded: u.forwarded, LastForward: u.lastOK, LastError: u.lastErr, LastErrorAt: u.lastErrAt, Origin: u.origin}
 	lastOK := u.lastOK
 	u.mu.Unlock()
-	s, err := u.js.Stream(ctx, BufferStream)
+	s, err := u.buf.Stream(ctx, BufferStream)
 	if err != nil {
 		st.LastError = err.Error()
 		return st

@@ -149,17 +149,14 @@ func TestAdversaryLargestMessage(t *testing.T) {
 	w := watchCloud(t, f.cloud, "plant-7")
 	withHeader := func(size int) *nats.Msg {
 		m := &nats.Msg{Subject: "telemetry.big", Header: nats.Header{"App": []string{"x"}}}
-		// "NATS/1.0\r\nApp: x\r\n\r\n" is 19 bytes.
-		m.Data = []byte(strings.Repeat("L", size-19))
+		// "NATS/1.0\r\nApp: x\r\n\r\n" is 20 bytes.
+		m.Data = []byte(strings.Repeat("L", size-20))
 		return m
 	}
 	data := func(n int) *nats.Msg {
 		return &nats.Msg{Subject: "telemetry.big", Data: []byte(strings.Repeat("L", n))}
 	}
-	// Between SiteMaxMessage and that plus LocalImportHeaderRoom a message
-	// may go either way (the edge's own request-info header varies by a
-	// few bytes); whatever is acknowledged must be delivered.
-	const accept, refuse, either = 1, 2, 3
+	const accept, refuse = 1, 2
 	cases := []struct {
 		name string
 		msg  *nats.Msg
@@ -167,8 +164,8 @@ func TestAdversaryLargestMessage(t *testing.T) {
 	}{
 		{"largest data-only message", data(contract.SiteMaxMessage), accept},
 		{"largest message with a header", withHeader(contract.SiteMaxMessage), accept},
-		{"one byte more", data(contract.SiteMaxMessage + 1), either},
-		{"beyond the edge's own header room", data(contract.SiteMaxMessage + contract.LocalImportHeaderRoom + 1), refuse},
+		{"one byte more", data(contract.SiteMaxMessage + 1), refuse},
+		{"one byte more with a header", withHeader(contract.SiteMaxMessage + 1), refuse},
 		{"1 MiB", data(1 << 20), refuse},
 	}
 	for i, c := range cases {
