@@ -45,6 +45,11 @@ func sitePermissions() *server.Permissions {
 			js + "STREAM.PURGE.>", js + "STREAM.RESTORE.>", js + "STREAM.SNAPSHOT.>",
 			js + "STREAM.MSG.DELETE.>", js + "STREAM.PEER.>", js + "STREAM.LEADER.>",
 			js + "ACCOUNT.PURGE.>", js + "SERVER.>", js + "META.>",
+			// No consumers on the buffer: a push consumer's deliveries
+			// are the server's, so one delivering the buffer onto cmd.>
+			// would put site data into COMMANDS as commands.
+			js + "CONSUMER.CREATE." + BufferStream, js + "CONSUMER.CREATE." + BufferStream + ".>",
+			js + "CONSUMER.DURABLE.CREATE." + BufferStream + ".>",
 			"tether.>",
 			contract.ControlPrefix + ".>",
 			contract.UplinkInbox + ".>",

@@ -64,8 +64,25 @@ func TestAdversarySiteJetStreamBypass(t *testing.T) {
 			return sitePublish(js, &nats.Msg{Subject: "evil.push", Data: []byte("spoof-push")})
 		}},
 	}
+	attacks = append(attacks, struct {
+		name string
+		run  func() error
+	}{"push consumer delivering the buffer onto cmd.>", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if _, err := js.CreateOrUpdatePushConsumer(ctx, "TELEMETRY", jetstream.ConsumerConfig{
+			Durable: "evilcmd", DeliverSubject: "cmd.fake", AckPolicy: jetstream.AckNonePolicy,
+		}); err != nil {
+			return err
+		}
+		return sitePublish(js, &nats.Msg{Subject: "telemetry.fakecmd", Data: []byte("command-attempt")})
+	}})
+	fakeCmd, _ := site.SubscribeSync("cmd.fake")
 	for _, a := range attacks {
 		t.Logf("%s: %s", a.name, describe(a.run()))
+	}
+	if m, err := fakeCmd.NextMsg(time.Second); err == nil {
+		t.Errorf("a site client made the edge deliver a command of its own: %q", m.Data)
 	}
 	// A legitimate message goes through the buffer; a bypass would have
 	// overtaken it.
