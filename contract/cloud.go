@@ -54,7 +54,10 @@ func CloudRolePermissions(role string, edges []string) (jwt.Permissions, error) 
 			js+"CONSUMER.CREATE."+telemetryStream+".>",
 			js+"CONSUMER.DURABLE.CREATE."+telemetryStream+".>",
 			js+"CONSUMER.INFO."+telemetryStream+".>",
-			js+"CONSUMER.DELETE."+telemetryStream+".>",
+			// No CONSUMER.DELETE: a reader could delete other
+			// applications' consumers. Ordered and ephemeral consumers
+			// expire on their own (their inactive threshold); durable ones
+			// are removed by an admin.
 			js+"CONSUMER.MSG.NEXT."+telemetryStream+".>",
 			"$JS.ACK."+telemetryStream+".>",
 			"$JS.FC."+telemetryStream+".>",

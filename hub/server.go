@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/internal/dirlock"
 	"github.com/tether-fabric/tether/internal/natslog"
 	"github.com/tether-fabric/tether/internal/netaddr"
 	"github.com/tether-fabric/tether/internal/pki"
@@ -45,6 +46,8 @@ type Server struct {
 	wg       sync.WaitGroup
 
 	shutdownOnce sync.Once
+	// lock holds the data dir for this process (released at Shutdown).
+	lock *dirlock.Lock
 }
 
 // New validates cfg and returns a hub ready to Start. It does no I/O.
@@ -80,6 +83,20 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	// One process per data dir: a second hub on it would reuse the
+	// first one's JetStream store.
+	lock, err := dirlock.Acquire(s.cfg.DataDir, "hub")
+	if err != nil {
+		return fmt.Errorf("hub %s: %w", s.cfg.Name, err)
+	}
+	started := false
+	defer func() {
+		if started {
+			s.lock = lock
+		} else {
+			lock.Release()
+		}
+	}()
 	res, err := server.NewDirAccResolver(filepath.Join(s.cfg.DataDir, "jwt"), 0, time.Minute, server.RenameDeleted,
 		server.FetchTimeout(accountFetchTimeout))
 	if err != nil {
@@ -181,6 +198,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("service router not running: calls to edge services fail", "err", err)
 		}
 	}()
+	started = true
 	s.log.Info("hub listening", "client", s.ClientURL(), "leaf", s.LeafURL(), "websocket", s.WebsocketURL(),
 		"cluster", s.cfg.Cluster.Listen != "")
 	return nil
@@ -265,6 +283,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.ns.Shutdown()
 			<-done
 		}
+		s.lock.Release()
 		s.log.Info("hub stopped")
 	})
 	return nil

@@ -77,6 +77,9 @@ func telemetryConfig(c Config) jetstream.StreamConfig {
 	}
 }
 
+// commandsDedupWindow is nats-server's shortest duplicate window.
+const commandsDedupWindow = 100 * time.Millisecond
+
 // commandsConfig is the CLOUD stream that queues commands for edges.
 func commandsConfig(c Config) jetstream.StreamConfig {
 	tc := telemetryConfig(c)
@@ -90,8 +93,19 @@ func commandsConfig(c Config) jetstream.StreamConfig {
 		MaxBytes:    c.CommandMaxBytes,
 		// A full queue refuses new commands (the cloud publisher sees the
 		// error) rather than silently dropping queued ones.
-		Discard:    jetstream.DiscardNew,
-		Duplicates: 2 * time.Minute,
+		Discard: jetstream.DiscardNew,
+		// The dedup window is one for every edge's commands, and a
+		// message id is whatever the publisher sends: a commander's id
+		// could swallow another commander's command for another edge.
+		// So ids do not deduplicate here (the server's shortest window,
+		// 100ms); a commander that must queue a command exactly once uses
+		// Nats-Expected-Last-Subject-Sequence on its edge's subjects,
+		// which no other edge's traffic can satisfy or disturb.
+		Duplicates: commandsDedupWindow,
+		// A command must still fit the edge's max payload with the
+		// downlink's headers: a bigger one is refused to the commander
+		// instead of blocking the edge's queue.
+		MaxMsgSize: contract.MaxCommandSize,
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 // accounts (no service import on the hub).
 func BenchForwarder(ctx context.Context, edge string, nc *nats.Conn, dataDir string, maxBytes int64, linked func() bool, log *slog.Logger) error {
 	c := Config{DataDir: dataDir, StallAfter: 15 * time.Second, BufferFull: BufferReject}
-	u, err := startUplink(ctx, edge, nc, c, maxBytes, linked)
+	u, err := startUplink(ctx, edge, nc, nc, c, maxBytes, linked)
 	if err != nil {
 		return err
 	}

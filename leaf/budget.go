@@ -190,7 +190,7 @@ func (s *Server) refitBudget(ctx context.Context) error {
 	if !r.change {
 		return nil
 	}
-	if _, err := s.up.js.UpdateStream(ctx, bufferConfig(s.cfg, r.budget)); err != nil {
+	if _, err := s.up.buf.UpdateStream(ctx, bufferConfig(s.cfg, r.budget)); err != nil {
 		return fmt.Errorf("set the budget of buffer stream %s to %d bytes: %w", BufferStream, r.budget, err)
 	}
 	attrs := []any{"configured_bytes", s.cfg.BufferMaxBytes, "old_budget_bytes", cur, "budget_bytes", r.budget,

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,18 +17,21 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/securefile"
 )
 
 // The edge's downlink: commands for the edge wait in the CLOUD stream
 // COMMANDS (edges.<edge>.cmd.>) while it is offline. Once linked, the
 // downlink pulls them one at a time from the edge's own durable consumer,
-// publishes each locally on cmd.> (stored in the edge stream CommandStream,
-// and seen by core subscribers), and only then acks it in the cloud. The
-// cloud stream sequence of the last delivered command is kept in the local
-// stream, so a command redelivered after a lost ack is acked again but not
-// published twice.
+// publishes each on cmd.> into the site account (stored there in the
+// stream CommandStream, and seen by core subscribers), records its cloud
+// sequence in the data dir, and only then acks it in the cloud. A command
+// redelivered after a lost ack is acked again but not delivered twice: the
+// record (which no site client can write) says it was delivered, and the
+// site stream's message id (the cloud sequence) catches a redelivery after
+// a crash between delivery and record.
 const (
-	// CommandStream is the edge-local stream of delivered commands.
+	// CommandStream is the site account's stream of delivered commands.
 	CommandStream = contract.EdgeCommandsStream
 	// HeaderCloudSeq carries the command's sequence in the cloud stream.
 	HeaderCloudSeq = contract.HeaderCloudSeq
@@ -41,6 +47,10 @@ const (
 	downlinkWait = 30 * time.Second
 	// localDeliverWait bounds the local publish of a command.
 	localDeliverWait = 10 * time.Second
+
+	// downlinkStateFile records the cloud sequence of the last command
+	// delivered, in the data dir.
+	downlinkStateFile = "downlink.json"
 )
 
 type downlink struct {
@@ -53,6 +63,7 @@ type downlink struct {
 	prefix string // cloud subject prefix: edges.<edge>.
 	inbox  string
 	sub    *nats.Subscription
+	state  string // path of downlinkStateFile
 
 	mu        sync.Mutex
 	last      uint64 // cloud sequence of the last command delivered locally
@@ -63,22 +74,10 @@ type downlink struct {
 // DownlinkStatus is the command path's state.
 type DownlinkStatus = contract.CommandStatus
 
-func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int64, linked func() bool, lost func() <-chan struct{}) (*downlink, error) {
+func startDownlink(ctx context.Context, edge string, nc *nats.Conn, dataDir string, linked func() bool, lost func() <-chan struct{}) (*downlink, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
-	}
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        CommandStream,
-		Description: "Tether: commands delivered to this edge",
-		Subjects:    []string{contract.LocalCommands},
-		Storage:     jetstream.FileStorage,
-		MaxAge:      7 * 24 * time.Hour,
-		MaxBytes:    maxBytes,
-		Discard:     jetstream.DiscardOld,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("command stream %s: %w", CommandStream, err)
 	}
 	// One long-lived inbox: its interest crosses the link once per
 	// connection, so a pull's answer is never sent before the hub knows
@@ -89,14 +88,33 @@ func startDownlink(ctx context.Context, edge string, nc *nats.Conn, maxBytes int
 	if err != nil {
 		return nil, fmt.Errorf("downlink inbox: %w", err)
 	}
-	d := &downlink{edge: edge, nc: nc, js: js, linked: linked, lost: lost, prefix: contract.CloudCommandPrefix(edge), inbox: inbox, sub: sub}
-	if info := st.CachedInfo(); info.State.Msgs > 0 {
-		m, err := st.GetMsg(ctx, info.State.LastSeq)
-		if err == nil {
-			d.last, _ = strconv.ParseUint(m.Header.Get(HeaderCloudSeq), 10, 64)
-		}
+	d := &downlink{edge: edge, nc: nc, js: js, linked: linked, lost: lost, prefix: contract.CloudCommandPrefix(edge), inbox: inbox, sub: sub,
+		state: filepath.Join(dataDir, downlinkStateFile)}
+	if d.last, err = readDownlinkState(d.state); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
 	}
 	return d, nil
+}
+
+// downlinkState is what downlinkStateFile holds.
+type downlinkState struct {
+	LastCloudSeq uint64 `json:"last_cloud_seq"`
+}
+
+func readDownlinkState(path string) (uint64, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("downlink state: %w", err)
+	}
+	var st downlinkState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return 0, fmt.Errorf("downlink state %s: %w", path, err)
+	}
+	return st.LastCloudSeq, nil
 }
 
 func (d *downlink) run(ctx context.Context) {
@@ -185,8 +203,13 @@ func (d *downlink) deliver(ctx context.Context, m *nats.Msg, seq uint64) error {
 		h[k] = v
 	}
 	h.Set(HeaderCloudSeq, strconv.FormatUint(seq, 10))
+	h.Set(nats.MsgIdHdr, "cloud-"+strconv.FormatUint(seq, 10))
 	if _, err := d.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Header: h, Data: m.Data}); err != nil {
 		return fmt.Errorf("deliver command %d locally: %w", seq, err)
+	}
+	b, _ := json.Marshal(downlinkState{LastCloudSeq: seq})
+	if err := securefile.Write(d.state, b, 0o600); err != nil {
+		return fmt.Errorf("record delivered command %d: %w", seq, err)
 	}
 	d.mu.Lock()
 	d.last = seq

@@ -245,7 +245,10 @@ func (b *fastBatch) send(ctx context.Context, iter jetstream.MessagesContext, m 
 			continue
 		}
 		if m == nil {
-			if len(b.seqs) >= b.max || b.repace || b.caughtUp() {
+			// A batch holding uplinkInFlightBytes unconfirmed is committed
+			// rather than waiting for a flow ack: with large messages
+			// fewer than two flows' worth may fit.
+			if len(b.seqs) >= b.max || b.repace || b.caughtUp() || b.bytesSent()-b.bytesAt(b.acked) >= uplinkInFlightBytes {
 				return nil
 			}
 			var err error

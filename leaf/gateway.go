@@ -112,14 +112,18 @@ type gateway struct {
 // connection is its own (the edge's internal user, key internal), not the
 // forwarder's: calls and their answers must not queue behind a backlog of
 // telemetry being forwarded on the same connection.
-func (s *Server) startGateway(internal nkeys.KeyPair) error {
+func (s *Server) startGateway(internal, siteUser nkeys.KeyPair) error {
 	internalPub, _ := internal.PublicKey()
+	sitePub, _ := siteUser.PublicKey()
 	plumbing, err := nats.Connect("", nats.InProcessServer(s.ns), nats.Name("tether-gateway"), nats.MaxReconnects(-1),
 		nats.Nkey(internalPub, internal.Sign), nats.CustomInboxPrefix(uplinkInbox))
 	if err != nil {
 		return fmt.Errorf("gateway: plumbing connection: %w", err)
 	}
-	site, err := nats.Connect("", nats.InProcessServer(s.ns), nats.Name("tether-gateway-site"), nats.MaxReconnects(-1))
+	// The site side is the edge's own user of the site account: it may
+	// write audit records into the buffer, which site clients may not.
+	site, err := nats.Connect("", nats.InProcessServer(s.ns), nats.Name("tether-gateway-site"), nats.MaxReconnects(-1),
+		nats.Nkey(sitePub, siteUser.Sign))
 	if err != nil {
 		plumbing.Close()
 		return fmt.Errorf("gateway: site connection: %w", err)

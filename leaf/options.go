@@ -6,12 +6,11 @@ import (
 	"net/url"
 	"path/filepath"
 
-	"github.com/tether-fabric/tether/contract"
-	"github.com/tether-fabric/tether/internal/sitefile"
-
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/netaddr"
+	"github.com/tether-fabric/tether/internal/sitefile"
 )
 
 // Link timeouts for slow links (satellite, LTE); nats-server's 1s default
@@ -40,6 +39,10 @@ func buildOptions(c Config, b *sitefile.Bundle, sign server.SignatureHandler, hu
 		// is raised back up to the configured one at run time, which the
 		// server refuses unless its limit reserves room for it.
 		JetStreamMaxStore: c.BufferMaxBytes + c.BufferMaxBytes/10 + 64<<20,
+		// No subject the edge takes may be too long for the hubs once the
+		// forwarder added its prefix and reply (sizes: bufferConfig).
+		MaxPayload:     contract.HubMaxPayload,
+		MaxControlLine: contract.EdgeMaxControlLine,
 	}
 	var err error
 	if o.Host, o.Port, err = netaddr.Split(c.Listen); err != nil {

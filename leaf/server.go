@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/nats-io/nuid"
 
+	"github.com/tether-fabric/tether/internal/dirlock"
 	"github.com/tether-fabric/tether/internal/natslog"
 	"github.com/tether-fabric/tether/internal/netaddr"
 	"github.com/tether-fabric/tether/internal/pki"
@@ -44,11 +45,14 @@ type Server struct {
 	ns     *server.Server
 	opts   *server.Options
 	bundle *sitefile.Bundle
-	nc     *nats.Conn
+	nc     *nats.Conn // the plumbing account's
+	siteNC *nats.Conn // the edge's own in the site account
 	up     *uplink
 	down   *downlink
 	gw     *gateway
 	id     *identity
+	// lock holds the data dir for this process (released at Shutdown).
+	lock *dirlock.Lock
 
 	attempts  attempts
 	stuck     chan error
@@ -156,6 +160,17 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := checkWritable(s.cfg.DataDir); err != nil {
 		return fmt.Errorf("edge %s: data dir %s is not writable (the edge keeps its buffer there): %w", b.Edge, s.cfg.DataDir, err)
 	}
+	lock, err := openDataDir(s.cfg.DataDir, b.Edge, b.Account)
+	if err != nil {
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
+	}
+	s.lock = lock
+	started := false
+	defer func() {
+		if !started {
+			lock.Release()
+		}
+	}()
 	if err := s.fitBudgets(); err != nil {
 		return fmt.Errorf("edge %s: data dir %s: %w", b.Edge, s.cfg.DataDir, err)
 	}
@@ -173,8 +188,13 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	internalPub, _ := internal.PublicKey()
-	if err := applyLocalAuth(opts, b.Edge, internalPub); err != nil {
+	siteAdmin, err := nkeys.CreateUser()
+	if err != nil {
 		return err
+	}
+	siteAdminPub, _ := siteAdmin.PublicKey()
+	if err := applyLocalAccounts(opts, localUsers{plumbing: internalPub, site: siteAdminPub}); err != nil {
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
 	if err := netaddr.CheckFree(opts.Host, opts.Port); err != nil {
 		return fmt.Errorf("edge %s: listen: %w", b.Edge, err)
@@ -199,6 +219,10 @@ func (s *Server) Start(ctx context.Context) error {
 		ns.Shutdown()
 		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
+	if err := s.enableJetStream(); err != nil {
+		ns.Shutdown()
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
+	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-leaf"), nats.MaxReconnects(-1),
 		nats.Nkey(internalPub, internal.Sign),
 		nats.CustomInboxPrefix(uplinkInbox),
@@ -211,13 +235,23 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("edge %s: in-process connection: %w", b.Edge, err)
 	}
 	s.nc = nc
+	// The edge's own connection in the site account, where the buffer and
+	// the COMMANDS stream live.
+	siteNC, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("tether-leaf-site"), nats.MaxReconnects(-1),
+		nats.Nkey(siteAdminPub, siteAdmin.Sign))
+	if err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return fmt.Errorf("edge %s: in-process site connection: %w", b.Edge, err)
+	}
+	s.siteNC = siteNC
 	s.link = Link{Since: time.Now(), Transport: s.cfg.Transport, Proxy: s.proxyURL()}
 	if err := errors.Join(s.startStatusService(), s.startControl()); err != nil {
 		nc.Close()
 		ns.Shutdown()
 		return err
 	}
-	up, err := startUplink(ctx, b.Edge, nc, s.cfg, s.bufferMaxBytes, func() bool { return s.Link().Connected })
+	up, err := startUplink(ctx, b.Edge, nc, siteNC, s.cfg, s.bufferMaxBytes, func() bool { return s.Link().Connected })
 	if err != nil {
 		nc.Close()
 		ns.Shutdown()
@@ -228,14 +262,19 @@ func (s *Server) Start(ctx context.Context) error {
 	// The origin names this incarnation of the buffer: a new one after the
 	// edge's store was wiped (the cloud sees Tether-Origin change).
 	s.log.Info("telemetry buffer ready", "origin", up.origin, "budget_bytes", up.stream.CachedInfo().Config.MaxBytes, "when_full", s.cfg.BufferFull)
-	down, err := startDownlink(ctx, b.Edge, nc, s.commandsMaxBytes, func() bool { return s.Link().Connected }, s.linkLost)
+	if err := s.ensureSiteCommands(ctx); err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
+	}
+	down, err := startDownlink(ctx, b.Edge, nc, s.cfg.DataDir, func() bool { return s.Link().Connected }, s.linkLost)
 	if err != nil {
 		nc.Close()
 		ns.Shutdown()
 		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
 	s.down = down
-	if err := s.startGateway(internal); err != nil {
+	if err := s.startGateway(internal, siteAdmin); err != nil {
 		nc.Close()
 		ns.Shutdown()
 		return fmt.Errorf("edge %s: %w", b.Edge, err)
@@ -270,6 +309,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.refitLoop(mctx)
 		}()
 	}
+	started = true
 	s.log.Info("edge ready", "client", s.ClientURL(), "domain", b.Domain, "transport", s.cfg.Transport, "hubs", s.hubURLs(), "proxy", s.proxy)
 	return nil
 }
@@ -424,9 +464,9 @@ func (s *Server) ClientURL() string {
 	return fmt.Sprintf("nats://%s:%d", s.opts.Host, s.opts.Port)
 }
 
-// InternalConn returns the edge's own in-process connection (the
-// forwarder's user, not the site's restricted one), for diagnostics and
-// tests that must speak on the edge's plumbing subjects.
+// InternalConn returns the edge's own in-process connection in the
+// plumbing account (the forwarder's, not a site client's), for
+// diagnostics and tests that must speak on the edge's plumbing subjects.
 func (s *Server) InternalConn() *nats.Conn { return s.nc }
 
 // NATS returns the embedded server, for monitoring calls.
@@ -446,8 +486,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.nc != nil {
 			s.nc.Close()
 		}
+		if s.siteNC != nil {
+			s.siteNC.Close()
+		}
 		s.ns.Shutdown()
 		s.ns.WaitForShutdown()
+		s.lock.Release()
 		s.log.Info("edge stopped")
 	})
 	return nil

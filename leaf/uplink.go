@@ -39,6 +39,18 @@ const (
 
 	// uplinkWindow is how many messages may await the cloud's PubAck.
 	uplinkWindow = 2048
+	// uplinkReadAhead bounds the messages the forwarder reads ahead of
+	// what it sends (its consumer's pull buffer), and uplinkPullBytes the
+	// bytes of each pull, which is at least several of the largest
+	// messages (contract.SiteMaxMessage): about two pulls' worth are
+	// buffered at most.
+	uplinkReadAhead = 1024
+	uplinkPullBytes = 4 << 20
+	// uplinkInFlightBytes bounds the bytes sent and not yet confirmed by
+	// the cloud, per-message PubAcks and fast batches alike. With
+	// uplinkReadAhead it bounds the forwarder's memory in bytes whatever
+	// the message sizes (see docs/ARCHITECTURE.md, "Forwarder memory").
+	uplinkInFlightBytes = 16 << 20
 	// uplinkPurgeEvery is how many confirmed messages trigger a purge of
 	// the buffer (it is also purged whenever the pipeline drains).
 	uplinkPurgeEvery = 512
@@ -53,11 +65,15 @@ const (
 	uplinkIdleWait = 5 * time.Second
 )
 
-// uplink forwards the buffer to the cloud.
+// uplink forwards the buffer to the cloud. The buffer lives in the site
+// account (bufNC, buf: read and purge), the link in the plumbing account
+// (nc, js: publish to the cloud, its answers, the high-water question).
 type uplink struct {
 	edge   string
 	nc     *nats.Conn
 	js     jetstream.JetStream
+	bufNC  *nats.Conn
+	buf    jetstream.JetStream
 	stream jetstream.Stream
 	origin string // identifies this incarnation of the buffer stream
 	log    *slog.Logger
@@ -78,6 +94,8 @@ type uplink struct {
 	// touches them.
 	idle *nats.Subscription
 	wake chan struct{}
+	// ids makes the message ids the cloud deduplicates on (msgid.go).
+	ids msgIDs
 
 	mu        sync.Mutex
 	forwarded uint64
@@ -108,20 +126,28 @@ func bufferConfig(c Config, maxBytes int64) jetstream.StreamConfig {
 		MaxBytes:    maxBytes,
 		Discard:     discard,
 		Duplicates:  2 * time.Minute,
+		// A site message above contract.SiteMaxMessage is refused at
+		// publish time: with the forwarder's headers the hubs would
+		// refuse it, and everything behind it would wait forever.
+		MaxMsgSize: contract.SiteMaxMessage,
 	}
 }
 
 // startUplink creates or updates the buffer stream with the budget
 // maxBytes (or what the buffer already holds, if more) and returns its
 // forwarder.
-func startUplink(ctx context.Context, edge string, nc *nats.Conn, c Config, maxBytes int64, linked func() bool) (*uplink, error) {
+func startUplink(ctx context.Context, edge string, nc, bufNC *nats.Conn, c Config, maxBytes int64, linked func() bool) (*uplink, error) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(uplinkWindow),
 		jetstream.WithPublishAsyncTimeout(uplinkAckWait))
 	if err != nil {
 		return nil, err
 	}
+	buf, err := jetstream.New(bufNC)
+	if err != nil {
+		return nil, err
+	}
 	cfg := bufferConfig(c, maxBytes)
-	if st, err := js.Stream(ctx, BufferStream); err == nil {
+	if st, err := buf.Stream(ctx, BufferStream); err == nil {
 		// Lowering a stream's MaxBytes below what it holds drops the
 		// oldest messages (with DiscardOld; with either policy in older
 		// nats-server releases, see refitBuffer): never shrink the
@@ -130,15 +156,18 @@ func startUplink(ctx context.Context, edge string, nc *nats.Conn, c Config, maxB
 			cfg.MaxBytes = held
 		}
 	}
-	st, err := js.CreateOrUpdateStream(ctx, cfg)
+	st, err := buf.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("buffer stream %s: %w", BufferStream, err)
 	}
 	u := &uplink{
-		edge: edge, nc: nc, js: js, stream: st, linked: linked, stallAfter: c.StallAfter, dataDir: c.DataDir,
+		edge: edge, nc: nc, js: js, bufNC: bufNC, buf: buf, stream: st, linked: linked, stallAfter: c.StallAfter, dataDir: c.DataDir,
 		origin: strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 36),
 	}
 	u.loadGapRisk()
+	if u.ids, err = loadMsgIDs(c.DataDir, edge, u.origin); err != nil {
+		return nil, err
+	}
 	return u, nil
 }
 
@@ -206,8 +235,29 @@ var noRetry = jetstream.WithRetryAttempts(0)
 
 // inflight is a message sent to the cloud and not yet confirmed.
 type inflight struct {
-	seq uint64
-	ack jetstream.PubAckFuture
+	seq  uint64
+	size int64
+	ack  jetstream.PubAckFuture
+}
+
+// inflightBytes is the bytes of per-message sends awaiting their PubAck;
+// the sender waits on freed while they reach uplinkInFlightBytes.
+type inflightBytes struct {
+	n     atomic.Int64
+	freed chan struct{}
+}
+
+func (b *inflightBytes) release(n int64) {
+	b.n.Add(-n)
+	select {
+	case b.freed <- struct{}{}:
+	default:
+	}
+}
+
+// msgSize is the bytes m takes on the wire, about.
+func msgSize(m *nats.Msg) int64 {
+	return int64(len(m.Subject) + len(m.Reply) + len(m.Data) + headerSize(m.Header))
 }
 
 // session forwards from the oldest unconfirmed message until the buffer
@@ -239,14 +289,14 @@ func (u *uplink) session(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cons, err := u.js.OrderedConsumer(sctx, BufferStream, jetstream.OrderedConsumerConfig{
+	cons, err := u.buf.OrderedConsumer(sctx, BufferStream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   start,
 	})
 	if err != nil {
 		return fmt.Errorf("read buffer: %w", err)
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	iter, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(uplinkReadAhead, uplinkPullBytes))
 	if err != nil {
 		return fmt.Errorf("read buffer: %w", err)
 	}
@@ -305,8 +355,9 @@ func (u *uplink) pipeline(sctx context.Context, cancel context.CancelFunc, iter 
 	var fresh atomic.Bool // the cloud stored a message new to it
 	window := make(chan inflight, uplinkWindow)
 	ackErr := make(chan error, 1)
+	bytes := &inflightBytes{freed: make(chan struct{}, 1)}
 	go func() {
-		err := u.collect(sctx, window, &fresh)
+		err := u.collect(sctx, window, &fresh, bytes)
 		if err != nil {
 			// Stop sending at once: a message sent after the link comes
 			// back must never overtake one lost with the old link.
@@ -326,16 +377,30 @@ func (u *uplink) pipeline(sctx context.Context, cancel context.CancelFunc, iter 
 			break
 		}
 		out, seq, err := u.outbound(m)
-		var f jetstream.PubAckFuture
-		if err == nil {
-			f, err = u.js.PublishMsgAsync(out, noRetry)
+		if err != nil {
+			sendErr = err
+			break
 		}
+		size := msgSize(out)
+		for sctx.Err() == nil && bytes.n.Load() > 0 && bytes.n.Load()+size > uplinkInFlightBytes {
+			select {
+			case <-bytes.freed:
+			case err := <-ackErr:
+				return err
+			case <-sctx.Done():
+			}
+		}
+		if sctx.Err() != nil {
+			break
+		}
+		f, err := u.js.PublishMsgAsync(out, noRetry)
 		if err != nil {
 			sendErr = fmt.Errorf("send to cloud: %w", err)
 			break
 		}
+		bytes.n.Add(size)
 		select {
-		case window <- inflight{seq: seq, ack: f}:
+		case window <- inflight{seq: seq, size: size, ack: f}:
 			sent++
 		case err := <-ackErr:
 			return err
@@ -372,7 +437,7 @@ func (u *uplink) nextOrIdle(ctx context.Context, iter jetstream.MessagesContext,
 
 // collect waits for PubAcks in send order and purges the confirmed prefix
 // from the buffer. It stops at the first failure or a link loss.
-func (u *uplink) collect(ctx context.Context, window <-chan inflight, fresh *atomic.Bool) error {
+func (u *uplink) collect(ctx context.Context, window <-chan inflight, fresh *atomic.Bool, bytes *inflightBytes) error {
 	var confirmed uint64
 	pending := 0
 	linkCheck := time.NewTicker(100 * time.Millisecond)
@@ -420,6 +485,7 @@ func (u *uplink) collect(ctx context.Context, window <-chan inflight, fresh *ato
 				return ctx.Err()
 			}
 		}
+		bytes.release(in.size)
 		confirmed = in.seq
 		pending++
 		if pending >= uplinkPurgeEvery {
@@ -485,7 +551,7 @@ func cancelOnLinkLoss(ctx context.Context, linked func() bool, cancel context.Ca
 func (u *uplink) waitForData(ctx context.Context) error {
 	if u.idle == nil {
 		wake := make(chan struct{}, 1)
-		sub, err := u.nc.Subscribe(contract.LocalTelemetry, func(*nats.Msg) {
+		sub, err := u.bufNC.Subscribe(contract.LocalTelemetry, func(*nats.Msg) {
 			select {
 			case wake <- struct{}{}:
 			default: // a wake-up is pending already
@@ -529,12 +595,12 @@ func (u *uplink) outbound(m jetstream.Msg) (*nats.Msg, uint64, error) {
 	seq := strconv.FormatUint(md.Sequence.Stream, 10)
 	h := nats.Header{}
 	for k, v := range m.Headers() {
-		if k == nats.MsgIdHdr || k == "Nats-Expected-Stream" || k == "Nats-Expected-Last-Sequence" {
-			continue // meant for the edge's own stream
+		if forwarderOwned(k) {
+			continue
 		}
 		h[k] = v
 	}
-	h.Set(nats.MsgIdHdr, u.edge+":"+u.origin+":"+seq)
+	h.Set(nats.MsgIdHdr, u.ids.id(md.Sequence.Stream))
 	h.Set(HeaderEdge, u.edge)
 	h.Set(HeaderSeq, seq)
 	h.Set(HeaderOrigin, u.origin)
@@ -548,7 +614,7 @@ func (u *uplink) status(ctx context.Context) UplinkStatus {
 	st := UplinkStatus{Forwarded: u.forwarded, LastForward: u.lastOK, LastError: u.lastErr, LastErrorAt: u.lastErrAt, Origin: u.origin}
 	lastOK := u.lastOK
 	u.mu.Unlock()
-	s, err := u.js.Stream(ctx, BufferStream)
+	s, err := u.buf.Stream(ctx, BufferStream)
 	if err != nil {
 		st.LastError = err.Error()
 		return st

@@ -126,7 +126,10 @@ func TestLocalClientsKeptOffPlumbing(t *testing.T) {
 			t.Errorf("no permissions violation for %s", what)
 		}
 	}
-	for _, subj := range []string{"tether.up.telemetry.bypass", "tether.up.status", "tether.down.next", "$JS.ACK.COMMANDS.cmd_a.1.1.1.1.1.1"} {
+	// (The cloud command consumer's acks are in the plumbing account, out
+	// of the site's reach; $JS.ACK.COMMANDS.> at the site acks the site's
+	// own COMMANDS stream.)
+	for _, subj := range []string{"tether.up.telemetry.bypass", "tether.up.status", "tether.down.next", "cmd.fake"} {
 		if err := local.Publish(subj, []byte("spoof")); err != nil {
 			t.Fatal(err)
 		}
