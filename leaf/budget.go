@@ -175,6 +175,15 @@ func (s *Server) refitBudget(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.reserve != nil && !s.reserve.held() && free >= 2*reserveBytes {
+		// Space came back after the reserve was used: make it again, and
+		// fit the budget to what is left.
+		if err := s.reserve.ensure(); err == nil {
+			if free, room, err = s.measureRoom(s.cfg.DataDir); err != nil {
+				return err
+			}
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, refitTimeout)
 	defer cancel()
 	info, err := s.up.stream.Info(ctx)

@@ -53,6 +53,8 @@ type Server struct {
 	id     *identity
 	// lock holds the data dir for this process (released at Shutdown).
 	lock *dirlock.Lock
+	// reserve keeps room for the buffer's purges on a full filesystem.
+	reserve *spaceReserve
 
 	attempts  attempts
 	stuck     chan error
@@ -171,6 +173,12 @@ func (s *Server) Start(ctx context.Context) error {
 			lock.Release()
 		}
 	}()
+	// The space reserve is made before the budgets are fitted, so they
+	// leave it out of the room they share.
+	s.reserve = newSpaceReserve(s.cfg.DataDir)
+	if err := s.reserve.ensure(); err != nil {
+		s.log.Warn("no space reserve: on a full filesystem the buffer may not drop what the cloud confirmed until space returns", "err", err)
+	}
 	if err := s.fitBudgets(); err != nil {
 		return fmt.Errorf("edge %s: data dir %s: %w", b.Edge, s.cfg.DataDir, err)
 	}
@@ -259,6 +267,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.up = up
 	up.log = s.log
+	up.reserve = s.reserve
 	// The origin names this incarnation of the buffer: a new one after the
 	// edge's store was wiped (the cloud sees Tether-Origin change).
 	s.log.Info("telemetry buffer ready", "origin", up.origin, "budget_bytes", up.stream.CachedInfo().Config.MaxBytes, "when_full", s.cfg.BufferFull)

@@ -89,6 +89,8 @@ type uplink struct {
 	pace pace
 	// gapRisk: see setGapRisk.
 	gapRisk atomic.Bool
+	// reserve is released when a purge fails for want of space (nil: none).
+	reserve *spaceReserve
 	// idle is waitForData's subscription to local publishes while the
 	// buffer is empty, and wake its signal; only the run goroutine
 	// touches them.
@@ -499,7 +501,15 @@ func (u *uplink) collect(ctx context.Context, window <-chan inflight, fresh *ato
 // confirm records that the cloud stored everything up to seq and removes
 // it from the buffer.
 func (u *uplink) confirm(ctx context.Context, seq uint64, n int) error {
-	if err := u.stream.Purge(ctx, jetstream.WithPurgeSequence(seq+1)); err != nil {
+	err := u.stream.Purge(ctx, jetstream.WithPurgeSequence(seq+1))
+	if err != nil && u.reserve != nil && u.reserve.release() {
+		// Most likely a full filesystem (the purge rewrites a block):
+		// the space reserve makes room for it (reserve.go).
+		u.logger().Warn("the data dir's filesystem is full: released the space reserve to drop what the cloud confirmed",
+			"err", err, "reserve_bytes", reserveBytes)
+		err = u.stream.Purge(ctx, jetstream.WithPurgeSequence(seq+1))
+	}
+	if err != nil {
 		return fmt.Errorf("purge forwarded messages from the buffer: %w", err)
 	}
 	u.mu.Lock()
