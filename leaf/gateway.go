@@ -83,8 +83,8 @@ type limiter struct {
 
 type gateway struct {
 	edge     string
-	plumbing *nats.Conn // receives calls, answers, publishes audit
-	site     *nats.Conn // calls local services with the site's permissions
+	plumbing *nats.Conn // receives calls, answers
+	site     *nats.Conn // calls local services; writes audit records into the buffer
 	path     string
 	// optional: a missing file at path means nothing is exposed.
 	optional bool
@@ -408,7 +408,7 @@ func (g *gateway) handle(m *nats.Msg) {
 		rec.Status, rec.Code, rec.Error = "error", out.code, out.text
 	}
 	data, _ := json.Marshal(rec)
-	if err := g.plumbing.Publish(contract.LocalAuditSubject(service, endpoint), data); err != nil {
+	if err := g.site.Publish(contract.LocalAuditSubject(service, endpoint), data); err != nil {
 		g.setErr("audit record not buffered: " + err.Error())
 	}
 }

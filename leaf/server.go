@@ -478,6 +478,11 @@ func (s *Server) ClientURL() string {
 // diagnostics and tests that must speak on the edge's plumbing subjects.
 func (s *Server) InternalConn() *nats.Conn { return s.nc }
 
+// SiteConn returns the edge's own in-process connection in the site
+// account, where the buffer and the COMMANDS stream live (the edge's
+// JetStream), for diagnostics and tests.
+func (s *Server) SiteConn() *nats.Conn { return s.siteNC }
+
 // NATS returns the embedded server, for monitoring calls.
 func (s *Server) NATS() *server.Server { return s.ns }
 

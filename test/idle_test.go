@@ -38,7 +38,7 @@ func TestIdleEdgeQuiet(t *testing.T) {
 	if err := f.cloud.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	edgeJS, err := jetstream.New(f.leaf.InternalConn())
+	edgeJS, err := jetstream.New(f.leaf.SiteConn())
 	if err != nil {
 		t.Fatal(err)
 	}
