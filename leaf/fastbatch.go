@@ -2,7 +2,6 @@ package leaf
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -373,36 +372,17 @@ func (b *fastBatch) handle(m *nats.Msg) error {
 	if !strings.HasPrefix(m.Subject, b.prefix) {
 		return nil // late answer to an earlier batch
 	}
-	if m.Header.Get("Status") == "503" {
-		return errors.New("send to cloud: no responders")
+	v, err := judgeBatchReply(m.Header.Get("Status"), m.Data, b.seqAt)
+	if v.noBatch {
+		b.u.noBatch.Store(true)
 	}
-	var r batchReply
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return fmt.Errorf("cloud answer %q: %w", m.Data, err)
+	if err != nil {
+		return err
 	}
-	switch r.Type {
-	case "ack":
-		b.confirmed(r.Seq)
-	case "gap":
-		return fmt.Errorf("cloud saw a gap in the batch: expected message %d, got %d", r.LastSeq, r.Seq)
-	case "err":
-		desc := ""
-		if r.Error != nil {
-			desc = r.Error.Description
-		}
-		return fmt.Errorf("cloud refused batch message %d (buffered %d): %s", r.Seq, b.seqAt(r.Seq), desc)
-	case "":
-		if r.Error != nil {
-			if r.Error.ErrCode == errBatchDisabled {
-				b.u.noBatch.Store(true)
-			}
-			return fmt.Errorf("cloud refused batch: %s (%d)", r.Error.Description, r.Error.ErrCode)
-		}
-		b.confirmed(r.Count)
-		b.ended = true
-	default:
-		return fmt.Errorf("cloud answer of unknown type %q", r.Type)
+	if v.confirm > 0 {
+		b.confirmed(v.confirm)
 	}
+	b.ended = b.ended || v.ended
 	return nil
 }
 
@@ -416,11 +396,11 @@ func (b *fastBatch) seqAt(n uint64) uint64 {
 // confirmed records that batch messages 1..n are stored in the cloud, and
 // samples the rate at which the cloud confirms bytes.
 func (b *fastBatch) confirmed(n uint64) {
-	n = min(n, uint64(len(b.seqs)))
-	if int(n) <= b.acked {
+	acked := batchConfirmed(b.acked, len(b.seqs), n)
+	if acked == b.acked {
 		return
 	}
-	b.acked = int(n)
+	b.acked = acked
 	now := time.Now()
 	if b.sampleAt.IsZero() {
 		b.sampleAt = b.started
@@ -440,11 +420,7 @@ func (b *fastBatch) confirmed(n uint64) {
 // (fewer would wait for a flow ack that cannot come), the bytes the pace
 // allows.
 func (b *fastBatch) windowFull() bool {
-	n := len(b.seqs) - b.acked
-	if n >= fastBatchWindow {
-		return true
-	}
-	return n >= 2*b.flow && b.bytesSent()-b.bytesAt(b.acked) >= b.u.pace.limit()
+	return batchWindowFull(len(b.seqs)-b.acked, b.flow, b.bytesSent()-b.bytesAt(b.acked), b.u.pace.limit())
 }
 
 // bytesAt is the bytes sent up to batch message n (0: none).
@@ -501,12 +477,12 @@ func (p *pace) limit() int64 {
 
 // purge removes the confirmed prefix from the buffer.
 func (b *fastBatch) purge(ctx context.Context) error {
-	if b.acked <= b.purged {
+	seq, n, ok := batchPurge(b.seqs, b.acked, b.purged)
+	if !ok {
 		return nil
 	}
-	n := b.acked - b.purged
 	b.purged, b.lastPurge = b.acked, time.Now()
-	return b.u.confirm(ctx, b.seqs[b.acked-1], n)
+	return b.u.confirm(ctx, seq, n)
 }
 
 // reply is the reply subject of batch message n with operation op.

@@ -43,17 +43,17 @@ func (u *uplink) skipHeld(ctx context.Context, first, last uint64) uint64 {
 		u.logger().Warn("cloud high-water mark unreadable; relying on the duplicate window", "err", err, "cloud_error", hw.Error)
 		return first
 	}
-	if hw.Origin != u.origin || hw.Seq < first {
-		return first
+	start, upTo, purge := highWaterSkip(hw, u.origin, first, last, u.gapRisk.Load())
+	if !purge {
+		return start
 	}
-	upTo := min(hw.Seq, last)
 	if err := u.confirm(ctx, upTo, int(upTo-first+1)); err != nil {
 		u.logger().Warn("could not drop what the cloud already holds", "err", err)
 		return first
 	}
 	u.logger().Info("cloud already holds part of the backlog; not sending it again",
 		"from_seq", first, "to_seq", upTo, "messages", upTo-first+1)
-	return upTo + 1
+	return start
 }
 
 func (u *uplink) logger() *slog.Logger {

@@ -326,16 +326,15 @@ func (u *uplink) session(ctx context.Context) error {
 	if err := u.confirm(sctx, confirmed, 1); err != nil {
 		return err
 	}
-	if !u.noBatch.Load() && !ack.Duplicate {
+	// Per-message PubAcks in flight can leave a gap in the cloud; fast
+	// batches cannot (the hub refuses what follows a gap). Until a session
+	// ends with everything confirmed, the high-water mark must not be
+	// trusted to skip anything (afterFirst).
+	if batches, gapRisk, dups := afterFirst(u.noBatch.Load(), ack.Duplicate); batches {
 		err = u.forwardBatches(sctx, iter)
 	} else {
-		// Per-message PubAcks in flight can leave a gap in the cloud (a
-		// message refused as the link dropped, later ones stored as it
-		// came back); fast batches cannot (the hub refuses what follows a
-		// gap). Until a session ends with everything confirmed, the
-		// high-water mark must not be trusted to skip anything.
-		u.setGapRisk(true)
-		err = u.pipeline(sctx, cancel, iter, !u.noBatch.Load())
+		u.setGapRisk(gapRisk)
+		err = u.pipeline(sctx, cancel, iter, dups)
 	}
 	if err == nil {
 		u.setGapRisk(false)
@@ -438,17 +437,15 @@ func (u *uplink) nextOrIdle(ctx context.Context, iter jetstream.MessagesContext,
 // collect waits for PubAcks in send order and purges the confirmed prefix
 // from the buffer. It stops at the first failure or a link loss.
 func (u *uplink) collect(ctx context.Context, window <-chan inflight, fresh *atomic.Bool, bytes *inflightBytes) error {
-	var confirmed uint64
-	pending := 0
+	var prefix ackPrefix
 	linkCheck := time.NewTicker(100 * time.Millisecond)
 	defer linkCheck.Stop()
 	flush := func() error {
-		if pending == 0 {
+		seq, n, ok := prefix.take()
+		if !ok {
 			return nil
 		}
-		err := u.confirm(ctx, confirmed, pending)
-		pending = 0
-		return err
+		return u.confirm(ctx, seq, n)
 	}
 	for {
 		var in inflight
@@ -486,9 +483,7 @@ func (u *uplink) collect(ctx context.Context, window <-chan inflight, fresh *ato
 			}
 		}
 		bytes.release(in.size)
-		confirmed = in.seq
-		pending++
-		if pending >= uplinkPurgeEvery {
+		if prefix.ack(in.seq) {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -592,19 +587,9 @@ func (u *uplink) outbound(m jetstream.Msg) (*nats.Msg, uint64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	seq := strconv.FormatUint(md.Sequence.Stream, 10)
-	h := nats.Header{}
-	for k, v := range m.Headers() {
-		if forwarderOwned(k) {
-			continue
-		}
-		h[k] = v
-	}
-	h.Set(nats.MsgIdHdr, u.ids.id(md.Sequence.Stream))
-	h.Set(HeaderEdge, u.edge)
-	h.Set(HeaderSeq, seq)
-	h.Set(HeaderOrigin, u.origin)
-	return &nats.Msg{Subject: contract.UplinkPrefix + m.Subject(), Header: h, Data: m.Data()}, md.Sequence.Stream, nil
+	seq := md.Sequence.Stream
+	h := outboundHeader(m.Headers(), u.ids.id(seq), u.edge, u.origin, strconv.FormatUint(seq, 10))
+	return &nats.Msg{Subject: contract.UplinkPrefix + m.Subject(), Header: h, Data: m.Data()}, seq, nil
 }
 
 // status reports the uplink's state; its budget is the buffer stream's
