@@ -1,4 +1,4 @@
-package leaf
+package forwarder
 
 import (
 	"context"
@@ -36,7 +36,7 @@ const (
 	// (the server lowers it when several batches share the stream); a
 	// batch asks for fewer when the pace allows fewer bytes in flight
 	// than 4 flow acks' worth, down to fastBatchMinFlow, which is also
-	// where an uplink starts before it has measured its link.
+	// where a forwarder starts before it has measured its link.
 	fastBatchFlow    = 100
 	fastBatchMinFlow = 10
 	// fastBatchWindow is how many messages may be sent beyond the last
@@ -103,7 +103,7 @@ type batchReply struct {
 
 // fastBatch is one batch in flight.
 type fastBatch struct {
-	u      *uplink
+	u      *Forwarder
 	prefix string // reply subject up to the batch sequence
 	resp   chan *nats.Msg
 	// seqs[i] is the buffer sequence of batch message i+1.
@@ -143,7 +143,7 @@ var errBatchCut = errors.New("batch ended early")
 // mappings of the messages that got no answer (all but one in
 // fastBatchFlow), which it would otherwise keep for the export's response
 // threshold (2 min).
-func (u *uplink) forwardBatches(ctx context.Context, iter jetstream.MessagesContext) error {
+func (u *Forwarder) forwardBatches(ctx context.Context, iter jetstream.MessagesContext) error {
 	var in *batchInbox
 	defer func() { in.close() }()
 	linkCheck := time.NewTicker(100 * time.Millisecond)
@@ -191,7 +191,7 @@ type batchInbox struct {
 	sent   int    // messages sent with a reply on this inbox
 }
 
-func (u *uplink) openBatchInbox() (*batchInbox, error) {
+func (u *Forwarder) openBatchInbox() (*batchInbox, error) {
 	in := &batchInbox{
 		ch:     make(chan *nats.Msg, 1024),
 		prefix: uplinkInbox + "." + nats.NewInbox()[len(nats.InboxPrefix):] + ".",
@@ -446,8 +446,8 @@ func headerSize(h nats.Header) int {
 
 // pace bounds the bytes a forwarder keeps in flight by the rate at which
 // the cloud confirmed them: fastBatchPaceTarget's worth, at least
-// fastBatchPaceFloor. It lives as long as the uplink, across sessions, and
-// only the uplink's forwarding goroutine uses it.
+// fastBatchPaceFloor. It lives as long as the forwarder, across sessions, and
+// only the forwarder's goroutine uses it.
 type pace struct {
 	rate float64 // bytes per second, smoothed; 0: not measured yet
 	size float64 // bytes per message, smoothed

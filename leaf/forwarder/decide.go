@@ -1,4 +1,4 @@
-package leaf
+package forwarder
 
 import (
 	"encoding/json"
@@ -12,7 +12,7 @@ import (
 
 // The forwarder's decisions, as pure functions: what the cloud confirmed,
 // what may leave the buffer, where a session starts. The NATS plumbing in
-// uplink.go, fastbatch.go and highwater.go only carries out what these
+// forwarder.go, fastbatch.go and highwater.go only carries out what these
 // decide; decide_test.go checks them table by table.
 
 // highWaterSkip is what the cloud's high-water answer hw lets a session
