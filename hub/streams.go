@@ -71,7 +71,7 @@ func telemetryConfig(c Config) jetstream.StreamConfig {
 		Replicas:    replicas,
 		Duplicates:  c.TelemetryDedupWindow,
 		MaxAge:      c.TelemetryMaxAge,
-		// Edges forward a backlog as fast batches (leaf/fastbatch.go):
+		// Edges forward a backlog as fast batches (leaf/forwarder/fastbatch.go):
 		// a flow ack every few hundred messages instead of a PubAck each.
 		AllowBatchPublish: true,
 	}

@@ -186,9 +186,9 @@ func (s *Server) refitBudget(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, refitTimeout)
 	defer cancel()
-	info, err := s.up.stream.Info(ctx)
+	info, err := s.up.BufferInfo(ctx)
 	if err != nil {
-		return fmt.Errorf("buffer stream %s: %w", BufferStream, err)
+		return err
 	}
 	cur, held := info.Config.MaxBytes, int64(info.State.Bytes)
 	r := refitBuffer(bufferFit{
@@ -199,8 +199,8 @@ func (s *Server) refitBudget(ctx context.Context) error {
 	if !r.change {
 		return nil
 	}
-	if _, err := s.up.buf.UpdateStream(ctx, bufferConfig(s.cfg, r.budget)); err != nil {
-		return fmt.Errorf("set the budget of buffer stream %s to %d bytes: %w", BufferStream, r.budget, err)
+	if err := s.up.SetBudget(ctx, r.budget); err != nil {
+		return err
 	}
 	attrs := []any{"configured_bytes", s.cfg.BufferMaxBytes, "old_budget_bytes", cur, "budget_bytes", r.budget,
 		"backlog_bytes", held, "disk_free_bytes", free, "data_dir", s.cfg.DataDir}

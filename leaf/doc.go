@@ -16,5 +16,7 @@
 // dir's filesystem, at start and, for the buffer, again every
 // BudgetRefitInterval while it runs, so a full buffer refuses publishes
 // before the disk fills; a refit never lowers a rejecting buffer's budget
-// below what it holds, so it never drops an acknowledged message.
+// below what it holds, so it never drops an acknowledged message. The
+// buffer's forwarder to the cloud is package leaf/forwarder; the leaf
+// builds it, runs it, and reads its status and budget.
 package leaf

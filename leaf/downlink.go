@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/linkloop"
 	"github.com/tether-fabric/tether/internal/securefile"
 )
 
@@ -118,13 +119,13 @@ func readDownlinkState(path string) (uint64, error) {
 }
 
 func (d *downlink) run(ctx context.Context) {
-	whileLinked(ctx, d.linked, func(ctx context.Context) error {
+	linkloop.While(ctx, d.linked, func(ctx context.Context) error {
 		// A pull made just before the link died gets no answer: stop
 		// waiting for it as soon as the link is down, so the first pull
 		// after a reconnect is not held up by it.
 		lost := d.lost()
 		if !d.linked() {
-			return nil // whileLinked waits for the link
+			return nil // linkloop.While waits for the link
 		}
 		sctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -137,7 +138,7 @@ func (d *downlink) run(ctx context.Context) {
 		}()
 		err := d.next(sctx)
 		if sctx.Err() != nil && ctx.Err() == nil {
-			return nil // the link went down; whileLinked waits for it
+			return nil // the link went down; linkloop.While waits for it
 		}
 		if err != nil && ctx.Err() == nil {
 			d.mu.Lock()

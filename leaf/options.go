@@ -40,7 +40,7 @@ func buildOptions(c Config, b *sitefile.Bundle, sign server.SignatureHandler, hu
 		// server refuses unless its limit reserves room for it.
 		JetStreamMaxStore: c.BufferMaxBytes + c.BufferMaxBytes/10 + 64<<20,
 		// No subject the edge takes may be too long for the hubs once the
-		// forwarder added its prefix and reply (sizes: bufferConfig).
+		// forwarder added its prefix and reply (sizes: forwarder.bufferConfig).
 		MaxPayload:     contract.HubMaxPayload,
 		MaxControlLine: contract.EdgeMaxControlLine,
 	}

@@ -34,7 +34,7 @@ func (s *Server) Report(ctx context.Context) contract.StatusReport {
 		ReportedAt:  time.Now().UTC(),
 		Interval:    s.cfg.StatusInterval.String(),
 		StallAfter:  s.cfg.StallAfter.String(),
-		Buffer:      s.up.status(ctx),
+		Buffer:      s.up.Status(ctx),
 		Commands:    s.down.status(),
 		Services:    capServices(s.gw.exposed()),
 	}
@@ -132,10 +132,7 @@ func (s *Server) reportLoop(ctx context.Context) {
 // COMMANDS stream changes them) and the forwarder's and the downlink's
 // last errors.
 func (s *Server) quietKey() string {
-	u := s.up
-	u.mu.Lock()
-	upErr, upErrAt := u.lastErr, u.lastErrAt
-	u.mu.Unlock()
+	upErr, upErrAt := s.up.LastError()
 	stored := s.ns.GlobalAccount().JetStreamUsage().Store
 	return fmt.Sprint(stored, upErr, upErrAt.UnixNano(), s.down.status().LastError)
 }

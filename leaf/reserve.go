@@ -82,3 +82,14 @@ func (r *spaceReserve) release() bool {
 	}
 	return held
 }
+
+// releaseReserve is the forwarder's FreeSpace: it gives up the space
+// reserve so a purge can rewrite its block, and says so in the log.
+func (s *Server) releaseReserve() bool {
+	if s.reserve == nil || !s.reserve.release() {
+		return false
+	}
+	s.log.Warn("the data dir's filesystem is full: released the space reserve so the buffer can drop what the cloud confirmed",
+		"reserve_bytes", reserveBytes, "data_dir", s.cfg.DataDir)
+	return true
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tether-fabric/tether/internal/sitefile"
+	"github.com/tether-fabric/tether/leaf/forwarder"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -47,7 +48,7 @@ type Server struct {
 	bundle *sitefile.Bundle
 	nc     *nats.Conn // the plumbing account's
 	siteNC *nats.Conn // the edge's own in the site account
-	up     *uplink
+	up     *forwarder.Forwarder
 	down   *downlink
 	gw     *gateway
 	id     *identity
@@ -259,18 +260,21 @@ func (s *Server) Start(ctx context.Context) error {
 		ns.Shutdown()
 		return err
 	}
-	up, err := startUplink(ctx, b.Edge, nc, siteNC, s.cfg, s.bufferMaxBytes, func() bool { return s.Link().Connected })
+	up, err := forwarder.New(ctx, forwarder.Config{
+		Edge: b.Edge, Conn: nc, BufferConn: siteNC, DataDir: s.cfg.DataDir, StallAfter: s.cfg.StallAfter,
+		DropOldest: s.cfg.BufferFull == BufferDropOldest, MaxBytes: s.bufferMaxBytes,
+		Linked: func() bool { return s.Link().Connected }, Log: s.log,
+		FreeSpace: s.releaseReserve,
+	})
 	if err != nil {
 		nc.Close()
 		ns.Shutdown()
 		return fmt.Errorf("edge %s: %w", b.Edge, err)
 	}
 	s.up = up
-	up.log = s.log
-	up.reserve = s.reserve
 	// The origin names this incarnation of the buffer: a new one after the
 	// edge's store was wiped (the cloud sees Tether-Origin change).
-	s.log.Info("telemetry buffer ready", "origin", up.origin, "budget_bytes", up.stream.CachedInfo().Config.MaxBytes, "when_full", s.cfg.BufferFull)
+	s.log.Info("telemetry buffer ready", "origin", up.Origin(), "budget_bytes", up.Budget(), "when_full", s.cfg.BufferFull)
 	if err := s.ensureSiteCommands(ctx); err != nil {
 		nc.Close()
 		ns.Shutdown()
@@ -309,7 +313,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}()
 	go func() {
 		defer s.wg.Done()
-		up.run(mctx)
+		up.Run(mctx)
 	}()
 	if s.measured {
 		s.wg.Add(1)

@@ -12,11 +12,11 @@ import (
 
 	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/netproxy"
-	"github.com/tether-fabric/tether/leaf"
+	"github.com/tether-fabric/tether/leaf/forwarder"
 )
 
 // startForwarderSF is the third system of the store-and-forward bench:
-// Tether's forwarder (leaf.BenchForwarder, the same code as in tether leaf)
+// Tether's forwarder (leaf/forwarder, the same code as in tether leaf)
 // between the plain twin's two nats-servers (no accounts, TLS leaf link
 // with s2_fast through a proxy). The hub stream takes tether.up.telemetry.>
 // directly, as edges.e1.telemetry.>, with fast batches and the hub's 2 min
@@ -53,9 +53,14 @@ func startForwarderSF(t *testing.T) *sfTopo {
 	}
 	t.Cleanup(nc.Close)
 	linked := func() bool { return edge.NumLeafNodes() > 0 }
-	if err := leaf.BenchForwarder(ctx, edgeName, nc, t.TempDir(), 1<<30, linked, benchLog(t, "forwarder")); err != nil {
+	fwd, err := forwarder.New(ctx, forwarder.Config{
+		Edge: edgeName, Conn: nc, BufferConn: nc, DataDir: t.TempDir(), StallAfter: 15 * time.Second,
+		MaxBytes: 1 << 30, Linked: linked, Log: benchLog(t, "forwarder"),
+	})
+	if err != nil {
 		t.Fatalf("forwarder: %v", err)
 	}
+	go fwd.Run(ctx)
 	return &sfTopo{
 		name:    "forwarder",
 		edgeURL: edge.ClientURL(),

@@ -1,8 +1,7 @@
-package leaf
+package forwarder
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -37,7 +36,7 @@ const (
 	// (the server lowers it when several batches share the stream); a
 	// batch asks for fewer when the pace allows fewer bytes in flight
 	// than 4 flow acks' worth, down to fastBatchMinFlow, which is also
-	// where an uplink starts before it has measured its link.
+	// where a forwarder starts before it has measured its link.
 	fastBatchFlow    = 100
 	fastBatchMinFlow = 10
 	// fastBatchWindow is how many messages may be sent beyond the last
@@ -104,7 +103,7 @@ type batchReply struct {
 
 // fastBatch is one batch in flight.
 type fastBatch struct {
-	u      *uplink
+	u      *Forwarder
 	prefix string // reply subject up to the batch sequence
 	resp   chan *nats.Msg
 	// seqs[i] is the buffer sequence of batch message i+1.
@@ -144,7 +143,7 @@ var errBatchCut = errors.New("batch ended early")
 // mappings of the messages that got no answer (all but one in
 // fastBatchFlow), which it would otherwise keep for the export's response
 // threshold (2 min).
-func (u *uplink) forwardBatches(ctx context.Context, iter jetstream.MessagesContext) error {
+func (u *Forwarder) forwardBatches(ctx context.Context, iter jetstream.MessagesContext) error {
 	var in *batchInbox
 	defer func() { in.close() }()
 	linkCheck := time.NewTicker(100 * time.Millisecond)
@@ -192,7 +191,7 @@ type batchInbox struct {
 	sent   int    // messages sent with a reply on this inbox
 }
 
-func (u *uplink) openBatchInbox() (*batchInbox, error) {
+func (u *Forwarder) openBatchInbox() (*batchInbox, error) {
 	in := &batchInbox{
 		ch:     make(chan *nats.Msg, 1024),
 		prefix: uplinkInbox + "." + nats.NewInbox()[len(nats.InboxPrefix):] + ".",
@@ -373,36 +372,17 @@ func (b *fastBatch) handle(m *nats.Msg) error {
 	if !strings.HasPrefix(m.Subject, b.prefix) {
 		return nil // late answer to an earlier batch
 	}
-	if m.Header.Get("Status") == "503" {
-		return errors.New("send to cloud: no responders")
+	v, err := judgeBatchReply(m.Header.Get("Status"), m.Data, b.seqAt)
+	if v.noBatch {
+		b.u.noBatch.Store(true)
 	}
-	var r batchReply
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return fmt.Errorf("cloud answer %q: %w", m.Data, err)
+	if err != nil {
+		return err
 	}
-	switch r.Type {
-	case "ack":
-		b.confirmed(r.Seq)
-	case "gap":
-		return fmt.Errorf("cloud saw a gap in the batch: expected message %d, got %d", r.LastSeq, r.Seq)
-	case "err":
-		desc := ""
-		if r.Error != nil {
-			desc = r.Error.Description
-		}
-		return fmt.Errorf("cloud refused batch message %d (buffered %d): %s", r.Seq, b.seqAt(r.Seq), desc)
-	case "":
-		if r.Error != nil {
-			if r.Error.ErrCode == errBatchDisabled {
-				b.u.noBatch.Store(true)
-			}
-			return fmt.Errorf("cloud refused batch: %s (%d)", r.Error.Description, r.Error.ErrCode)
-		}
-		b.confirmed(r.Count)
-		b.ended = true
-	default:
-		return fmt.Errorf("cloud answer of unknown type %q", r.Type)
+	if v.confirm > 0 {
+		b.confirmed(v.confirm)
 	}
+	b.ended = b.ended || v.ended
 	return nil
 }
 
@@ -416,11 +396,11 @@ func (b *fastBatch) seqAt(n uint64) uint64 {
 // confirmed records that batch messages 1..n are stored in the cloud, and
 // samples the rate at which the cloud confirms bytes.
 func (b *fastBatch) confirmed(n uint64) {
-	n = min(n, uint64(len(b.seqs)))
-	if int(n) <= b.acked {
+	acked := batchConfirmed(b.acked, len(b.seqs), n)
+	if acked == b.acked {
 		return
 	}
-	b.acked = int(n)
+	b.acked = acked
 	now := time.Now()
 	if b.sampleAt.IsZero() {
 		b.sampleAt = b.started
@@ -440,11 +420,7 @@ func (b *fastBatch) confirmed(n uint64) {
 // (fewer would wait for a flow ack that cannot come), the bytes the pace
 // allows.
 func (b *fastBatch) windowFull() bool {
-	n := len(b.seqs) - b.acked
-	if n >= fastBatchWindow {
-		return true
-	}
-	return n >= 2*b.flow && b.bytesSent()-b.bytesAt(b.acked) >= b.u.pace.limit()
+	return batchWindowFull(len(b.seqs)-b.acked, b.flow, b.bytesSent()-b.bytesAt(b.acked), b.u.pace.limit())
 }
 
 // bytesAt is the bytes sent up to batch message n (0: none).
@@ -470,8 +446,8 @@ func headerSize(h nats.Header) int {
 
 // pace bounds the bytes a forwarder keeps in flight by the rate at which
 // the cloud confirmed them: fastBatchPaceTarget's worth, at least
-// fastBatchPaceFloor. It lives as long as the uplink, across sessions, and
-// only the uplink's forwarding goroutine uses it.
+// fastBatchPaceFloor. It lives as long as the forwarder, across sessions, and
+// only the forwarder's goroutine uses it.
 type pace struct {
 	rate float64 // bytes per second, smoothed; 0: not measured yet
 	size float64 // bytes per message, smoothed
@@ -501,12 +477,12 @@ func (p *pace) limit() int64 {
 
 // purge removes the confirmed prefix from the buffer.
 func (b *fastBatch) purge(ctx context.Context) error {
-	if b.acked <= b.purged {
+	seq, n, ok := batchPurge(b.seqs, b.acked, b.purged)
+	if !ok {
 		return nil
 	}
-	n := b.acked - b.purged
 	b.purged, b.lastPurge = b.acked, time.Now()
-	return b.u.confirm(ctx, b.seqs[b.acked-1], n)
+	return b.u.confirm(ctx, seq, n)
 }
 
 // reply is the reply subject of batch message n with operation op.

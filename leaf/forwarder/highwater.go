@@ -1,4 +1,4 @@
-package leaf
+package forwarder
 
 import (
 	"context"
@@ -25,7 +25,7 @@ const highWaterWait = 2 * time.Second
 // window, when dedup by message id no longer catches it. The cloud holds a
 // prefix of the buffer's sequence: the forwarder never lets a message
 // overtake an unconfirmed one. It returns the first sequence still to send.
-func (u *uplink) skipHeld(ctx context.Context, first, last uint64) uint64 {
+func (u *Forwarder) skipHeld(ctx context.Context, first, last uint64) uint64 {
 	if u.gapRisk.Load() {
 		return first // the cloud may hold later messages but not an earlier one
 	}
@@ -43,20 +43,20 @@ func (u *uplink) skipHeld(ctx context.Context, first, last uint64) uint64 {
 		u.logger().Warn("cloud high-water mark unreadable; relying on the duplicate window", "err", err, "cloud_error", hw.Error)
 		return first
 	}
-	if hw.Origin != u.origin || hw.Seq < first {
-		return first
+	start, upTo, purge := highWaterSkip(hw, u.origin, first, last, u.gapRisk.Load())
+	if !purge {
+		return start
 	}
-	upTo := min(hw.Seq, last)
 	if err := u.confirm(ctx, upTo, int(upTo-first+1)); err != nil {
 		u.logger().Warn("could not drop what the cloud already holds", "err", err)
 		return first
 	}
 	u.logger().Info("cloud already holds part of the backlog; not sending it again",
 		"from_seq", first, "to_seq", upTo, "messages", upTo-first+1)
-	return upTo + 1
+	return start
 }
 
-func (u *uplink) logger() *slog.Logger {
+func (u *Forwarder) logger() *slog.Logger {
 	if u.log == nil {
 		return slog.New(slog.DiscardHandler)
 	}
@@ -65,12 +65,12 @@ func (u *uplink) logger() *slog.Logger {
 
 // gapRiskFile marks, across restarts, that a per-message session may have
 // left a gap in the cloud (see session).
-const gapRiskFile = "uplink-gap-risk"
+const gapRiskFile = "uplink-gap-risk" // the name predates package forwarder; kept for existing data dirs
 
 // setGapRisk records whether the cloud may hold a message of this buffer
 // without every earlier one; it is kept in the data dir so a restart after
 // a crash does not forget it.
-func (u *uplink) setGapRisk(risk bool) {
+func (u *Forwarder) setGapRisk(risk bool) {
 	if u.gapRisk.Swap(risk) == risk {
 		return
 	}
@@ -87,7 +87,7 @@ func (u *uplink) setGapRisk(risk bool) {
 }
 
 // loadGapRisk reads the marker at start.
-func (u *uplink) loadGapRisk() {
+func (u *Forwarder) loadGapRisk() {
 	_, err := os.Stat(filepath.Join(u.dataDir, gapRiskFile))
 	u.gapRisk.Store(err == nil)
 }

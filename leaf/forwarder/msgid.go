@@ -1,4 +1,4 @@
-package leaf
+package forwarder
 
 import (
 	"crypto/hmac"
@@ -33,7 +33,7 @@ import (
 // msgIDKeyFile holds the per-edge secret of the message ids.
 const msgIDKeyFile = "msgid.key"
 
-// msgIDs makes an uplink's message ids.
+// msgIDs makes a forwarder's message ids.
 type msgIDs struct {
 	prefix string // <edge>:<origin>:
 	key    []byte

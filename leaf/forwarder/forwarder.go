@@ -1,11 +1,13 @@
-package leaf
+package forwarder
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/diskspace"
+	"github.com/tether-fabric/tether/internal/linkloop"
 )
 
 // The edge's store-and-forward buffer: every local publish on telemetry.>
@@ -56,8 +59,6 @@ const (
 	uplinkPurgeEvery = 512
 	uplinkAckWait    = 10 * time.Second
 
-	linkMinBackoff = 100 * time.Millisecond
-	linkMaxBackoff = 5 * time.Second
 	// failLogEvery is how often the same forwarding error is logged again.
 	failLogEvery = 30 * time.Second
 	// uplinkIdleWait bounds how long an idle forwarder waits for a local
@@ -65,10 +66,10 @@ const (
 	uplinkIdleWait = 5 * time.Second
 )
 
-// uplink forwards the buffer to the cloud. The buffer lives in the site
+// Forwarder forwards the buffer to the cloud. The buffer lives in the site
 // account (bufNC, buf: read and purge), the link in the plumbing account
 // (nc, js: publish to the cloud, its answers, the high-water question).
-type uplink struct {
+type Forwarder struct {
 	edge   string
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -79,9 +80,10 @@ type uplink struct {
 	log    *slog.Logger
 	linked func() bool
 	// stallAfter is how long a backlog may go without progress, while
-	// linked, before the uplink reports itself stalled.
+	// linked, before the forwarder reports itself stalled.
 	stallAfter time.Duration
 	dataDir    string
+	dropOldest bool
 	// noBatch is set once the cloud refused a fast batch (its stream does
 	// not allow them): per-message PubAcks only from then on.
 	noBatch atomic.Bool
@@ -89,8 +91,8 @@ type uplink struct {
 	pace pace
 	// gapRisk: see setGapRisk.
 	gapRisk atomic.Bool
-	// reserve is released when a purge fails for want of space (nil: none).
-	reserve *spaceReserve
+	// freeSpace is Config.FreeSpace.
+	freeSpace func() bool
 	// idle is waitForData's subscription to local publishes while the
 	// buffer is empty, and wake its signal; only the run goroutine
 	// touches them.
@@ -108,15 +110,41 @@ type uplink struct {
 	lastOK     time.Time
 }
 
-// UplinkStatus is the buffer's state as 'tether leaf status' shows it and
-// as the edge reports it to the cloud.
-type UplinkStatus = contract.BufferStatus
+// Config is what a Forwarder needs.
+type Config struct {
+	// Edge is the edge's name, in every message id and Tether-Edge header.
+	Edge string
+	// Conn is the plumbing account's connection: the link to the cloud.
+	Conn *nats.Conn
+	// BufferConn is the site account's connection, where the buffer
+	// stream lives (read and purge). It may be Conn where one account has
+	// both (the forwarder benchmark).
+	BufferConn *nats.Conn
+	// DataDir holds the message id key and the gap-risk marker.
+	DataDir string
+	// StallAfter is how long a backlog may go without progress, while
+	// linked, before Status reports it stalled.
+	StallAfter time.Duration
+	// DropOldest makes a full buffer drop its oldest messages; otherwise
+	// it refuses new ones.
+	DropOldest bool
+	// MaxBytes is the buffer's budget.
+	MaxBytes int64
+	// Linked reports whether the link to the hubs is up.
+	Linked func() bool
+	// Log receives the forwarder's log; nil discards it.
+	Log *slog.Logger
+	// FreeSpace, when set, is called when a purge of confirmed messages
+	// fails; it reports whether it made room on the buffer's filesystem
+	// (the edge's space reserve), and the purge is then tried once more.
+	FreeSpace func() bool
+}
 
 // bufferConfig is the edge stream's configuration with the budget
 // maxBytes.
-func bufferConfig(c Config, maxBytes int64) jetstream.StreamConfig {
+func bufferConfig(dropOldest bool, maxBytes int64) jetstream.StreamConfig {
 	discard := jetstream.DiscardNew
-	if c.BufferFull == BufferDropOldest {
+	if dropOldest {
 		discard = jetstream.DiscardOld
 	}
 	return jetstream.StreamConfig{
@@ -135,10 +163,21 @@ func bufferConfig(c Config, maxBytes int64) jetstream.StreamConfig {
 	}
 }
 
-// startUplink creates or updates the buffer stream with the budget
-// maxBytes (or what the buffer already holds, if more) and returns its
-// forwarder.
-func startUplink(ctx context.Context, edge string, nc, bufNC *nats.Conn, c Config, maxBytes int64, linked func() bool) (*uplink, error) {
+// New creates or updates the buffer stream with the budget c.MaxBytes (or
+// what the buffer already holds, if more) and returns its forwarder; Run
+// starts forwarding.
+func New(ctx context.Context, c Config) (*Forwarder, error) {
+	var missing []string
+	for field, unset := range map[string]bool{"Edge": c.Edge == "", "Conn": c.Conn == nil, "BufferConn": c.BufferConn == nil, "Linked": c.Linked == nil} {
+		if unset {
+			missing = append(missing, field)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return nil, fmt.Errorf("forwarder config: %s must be set", strings.Join(missing, ", "))
+	}
+	edge, nc, bufNC, linked := c.Edge, c.Conn, c.BufferConn, c.Linked
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(uplinkWindow),
 		jetstream.WithPublishAsyncTimeout(uplinkAckWait))
 	if err != nil {
@@ -148,7 +187,7 @@ func startUplink(ctx context.Context, edge string, nc, bufNC *nats.Conn, c Confi
 	if err != nil {
 		return nil, err
 	}
-	cfg := bufferConfig(c, maxBytes)
+	cfg := bufferConfig(c.DropOldest, c.MaxBytes)
 	if st, err := buf.Stream(ctx, BufferStream); err == nil {
 		// Lowering a stream's MaxBytes below what it holds drops the
 		// oldest messages (with DiscardOld; with either policy in older
@@ -162,8 +201,9 @@ func startUplink(ctx context.Context, edge string, nc, bufNC *nats.Conn, c Confi
 	if err != nil {
 		return nil, fmt.Errorf("buffer stream %s: %w", BufferStream, err)
 	}
-	u := &uplink{
-		edge: edge, nc: nc, js: js, bufNC: bufNC, buf: buf, stream: st, linked: linked, stallAfter: c.StallAfter, dataDir: c.DataDir,
+	u := &Forwarder{
+		edge: edge, nc: nc, js: js, bufNC: bufNC, buf: buf, stream: st, linked: linked, log: c.Log,
+		stallAfter: c.StallAfter, dataDir: c.DataDir, dropOldest: c.DropOldest, freeSpace: c.FreeSpace,
 		origin: strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 36),
 	}
 	u.loadGapRisk()
@@ -173,9 +213,9 @@ func startUplink(ctx context.Context, edge string, nc, bufNC *nats.Conn, c Confi
 	return u, nil
 }
 
-// run forwards until ctx ends.
-func (u *uplink) run(ctx context.Context) {
-	whileLinked(ctx, u.linked, func(ctx context.Context) error {
+// Run forwards until ctx ends.
+func (u *Forwarder) Run(ctx context.Context) {
+	linkloop.While(ctx, u.linked, func(ctx context.Context) error {
 		err := u.session(ctx)
 		if err != nil {
 			// Futures of an abandoned session would hold their slots in
@@ -190,32 +230,10 @@ func (u *uplink) run(ctx context.Context) {
 	})
 }
 
-// whileLinked calls step repeatedly while the link is up, until ctx ends,
-// backing off exponentially (up to linkMaxBackoff) after failures.
-func whileLinked(ctx context.Context, linked func() bool, step func(context.Context) error) {
-	backoff := linkMinBackoff
-	for ctx.Err() == nil {
-		if !linked() {
-			if !sleep(ctx, 50*time.Millisecond) {
-				return
-			}
-			continue
-		}
-		if err := step(ctx); err != nil {
-			if !sleep(ctx, backoff) {
-				return
-			}
-			backoff = min(backoff*2, linkMaxBackoff)
-			continue
-		}
-		backoff = linkMinBackoff
-	}
-}
-
 // fail records a failed session for status and logs it: every new error,
 // and the same error again at most every failLogEvery (sessions retry
 // every few seconds while it lasts).
-func (u *uplink) fail(err error) {
+func (u *Forwarder) fail(err error) {
 	u.mu.Lock()
 	now, msg := time.Now(), err.Error()
 	log := msg != u.lastErr || now.Sub(u.lastLogged) >= failLogEvery
@@ -276,7 +294,7 @@ func msgSize(m *nats.Msg) int64 {
 // 2*fastBatchWindow were sent, more than any session leaves unconfirmed);
 // the next session batches again. Per-message PubAcks are also the
 // fallback when the cloud stream does not allow fast batches.
-func (u *uplink) session(ctx context.Context) error {
+func (u *Forwarder) session(ctx context.Context) error {
 	info, err := u.stream.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("read buffer: %w", err)
@@ -328,16 +346,15 @@ func (u *uplink) session(ctx context.Context) error {
 	if err := u.confirm(sctx, confirmed, 1); err != nil {
 		return err
 	}
-	if !u.noBatch.Load() && !ack.Duplicate {
+	// Per-message PubAcks in flight can leave a gap in the cloud; fast
+	// batches cannot (the hub refuses what follows a gap). Until a session
+	// ends with everything confirmed, the high-water mark must not be
+	// trusted to skip anything (afterFirst).
+	if batches, gapRisk, dups := afterFirst(u.noBatch.Load(), ack.Duplicate); batches {
 		err = u.forwardBatches(sctx, iter)
 	} else {
-		// Per-message PubAcks in flight can leave a gap in the cloud (a
-		// message refused as the link dropped, later ones stored as it
-		// came back); fast batches cannot (the hub refuses what follows a
-		// gap). Until a session ends with everything confirmed, the
-		// high-water mark must not be trusted to skip anything.
-		u.setGapRisk(true)
-		err = u.pipeline(sctx, cancel, iter, !u.noBatch.Load())
+		u.setGapRisk(gapRisk)
+		err = u.pipeline(sctx, cancel, iter, dups)
 	}
 	if err == nil {
 		u.setGapRisk(false)
@@ -349,7 +366,7 @@ func (u *uplink) session(ctx context.Context) error {
 // outstanding, until the buffer idles or anything fails; with dups (the
 // cloud holds some of what follows), also once the cloud stored a message
 // that was new to it or 2*fastBatchWindow messages were sent.
-func (u *uplink) pipeline(sctx context.Context, cancel context.CancelFunc, iter jetstream.MessagesContext, dups bool) error {
+func (u *Forwarder) pipeline(sctx context.Context, cancel context.CancelFunc, iter jetstream.MessagesContext, dups bool) error {
 	limit := 0
 	if dups {
 		limit = 2 * fastBatchWindow
@@ -418,7 +435,7 @@ func (u *uplink) pipeline(sctx context.Context, cancel context.CancelFunc, iter 
 
 // nextOrIdle returns the next buffered message, or nil when the buffer
 // has been empty for a moment and nothing is in flight.
-func (u *uplink) nextOrIdle(ctx context.Context, iter jetstream.MessagesContext, window chan inflight) (jetstream.Msg, error) {
+func (u *Forwarder) nextOrIdle(ctx context.Context, iter jetstream.MessagesContext, window chan inflight) (jetstream.Msg, error) {
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err // the collector stopped, or the edge shuts down
@@ -439,18 +456,16 @@ func (u *uplink) nextOrIdle(ctx context.Context, iter jetstream.MessagesContext,
 
 // collect waits for PubAcks in send order and purges the confirmed prefix
 // from the buffer. It stops at the first failure or a link loss.
-func (u *uplink) collect(ctx context.Context, window <-chan inflight, fresh *atomic.Bool, bytes *inflightBytes) error {
-	var confirmed uint64
-	pending := 0
+func (u *Forwarder) collect(ctx context.Context, window <-chan inflight, fresh *atomic.Bool, bytes *inflightBytes) error {
+	var prefix ackPrefix
 	linkCheck := time.NewTicker(100 * time.Millisecond)
 	defer linkCheck.Stop()
 	flush := func() error {
-		if pending == 0 {
+		seq, n, ok := prefix.take()
+		if !ok {
 			return nil
 		}
-		err := u.confirm(ctx, confirmed, pending)
-		pending = 0
-		return err
+		return u.confirm(ctx, seq, n)
 	}
 	for {
 		var in inflight
@@ -488,9 +503,7 @@ func (u *uplink) collect(ctx context.Context, window <-chan inflight, fresh *ato
 			}
 		}
 		bytes.release(in.size)
-		confirmed = in.seq
-		pending++
-		if pending >= uplinkPurgeEvery {
+		if prefix.ack(in.seq) {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -500,13 +513,12 @@ func (u *uplink) collect(ctx context.Context, window <-chan inflight, fresh *ato
 
 // confirm records that the cloud stored everything up to seq and removes
 // it from the buffer.
-func (u *uplink) confirm(ctx context.Context, seq uint64, n int) error {
+func (u *Forwarder) confirm(ctx context.Context, seq uint64, n int) error {
 	err := u.stream.Purge(ctx, jetstream.WithPurgeSequence(seq+1))
-	if err != nil && u.reserve != nil && u.reserve.release() {
-		// Most likely a full filesystem (the purge rewrites a block):
-		// the space reserve makes room for it (reserve.go).
-		u.logger().Warn("the data dir's filesystem is full: released the space reserve to drop what the cloud confirmed",
-			"err", err, "reserve_bytes", reserveBytes)
+	if err != nil && u.freeSpace != nil && u.freeSpace() {
+		// Most likely a full filesystem (a purge rewrites a block): the
+		// edge made room (Config.FreeSpace), so try once more.
+		u.logger().Warn("purge failed, most likely on a full filesystem: made room and trying again", "err", err)
 		err = u.stream.Purge(ctx, jetstream.WithPurgeSequence(seq+1))
 	}
 	if err != nil {
@@ -521,7 +533,7 @@ func (u *uplink) confirm(ctx context.Context, seq uint64, n int) error {
 
 // cancelOnLinkLoss cancels ctx (through cancel) when the link goes down;
 // the returned function stops watching.
-func (u *uplink) cancelOnLinkLoss(ctx context.Context, cancel context.CancelFunc) func() {
+func (u *Forwarder) cancelOnLinkLoss(ctx context.Context, cancel context.CancelFunc) func() {
 	return cancelOnLinkLoss(ctx, u.linked, cancel)
 }
 
@@ -558,7 +570,7 @@ func cancelOnLinkLoss(ctx context.Context, linked func() bool, cancel context.Ca
 // four times a second (docs/ARCHITECTURE.md, "Idle edge"). The
 // subscription is dropped when the link is found down: while unlinked
 // nothing is forwarded, and publishes need not reach it.
-func (u *uplink) waitForData(ctx context.Context) error {
+func (u *Forwarder) waitForData(ctx context.Context) error {
 	if u.idle == nil {
 		wake := make(chan struct{}, 1)
 		sub, err := u.bufNC.Subscribe(contract.LocalTelemetry, func(*nats.Msg) {
@@ -588,7 +600,7 @@ func (u *uplink) waitForData(ctx context.Context) error {
 
 // stopIdle drops the idle subscription: while forwarding, every local
 // publish would reach it too.
-func (u *uplink) stopIdle() {
+func (u *Forwarder) stopIdle() {
 	if u.idle != nil {
 		_ = u.idle.Unsubscribe()
 		u.idle, u.wake = nil, nil
@@ -597,31 +609,21 @@ func (u *uplink) stopIdle() {
 
 // outbound turns a buffered message into the message sent to the cloud;
 // it also returns the message's buffer sequence.
-func (u *uplink) outbound(m jetstream.Msg) (*nats.Msg, uint64, error) {
+func (u *Forwarder) outbound(m jetstream.Msg) (*nats.Msg, uint64, error) {
 	md, err := m.Metadata()
 	if err != nil {
 		return nil, 0, err
 	}
-	seq := strconv.FormatUint(md.Sequence.Stream, 10)
-	h := nats.Header{}
-	for k, v := range m.Headers() {
-		if forwarderOwned(k) {
-			continue
-		}
-		h[k] = v
-	}
-	h.Set(nats.MsgIdHdr, u.ids.id(md.Sequence.Stream))
-	h.Set(HeaderEdge, u.edge)
-	h.Set(HeaderSeq, seq)
-	h.Set(HeaderOrigin, u.origin)
-	return &nats.Msg{Subject: contract.UplinkPrefix + m.Subject(), Header: h, Data: m.Data()}, md.Sequence.Stream, nil
+	seq := md.Sequence.Stream
+	h := outboundHeader(m.Headers(), u.ids.id(seq), u.edge, u.origin, strconv.FormatUint(seq, 10))
+	return &nats.Msg{Subject: contract.UplinkPrefix + m.Subject(), Header: h, Data: m.Data()}, seq, nil
 }
 
-// status reports the uplink's state; its budget is the buffer stream's
+// Status reports the buffer's state; its budget is the buffer stream's
 // MaxBytes, the one in effect.
-func (u *uplink) status(ctx context.Context) UplinkStatus {
+func (u *Forwarder) Status(ctx context.Context) contract.BufferStatus {
 	u.mu.Lock()
-	st := UplinkStatus{Forwarded: u.forwarded, LastForward: u.lastOK, LastError: u.lastErr, LastErrorAt: u.lastErrAt, Origin: u.origin}
+	st := contract.BufferStatus{Forwarded: u.forwarded, LastForward: u.lastOK, LastError: u.lastErr, LastErrorAt: u.lastErrAt, Origin: u.origin}
 	lastOK := u.lastOK
 	u.mu.Unlock()
 	s, err := u.buf.Stream(ctx, BufferStream)
@@ -648,13 +650,35 @@ func (u *uplink) status(ctx context.Context) UplinkStatus {
 	return st
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
+// LastError is the last forwarding error and when it happened (empty
+// before the first).
+func (u *Forwarder) LastError() (string, time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.lastErr, u.lastErrAt
+}
+
+// Origin names this incarnation of the buffer stream: a new one after the
+// edge's store was wiped (the cloud sees Tether-Origin change).
+func (u *Forwarder) Origin() string { return u.origin }
+
+// Budget is the buffer stream's MaxBytes as last read (at New, or by
+// BufferInfo).
+func (u *Forwarder) Budget() int64 { return u.stream.CachedInfo().Config.MaxBytes }
+
+// BufferInfo reads the buffer stream's state and configuration.
+func (u *Forwarder) BufferInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
+	info, err := u.stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("buffer stream %s: %w", BufferStream, err)
 	}
+	return info, nil
+}
+
+// SetBudget sets the buffer stream's MaxBytes.
+func (u *Forwarder) SetBudget(ctx context.Context, maxBytes int64) error {
+	if _, err := u.buf.UpdateStream(ctx, bufferConfig(u.dropOldest, maxBytes)); err != nil {
+		return fmt.Errorf("set the budget of buffer stream %s to %d bytes: %w", BufferStream, maxBytes, err)
+	}
+	return nil
 }
