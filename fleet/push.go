@@ -142,14 +142,7 @@ func PushAccount(ctx context.Context, s *accounts.Store, nc *nats.Conn, name str
 	if err != nil {
 		return nil, err
 	}
-	hubs, err := Hubs(ctx, nc, 250*time.Millisecond)
-	if err != nil {
-		return nil, fmt.Errorf("find hubs: %w", err)
-	}
-	if len(hubs) == 0 {
-		return nil, fmt.Errorf("push %s: no hub answered", name)
-	}
-	return Push(ctx, nc, acc.JWT, hubs)
+	return askEveryHub(ctx, nc, "$SYS.REQ.CLAIMS.UPDATE", []byte(acc.JWT), "push "+name)
 }
 
 // DeleteResult is one hub's answer to an account deletion.
@@ -164,12 +157,18 @@ func DeleteAccount(ctx context.Context, s *accounts.Store, nc *nats.Conn, pub st
 	if err != nil {
 		return nil, err
 	}
+	return askEveryHub(ctx, nc, "$SYS.REQ.CLAIMS.DELETE", []byte(req), "delete account "+pub)
+}
+
+// askEveryHub finds the hubs that answer a ping through nc and asks each
+// of them subject with payload; what names the step in errors.
+func askEveryHub(ctx context.Context, nc *nats.Conn, subject string, payload []byte, what string) ([]PushResult, error) {
 	hubs, err := Hubs(ctx, nc, 250*time.Millisecond)
 	if err != nil {
-		return nil, fmt.Errorf("find hubs: %w", err)
+		return nil, fmt.Errorf("%s: find hubs: %w", what, err)
 	}
 	if len(hubs) == 0 {
-		return nil, fmt.Errorf("delete account %s: no hub answered", pub)
+		return nil, fmt.Errorf("%s: no hub answered", what)
 	}
-	return askHubs(ctx, nc, "$SYS.REQ.CLAIMS.DELETE", []byte(req), hubs)
+	return askHubs(ctx, nc, subject, payload, hubs)
 }
