@@ -166,7 +166,11 @@ func startCluster(t testing.TB, store *accounts.Store, n int, logs func(i int) *
 		listens = append(listens, addr)
 		routes = append(routes, "tls://"+addr)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// A forming cluster elects its JetStream meta leader and then every
+	// hub creates the CLOUD streams and buckets (R3), each waiting out "no
+	// leader" answers: on a loaded 2-core machine that took over 30 s
+	// (seen twice in a full run).
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var hubs []*hub.Server
 	stopAll := func() {
