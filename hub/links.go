@@ -7,12 +7,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tether-fabric/tether/internal/cloudjs"
-
-	"github.com/tether-fabric/tether/contract"
 )
 
 // One live link per edge identity. Each run of an edge has its own server
@@ -56,11 +53,6 @@ type localLink struct {
 	account, name string
 	refreshed     time.Time
 	duplicate     bool
-	// enroll is set for a link of an enrollment token's enroll user
-	// (user: its key): it never holds its edge's link record, and it is
-	// closed once the token is used (enroll.go).
-	enroll bool
-	user   string
 }
 
 // guardLinks watches this hub's leaf connections until ctx ends.
@@ -78,11 +70,10 @@ func (s *Server) guardLinks(ctx context.Context, credsFile string) error {
 		return fmt.Errorf("bucket %s: %w", LinksBucket, err)
 	}
 	held := map[uint64]*localLink{}
-	used := &usedTokens{js: js}
 	t := time.NewTicker(linksPoll)
 	defer t.Stop()
 	for {
-		s.checkLinks(ctx, kv, held, used)
+		s.checkLinks(ctx, kv, held)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -91,7 +82,7 @@ func (s *Server) guardLinks(ctx context.Context, credsFile string) error {
 	}
 }
 
-func (s *Server) checkLinks(ctx context.Context, kv jetstream.KeyValue, held map[uint64]*localLink, used *usedTokens) {
+func (s *Server) checkLinks(ctx context.Context, kv jetstream.KeyValue, held map[uint64]*localLink) {
 	lz, err := s.ns.Leafz(&server.LeafzOptions{})
 	if err != nil {
 		return
@@ -105,21 +96,7 @@ func (s *Server) checkLinks(ctx context.Context, kv jetstream.KeyValue, held map
 		h, known := held[l.ID]
 		if !known {
 			h = &localLink{account: l.Account, name: l.Name}
-			h.user, h.enroll = s.linkUser(l.ID)
 			held[l.ID] = h
-		}
-		if h.enroll {
-			if !known || now.Sub(h.refreshed) >= linksRefresh {
-				h.refreshed = now
-				if used.used(ctx, h.user) {
-					s.log.Warn("link of a used enrollment token closed: its enroll user may only enroll once",
-						"account", l.Account, "enroll_user", h.user, "link", l.Name)
-					_ = s.ns.DisconnectClientByID(l.ID)
-				}
-			}
-			continue
-		}
-		if !known {
 			if dup := s.claimLink(ctx, kv, l, now, live); dup != nil {
 				h.duplicate = true
 				s.log.Error("second link for one edge identity refused: another run of the edge holds the link; stop one of them, or rotate/revoke the edge if its creds were copied",
@@ -142,7 +119,7 @@ func (s *Server) checkLinks(ctx context.Context, kv jetstream.KeyValue, held map
 			continue
 		}
 		delete(held, cid)
-		if h.duplicate || h.enroll {
+		if h.duplicate {
 			continue
 		}
 		// Our link closed: free the record if it is still ours.
@@ -184,41 +161,4 @@ func (s *Server) claimLink(ctx context.Context, kv jetstream.KeyValue, l *server
 		}
 	}
 	return nil
-}
-
-// linkUser returns the user key of leaf connection cid and whether it is
-// an enrollment token's enroll user (a user JWT that may publish only
-// $TETHER.ENROLL; leaf users carry no permissions of their own, the scoped
-// key's template applies).
-func (s *Server) linkUser(cid uint64) (string, bool) {
-	cz, err := s.ns.Connz(&server.ConnzOptions{CID: cid, Username: true})
-	if err != nil || len(cz.Conns) == 0 {
-		return "", false
-	}
-	ci := cz.Conns[0]
-	uc, err := jwt.DecodeUserClaims(ci.JWT)
-	if err != nil {
-		return ci.AuthorizedUser, false
-	}
-	allow := uc.Pub.Allow
-	return uc.Subject, len(allow) == 1 && allow[0] == contract.EnrollSubject
-}
-
-// usedTokens answers whether an enroll user's token was used, from the
-// registrar's bucket (EnrollBucket: one key per used token's enroll user).
-type usedTokens struct {
-	js jetstream.JetStream
-	kv jetstream.KeyValue
-}
-
-func (u *usedTokens) used(ctx context.Context, enrollUser string) bool {
-	if u.kv == nil {
-		kv, err := u.js.KeyValue(ctx, EnrollBucket)
-		if err != nil {
-			return false // no bucket yet: nothing was used on this fabric
-		}
-		u.kv = kv
-	}
-	_, err := u.kv.Get(ctx, enrollUser)
-	return err == nil
 }

@@ -3,21 +3,15 @@ package test
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/hub"
-	"github.com/tether-fabric/tether/internal/pki"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
 )
@@ -127,68 +121,4 @@ func TestAdversaryDataDirInUse(t *testing.T) {
 	// The rightful edge starts again on it.
 	again := tethertest.RunLeaf(t, ca, nil)
 	_ = again.Shutdown(ctx)
-}
-
-// TestAdversaryUsedTokenCannotHoldLink: whoever kept a copy of an
-// enrollment token links with its enroll user after the device enrolled.
-// That link is closed at once and never holds the edge's one-link record:
-// the real device, restarted, links again.
-func TestAdversaryUsedTokenCannotHoldLink(t *testing.T) {
-	store := tethertest.NewStore(t)
-	var hubLog tethertest.LogBuffer
-	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), hubLog.Logger())
-	tok := tethertest.EnrollToken(t, store, "dev", 0, h)
-	c := enrollConfig(t)
-	if _, err := enroll(t, c, tok, &tethertest.LogBuffer{}); err != nil {
-		t.Fatal(err)
-	}
-	real := tethertest.RunLeaf(t, c, nil)
-	tethertest.WaitLinked(t, real, 10*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := real.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-
-	// The token's copy links while the device is down.
-	creds, err := jwt.FormatUserConfig(tok.JWT, []byte(tok.Seed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	credsFile := filepath.Join(t.TempDir(), "enroll.creds")
-	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pki.Pool([]byte(tok.CA))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _ := url.Parse(h.LeafURL())
-	evil, err := server.NewServer(&server.Options{ServerName: "copy-of-token", DontListen: true, NoSigs: true,
-		LeafNode: server.LeafNodeOpts{ReconnectInterval: 100 * time.Millisecond, Remotes: []*server.RemoteLeafOpts{{
-			URLs: []*url.URL{u}, Credentials: credsFile, TLS: true, TLSConfig: pki.ClientTLS(pool), TLSTimeout: 5,
-		}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go evil.Start()
-	t.Cleanup(evil.Shutdown)
-	tethertest.WaitFor(t, 10*time.Second, func() error {
-		if !hubLog.Contains("link of a used enrollment token closed") && !hubLog.Contains("Authorization Violation") {
-			return fmt.Errorf("the token's copy was not refused yet")
-		}
-		return nil
-	})
-
-	again := tethertest.RunLeaf(t, c, nil)
-	tethertest.WaitLinked(t, again, 10*time.Second)
-	// Linked, and it stays linked.
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for range 20 {
-		if !again.Link().Connected {
-			t.Fatalf("the real device's link was closed while a used token's copy tries to link; hub log:\n%s", hubLog.String())
-		}
-		<-tick.C
-	}
 }
