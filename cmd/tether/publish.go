@@ -3,30 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 )
-
-// checkPublishSubject refuses what a publisher cannot mean: a subject with
-// a wildcard token (* or >) or an empty token would be published and stored
-// literally (edges.plant-7.telemetry.* in the cloud stream).
-func checkPublishSubject(subject string) error {
-	if subject == "" {
-		return errors.New("subject is empty: want a subject such as telemetry.temp")
-	}
-	for _, tok := range strings.Split(subject, ".") {
-		switch {
-		case tok == "":
-			return fmt.Errorf("subject %q has an empty token (a leading, trailing or doubled dot): want tokens separated by single dots", subject)
-		case tok == "*" || tok == ">":
-			return fmt.Errorf("subject %q has the wildcard %q: publish to a literal subject (wildcards are for 'tether sub')", subject, tok)
-		case strings.ContainsAny(tok, " \t\r\n"):
-			return fmt.Errorf("subject %q contains white space", subject)
-		}
-	}
-	return nil
-}
 
 // publishConfirmed publishes and waits for the server's verdict. A refused
 // publish reaches the client as an asynchronous -ERR that the server sends

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/securefile"
 )
 
@@ -94,7 +95,7 @@ are refused.`,
 		Args: exactArgs(2, "SUBJECT and MESSAGE"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			subject := args[0]
-			if err := checkPublishSubject(subject); err != nil {
+			if err := contract.CheckPublishSubject(subject); err != nil {
 				return usageError{err}
 			}
 			nc, err := cf.connect()

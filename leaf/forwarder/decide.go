@@ -167,3 +167,15 @@ func outboundHeader(site nats.Header, id, edge, origin, seq string) nats.Header 
 	h.Set(HeaderOrigin, origin)
 	return h
 }
+
+// uplinkSubject is the edge-relative subject a buffered message is sent
+// on: its own, or, for a subject no publisher can mean (a wildcard or an
+// empty token, which the door refuses but the server still stores),
+// contract.QuarantineSubject, with the subject as published to go in
+// contract.HeaderInvalidSubject.
+func uplinkSubject(subject string) (send, invalid string) {
+	if contract.CheckPublishSubject(subject) != nil {
+		return contract.QuarantineSubject, subject
+	}
+	return subject, ""
+}

@@ -315,3 +315,18 @@ func TestMsgIDs(t *testing.T) {
 		t.Errorf("ids of sequences 42 and 43 share the tag %q", tag)
 	}
 }
+
+func TestUplinkSubject(t *testing.T) {
+	for _, tc := range []struct{ in, send, invalid string }{
+		{"telemetry.temp", "telemetry.temp", ""},
+		{"svc.audit.x", "svc.audit.x", ""},
+		{"telemetry.*", contract.QuarantineSubject, "telemetry.*"},
+		{"telemetry.x.>", contract.QuarantineSubject, "telemetry.x.>"},
+		{"telemetry..x", contract.QuarantineSubject, "telemetry..x"},
+	} {
+		send, invalid := uplinkSubject(tc.in)
+		if send != tc.send || invalid != tc.invalid {
+			t.Errorf("uplinkSubject(%q) = %q, %q; want %q, %q", tc.in, send, invalid, tc.send, tc.invalid)
+		}
+	}
+}

@@ -78,7 +78,10 @@ type Forwarder struct {
 	stream jetstream.Stream
 	origin string // identifies this incarnation of the buffer stream
 	log    *slog.Logger
-	linked func() bool
+	// quarantined counts messages sent on contract.QuarantineSubject;
+	// quarantineLogged is when one was last logged (unix ns).
+	quarantined, quarantineLogged atomic.Int64
+	linked                        func() bool
 	// stallAfter is how long a backlog may go without progress, while
 	// linked, before the forwarder reports itself stalled.
 	stallAfter time.Duration
@@ -616,7 +619,27 @@ func (u *Forwarder) outbound(m jetstream.Msg) (*nats.Msg, uint64, error) {
 	}
 	seq := md.Sequence.Stream
 	h := outboundHeader(m.Headers(), u.ids.id(seq), u.edge, u.origin, strconv.FormatUint(seq, 10))
-	return &nats.Msg{Subject: contract.UplinkPrefix + m.Subject(), Header: h, Data: m.Data()}, seq, nil
+	subject, invalid := uplinkSubject(m.Subject())
+	if invalid != "" {
+		h.Set(contract.HeaderInvalidSubject, invalid)
+		u.noteQuarantined(invalid)
+	}
+	return &nats.Msg{Subject: contract.UplinkPrefix + subject, Header: h, Data: m.Data()}, seq, nil
+}
+
+// noteQuarantined logs a message sent on contract.QuarantineSubject: the
+// first one, then at most one a minute (a careless client may send many).
+func (u *Forwarder) noteQuarantined(subject string) {
+	n := u.quarantined.Add(1)
+	now := time.Now().UnixNano()
+	last := u.quarantineLogged.Load()
+	if n > 1 && now-last < int64(time.Minute) {
+		return
+	}
+	if u.quarantineLogged.CompareAndSwap(last, now) {
+		u.logger().Warn("a site client published on a subject that is not literal; forwarded on "+contract.QuarantineSubject,
+			"subject", subject, "header", contract.HeaderInvalidSubject, "total", n)
+	}
 }
 
 // Status reports the buffer's state; its budget is the buffer stream's

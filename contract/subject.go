@@ -1,0 +1,46 @@
+package contract
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Publishing on subjects that are not literal.
+//
+// nats-server stores and delivers a message published on "telemetry.*" or
+// "a..b" literally; a subscriber on "edges.*.telemetry.*" would take the
+// token "*" for an edge's measurement name. Tether refuses such subjects
+// where it can: the CLI before sending, the edge's door with an error to
+// the client at publish time (pedantic, forced on every site client). What
+// still reaches the buffer (the server routes a message after that error)
+// is forwarded on QuarantineSubject, its subject kept in
+// HeaderInvalidSubject: never lost, never mistaken for real telemetry.
+const (
+	// QuarantineSubject is the edge-relative subject on which the
+	// forwarder sends a buffered message whose subject is not literal;
+	// in the cloud it is edges.<edge>.telemetry._invalid.
+	QuarantineSubject = "telemetry._invalid"
+	// HeaderInvalidSubject carries such a message's subject as published.
+	HeaderInvalidSubject = "Tether-Invalid-Subject"
+)
+
+// CheckPublishSubject refuses a subject no publisher can mean: empty, with
+// an empty token (a leading, trailing or doubled dot), a wildcard token
+// (* or >) or white space.
+func CheckPublishSubject(subject string) error {
+	if subject == "" {
+		return errors.New("subject is empty: want a subject such as telemetry.temp")
+	}
+	for _, tok := range strings.Split(subject, ".") {
+		switch {
+		case tok == "":
+			return fmt.Errorf("subject %q has an empty token (a leading, trailing or doubled dot): want tokens separated by single dots", subject)
+		case tok == "*" || tok == ">":
+			return fmt.Errorf("subject %q has the wildcard %q: publish to a literal subject (wildcards are for subscribing)", subject, tok)
+		case strings.ContainsAny(tok, " \t\r\n"):
+			return fmt.Errorf("subject %q contains white space", subject)
+		}
+	}
+	return nil
+}
