@@ -297,6 +297,13 @@ func EdgeGatewayImport(edge, cloudAccount string) *jwt.Import {
 // The edge keeps it on its disk and answers GatewayPushReply.
 const GatewayControlSubject = ControlPrefix + ".GATEWAY.SET"
 
+// HeaderGatewayRevision carries, on a GatewayControlSubject push, the
+// bucket revision of the configuration pushed; a fetch's answer carries it
+// as the direct get's Nats-Sequence. An edge installs a configuration only
+// when its revision is not older than the one in force, so a fetch answered
+// before an apply and delivered after that apply's push cannot undo it.
+const HeaderGatewayRevision = "Tether-Gateway-Revision"
+
 // GatewayPushReply answers a GatewayControlSubject request.
 type GatewayPushReply struct {
 	Applied bool     `json:"applied"`

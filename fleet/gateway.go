@@ -1,12 +1,12 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -15,6 +15,7 @@ import (
 
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/cloudjs"
 	"github.com/tether-fabric/tether/policy"
 )
 
@@ -43,8 +44,10 @@ const gatewayPushWorkers = 8
 // control user of each edge's account, at url). It returns one delivery
 // per changed edge, sorted: applied, pending (not linked: it fetches its
 // configuration when it links) or refused. An edge whose value did not
-// change is left alone (it has it, or fetches it when it links).
-func DeliverGateways(ctx context.Context, s *accounts.Store, cloud *nats.Conn, url string, gws []policy.Gateway) ([]GatewayDelivery, error) {
+// change is left alone (it has it, or fetches it when it links). version
+// is the applied policy version gws belong to (0: unknown); an older one
+// than the bucket holds is refused (cloudjs.ErrStaleGateways).
+func DeliverGateways(ctx context.Context, s *accounts.Store, cloud *nats.Conn, url string, gws []policy.Gateway, version int) ([]GatewayDelivery, error) {
 	js, err := jetstream.NewWithDomain(cloud, contract.CloudDomain)
 	if err != nil {
 		return nil, err
@@ -57,27 +60,9 @@ func DeliverGateways(ctx context.Context, s *accounts.Store, cloud *nats.Conn, u
 	if err != nil {
 		return nil, fmt.Errorf("gateway bucket %s: %w", contract.GatewayBucket, err)
 	}
-	type change struct {
-		edge string
-		data []byte
-	}
-	var changed []change
-	for _, gw := range gws {
-		data, err := json.Marshal(gw)
-		if err != nil {
-			return nil, err
-		}
-		cur, err := kv.Get(ctx, gw.Edge)
-		if err == nil && bytes.Equal(cur.Value(), data) {
-			continue
-		}
-		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil, fmt.Errorf("gateway bucket %s key %s: %w", contract.GatewayBucket, gw.Edge, err)
-		}
-		if _, err := kv.Put(ctx, gw.Edge, data); err != nil {
-			return nil, fmt.Errorf("gateway bucket %s key %s: %w", contract.GatewayBucket, gw.Edge, err)
-		}
-		changed = append(changed, change{gw.Edge, data})
+	changed, err := cloudjs.PutGateways(ctx, kv, gws, version)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]GatewayDelivery, len(changed))
 	work := make(chan int)
@@ -87,7 +72,7 @@ func DeliverGateways(ctx context.Context, s *accounts.Store, cloud *nats.Conn, u
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				out[i] = pushGateway(ctx, s, url, changed[i].edge, changed[i].data)
+				out[i] = pushGateway(ctx, s, url, changed[i].Edge, changed[i].Data, changed[i].Rev)
 			}
 		}()
 	}
@@ -100,8 +85,9 @@ func DeliverGateways(ctx context.Context, s *accounts.Store, cloud *nats.Conn, u
 	return out, nil
 }
 
-// pushGateway hands one linked edge its configuration.
-func pushGateway(ctx context.Context, s *accounts.Store, url, edge string, data []byte) GatewayDelivery {
+// pushGateway hands one linked edge its configuration, of bucket
+// revision rev.
+func pushGateway(ctx context.Context, s *accounts.Store, url, edge string, data []byte, rev uint64) GatewayDelivery {
 	d := GatewayDelivery{Edge: edge}
 	if _, err := s.Edge(edge); errors.Is(err, accounts.ErrNoEdge) {
 		d.Pending, d.NoAccount = true, true
@@ -115,7 +101,9 @@ func pushGateway(ctx context.Context, s *accounts.Store, url, edge string, data 
 	defer nc.Close()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	resp, err := nc.RequestWithContext(rctx, contract.GatewayControlSubject, data)
+	msg := &nats.Msg{Subject: contract.GatewayControlSubject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(contract.HeaderGatewayRevision, strconv.FormatUint(rev, 10))
+	resp, err := nc.RequestMsgWithContext(rctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		d.Pending = true

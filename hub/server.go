@@ -169,7 +169,7 @@ func (s *Server) Start(ctx context.Context) error {
 	go func() {
 		defer s.wg.Done()
 		defer close(s.ready)
-		s.readyErr = s.ensureStreams(sctx, store.CloudCredsFile(), edges)
+		s.readyErr = s.ensureStreams(sctx, store, edges)
 		if s.readyErr == nil {
 			s.readyErr = s.startRegistrar(sctx, store)
 		}

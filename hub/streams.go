@@ -2,15 +2,17 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
-
-	"github.com/tether-fabric/tether/internal/cloudjs"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/cloudjs"
+	"github.com/tether-fabric/tether/policy"
 )
 
 // edgeStatusMaxAge is how long an edge's last report is kept once it stops
@@ -112,8 +114,8 @@ func commandsConfig(c Config) jetstream.StreamConfig {
 // ensureStreams creates or updates the CLOUD streams once JetStream is
 // usable, retrying until ctx ends (in a cluster every hub tries; the
 // operation is idempotent).
-func (s *Server) ensureStreams(ctx context.Context, credsFile string, edges []string) error {
-	nc, js, err := s.cloudJetStream(ctx, credsFile, "tether-hub-setup")
+func (s *Server) ensureStreams(ctx context.Context, store *accounts.Store, edges []string) error {
+	nc, js, err := s.cloudJetStream(ctx, store.CloudCredsFile(), "tether-hub-setup")
 	if err != nil {
 		return err
 	}
@@ -123,18 +125,50 @@ func (s *Server) ensureStreams(ctx context.Context, credsFile string, edges []st
 			return err
 		}
 	}
+	var kv jetstream.KeyValue
 	if err := cloudjs.Retry(ctx, func(ctx context.Context) error {
-		_, err := js.CreateOrUpdateKeyValue(ctx, gatewayBucketConfig(s.cfg))
+		var err error
+		kv, err = js.CreateOrUpdateKeyValue(ctx, gatewayBucketConfig(s.cfg))
 		return err
 	}); err != nil {
 		return fmt.Errorf("bucket %s: %w", contract.GatewayBucket, err)
 	}
+	s.loadGateways(ctx, kv, store)
 	for _, e := range edges {
 		if err := cloudjs.Retry(ctx, func(ctx context.Context) error { return cloudjs.EnsureCommandConsumer(ctx, js, e) }); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// loadGateways puts the gateway configurations of the store's applied
+// policy into the bucket, so that a policy applied with --store-only
+// reaches the edges once a hub starts from that store (each edge takes
+// its own when its link comes up). A hub started from an older copy of
+// the store than the bucket's policy version leaves the bucket alone.
+// Not fatal: the bucket keeps what it held.
+func (s *Server) loadGateways(ctx context.Context, kv jetstream.KeyValue, store *accounts.Store) {
+	_, version, err := store.AppliedPolicy()
+	if err == nil && version == 0 {
+		return // no policy applied: nothing to hand out
+	}
+	var gws []policy.Gateway
+	if err == nil {
+		gws, err = store.Gateways()
+	}
+	var changed []cloudjs.GatewayChange
+	if err == nil {
+		changed, err = cloudjs.PutGateways(ctx, kv, gws, version)
+	}
+	switch {
+	case errors.Is(err, cloudjs.ErrStaleGateways):
+		s.log.Warn("this hub's store holds an older policy than the cloud: its gateway configurations are not loaded", "version", version, "err", err)
+	case err != nil:
+		s.log.Error("gateway configurations of the store's policy not loaded", "version", version, "err", err)
+	case len(changed) > 0:
+		s.log.Info("gateway configurations of the store's policy loaded", "version", version, "edges", len(changed))
+	}
 }
 
 func (s *Server) ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {

@@ -97,6 +97,11 @@ type gateway struct {
 	fetched    bool
 	fetchTries int
 
+	// installMu orders installs (a push and a fetch may race); rev is
+	// the bucket revision of the configuration in force (0: unknown).
+	installMu sync.Mutex
+	rev       uint64
+
 	mu       sync.Mutex
 	cfg      policy.Gateway
 	cfgMod   time.Time

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -61,7 +62,7 @@ func (g *gateway) handlePush(m *nats.Msg) {
 		data, _ := json.Marshal(r)
 		_ = m.Respond(data)
 	}
-	cfg, err := g.install(m.Data)
+	cfg, err := g.install(m.Data, revisionOf(m.Header.Get(contract.HeaderGatewayRevision)))
 	if err != nil {
 		reply(contract.GatewayPushReply{Error: err.Error()})
 		return
@@ -69,14 +70,35 @@ func (g *gateway) handlePush(m *nats.Msg) {
 	reply(contract.GatewayPushReply{Applied: true, Exposed: cfg.Expose, Grants: len(cfg.Grants)})
 }
 
-// install checks, writes and applies a configuration.
-func (g *gateway) install(data []byte) (policy.Gateway, error) {
+// revisionOf reads a configuration's bucket revision from a header; 0
+// (unknown: an older operator tool) is installed whatever is in force.
+func revisionOf(v string) uint64 {
+	rev, _ := strconv.ParseUint(v, 10, 64)
+	return rev
+}
+
+// install checks, writes and applies a configuration of bucket revision
+// rev, unless the one in force is newer (a fetch answered before an apply
+// and delivered after the apply's push); then it keeps and returns the
+// one in force.
+func (g *gateway) install(data []byte, rev uint64) (policy.Gateway, error) {
 	cfg, err := parseGateway(data, g.edge)
 	if err != nil {
 		return cfg, fmt.Errorf("gateway configuration refused: %w", err)
 	}
+	g.installMu.Lock()
+	defer g.installMu.Unlock()
+	if rev != 0 && rev < g.rev {
+		g.log.Debug("older gateway configuration ignored", "revision", rev, "in_force", g.rev)
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.cfg, nil
+	}
 	if err := securefile.Write(g.path, data, 0o600); err != nil {
 		return cfg, fmt.Errorf("gateway configuration not written to %s: %w", g.path, err)
+	}
+	if rev != 0 {
+		g.rev = rev
 	}
 	g.mu.Lock()
 	g.cfgMod = g.cfgMod.Add(-1) // reload even within the file system's time resolution
@@ -115,10 +137,14 @@ func (g *gateway) fetchOnLink() {
 		}
 		return
 	}
+	rev := revisionOf(resp.Header.Get("Nats-Sequence"))
 	if cur, err := os.ReadFile(g.path); err == nil && bytes.Equal(cur, resp.Data) {
+		g.installMu.Lock()
+		g.rev = max(g.rev, rev)
+		g.installMu.Unlock()
 		return
 	}
-	cfg, err := g.install(resp.Data)
+	cfg, err := g.install(resp.Data, rev)
 	if err != nil {
 		g.setErr(err.Error())
 		return

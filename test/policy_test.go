@@ -23,6 +23,7 @@ import (
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/fleet"
 	"github.com/tether-fabric/tether/hub"
+	"github.com/tether-fabric/tether/internal/cloudjs"
 	"github.com/tether-fabric/tether/internal/securefile"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/policy"
@@ -77,7 +78,7 @@ func applyPolicy(t *testing.T, store *accounts.Store, h *hub.Server, src string)
 	defer cloud.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := fleet.DeliverGateways(ctx, store, cloud, h.ClientURL(), plan.Output.Gateways); err != nil {
+	if _, err := fleet.DeliverGateways(ctx, store, cloud, h.ClientURL(), plan.Output.Gateways, v.Version); err != nil {
 		t.Fatalf("deliver gateways: %v", err)
 	}
 	for _, acc := range push {
@@ -87,6 +88,66 @@ func applyPolicy(t *testing.T, store *accounts.Store, h *hub.Server, src string)
 		t.Fatal(err)
 	}
 	return plan
+}
+
+// TestPolicyStoreOnlyGateways: a policy applied with --store-only (the
+// store written, nothing pushed) reaches the edges' gateway configurations
+// once a hub starts from that store: the hub puts them into the cloud
+// bucket the edges fetch from at link-up. An older policy version than
+// the bucket holds (a hub started from a stale copy of the store) is not
+// written over it.
+func TestPolicyStoreOnlyGateways(t *testing.T) {
+	store := tethertest.NewStore(t)
+	tethertest.AddEdge(t, store, "ber-1")
+	tethertest.AddEdge(t, store, "ber-2")
+	plan, err := store.PlanPolicy("policy.yaml", []byte(policyV1))
+	if err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	v, _, err := store.ApplyPolicy(plan, 0)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	cloud := tethertest.ConnectCloud(t, store, h)
+	js, err := jetstream.NewWithDomain(cloud, contract.CloudDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, contract.GatewayBucket)
+	if err != nil {
+		t.Fatalf("bucket %s: %v", contract.GatewayBucket, err)
+	}
+	for _, gw := range plan.Output.Gateways {
+		want, _ := json.Marshal(gw)
+		got, err := kv.Get(ctx, gw.Edge)
+		if err != nil {
+			t.Fatalf("edge %s: the hub did not load the store's gateway configuration (policy version %d): %v", gw.Edge, v.Version, err)
+		}
+		if string(got.Value()) != string(want) {
+			t.Errorf("edge %s: bucket holds %s, want %s", gw.Edge, got.Value(), want)
+		}
+	}
+	// A later apply (version 2, through the bucket) is not undone by a
+	// delivery of version 1.
+	plan2, err := store.PlanPolicy("policy.yaml", []byte(policyV2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fleet.DeliverGateways(ctx, store, cloud, h.ClientURL(), plan2.Output.Gateways, v.Version+1); err != nil {
+		t.Fatalf("deliver version %d: %v", v.Version+1, err)
+	}
+	if _, err := fleet.DeliverGateways(ctx, store, cloud, h.ClientURL(), plan.Output.Gateways, v.Version); !errors.Is(err, cloudjs.ErrStaleGateways) {
+		t.Errorf("delivering version %d over %d: got %v, want %v", v.Version, v.Version+1, err, cloudjs.ErrStaleGateways)
+	}
+	for _, gw := range plan2.Output.Gateways {
+		want, _ := json.Marshal(gw)
+		if got, err := kv.Get(ctx, gw.Edge); err != nil || string(got.Value()) != string(want) {
+			t.Errorf("edge %s after the stale delivery: bucket holds %v (%v), want version %d's %s", gw.Edge, got, err, v.Version+1, want)
+		}
+	}
 }
 
 // policyClient is a connection that records the server's asynchronous

@@ -66,6 +66,10 @@ func deliverDevGateways(ctx context.Context, store *accounts.Store, url string, 
 	if err != nil {
 		return err
 	}
+	_, version, err := store.AppliedPolicy()
+	if err != nil {
+		return err
+	}
 	nc, err := fleet.ConnectCloud(store, url)
 	if err != nil {
 		return err
@@ -73,7 +77,7 @@ func deliverDevGateways(ctx context.Context, store *accounts.Store, url string, 
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	res, err := fleet.DeliverGateways(ctx, store, nc, url, gws)
+	res, err := fleet.DeliverGateways(ctx, store, nc, url, gws, version)
 	if err != nil {
 		return fmt.Errorf("dev gateways: %w", err)
 	}

@@ -244,7 +244,7 @@ func applyPlan(cmd *cobra.Command, d *deps, s *accounts.Store, plan *accounts.Po
 		return err
 	}
 	if url == "" {
-		fmt.Fprintf(d.stdout, "policy version %d written to the store (%d account(s)); NOT pushed: running hubs keep the old rules until they restart or an apply with --push, and edges keep their gateway configurations\n", v.Version, len(push))
+		fmt.Fprintf(d.stdout, "policy version %d written to the store (%d account(s)); NOT pushed: running hubs keep the old rules until they restart or an apply with --push; a hub that starts from this store also hands the edges their gateway configurations (each takes its own when its link comes up)\n", v.Version, len(push))
 		return nil
 	}
 	// The gateways before the accounts: a gateway admitting a caller the
@@ -253,7 +253,7 @@ func applyPlan(cmd *cobra.Command, d *deps, s *accounts.Store, plan *accounts.Po
 	// whose account changes relinks (its leaf scope changed), so it would
 	// miss a push made after the accounts (it fetches its configuration
 	// when it relinks, either way).
-	if err := deliverGateways(cmd.Context(), d, s, url, plan.Output.Gateways, timeout); err != nil {
+	if err := deliverGateways(cmd.Context(), d, s, url, plan.Output.Gateways, v.Version, timeout); err != nil {
 		return fmt.Errorf("policy version %d is in the store but not in force everywhere: the edges' gateway configurations: %w; run the apply again to converge", v.Version, err)
 	}
 	if len(push) > 0 {
@@ -275,7 +275,7 @@ func applyPlan(cmd *cobra.Command, d *deps, s *accounts.Store, plan *accounts.Po
 // deliverGateways stores every edge's gateway configuration in the cloud
 // and pushes the changed ones to the linked edges, reporting each edge:
 // applied now, or pending until its link comes up.
-func deliverGateways(ctx context.Context, d *deps, s *accounts.Store, url string, gws []policy.Gateway, timeout time.Duration) error {
+func deliverGateways(ctx context.Context, d *deps, s *accounts.Store, url string, gws []policy.Gateway, version int, timeout time.Duration) error {
 	nc, err := fleet.ConnectCloud(s, url)
 	if err != nil {
 		return err
@@ -283,7 +283,7 @@ func deliverGateways(ctx context.Context, d *deps, s *accounts.Store, url string
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	res, err := fleet.DeliverGateways(ctx, s, nc, url, gws)
+	res, err := fleet.DeliverGateways(ctx, s, nc, url, gws, version)
 	if err != nil {
 		return err
 	}
