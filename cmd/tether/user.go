@@ -67,7 +67,7 @@ it live. A user the policy names needs no --role.`,
 				return usageError{fmt.Errorf("--role is required: one of %s", strings.Join(known, ", "))}
 			}
 			if role != "" && (!inPolicy || len(edges) > 0) {
-				if _, err := contract.CloudRolePermissions(role, edges); err != nil {
+				if _, err := contract.CloudRolePermissions(args[0], role, edges); err != nil {
 					if len(policyRoles) > 0 {
 						err = fmt.Errorf("%w (roles of the applied policy: %s)", err, strings.Join(policyRoles, ", "))
 					}
