@@ -1,6 +1,11 @@
 package contract
 
-import "strconv"
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/jwt/v2"
+)
 
 // What a cloud user owns in the CLOUD account: an inbox prefix and a few
 // consumer names, all derived from its user name (the JWT's name claim,
@@ -37,4 +42,22 @@ func CloudConsumerNames(user string) []string {
 		out[i] = user + "_" + strconv.Itoa(i+1)
 	}
 	return out
+}
+
+// InboxPrefixOfCreds returns the inbox prefix (CloudInboxPrefix) of the
+// user of a creds file, from its user JWT's name claim; "" when the name
+// is not a cloud user name (then the default inbox is the only choice).
+func InboxPrefixOfCreds(creds []byte) (string, error) {
+	ujwt, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		return "", fmt.Errorf("inbox prefix: %w", err)
+	}
+	uc, err := jwt.DecodeUserClaims(ujwt)
+	if err != nil {
+		return "", fmt.Errorf("inbox prefix: decode user JWT: %w", err)
+	}
+	if ValidateUserName(uc.Name) != nil {
+		return "", nil
+	}
+	return CloudInboxPrefix(uc.Name), nil
 }
