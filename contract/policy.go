@@ -89,9 +89,10 @@ func LeafPermissionsFor(edge string, calls, peers []string) jwt.Permissions {
 // delete exactly the names CloudConsumerNames(user), ephemeral or durable,
 // through the consumer-create subject that names the consumer
 // ($JS.API.CONSUMER.CREATE.TELEMETRY.<name>[.<filter>]). The legacy
-// ephemeral create ($JS.API.CONSUMER.CREATE.TELEMETRY) is not allowed:
-// nats-server takes the name from its payload, so it could update another
-// application's consumer. Replies come only on CloudInboxPrefix(user).
+// forms are not allowed: the ephemeral create
+// ($JS.API.CONSUMER.CREATE.TELEMETRY) takes the name from its payload, so
+// it could update another application's consumer, and DURABLE.CREATE is
+// not needed by any client of a 2.9+ server. Replies come only on CloudInboxPrefix(user).
 func CloudTelemetryReadPermissions(user string, edges []string) jwt.Permissions {
 	all := len(edges) == 0
 	for _, e := range edges {
@@ -115,18 +116,17 @@ func CloudTelemetryReadPermissions(user string, edges []string) jwt.Permissions 
 			"$JS.ACK."+telemetryStream+"."+c+".>",
 			"$JS.FC."+telemetryStream+"."+c+".>",
 		)
+		// Only the consumer-create subject that names the consumer (and
+		// carries its filter: nats.go uses it for ephemeral and durable
+		// consumers alike); not the legacy DURABLE.CREATE form.
 		if all {
 			p.Pub.Allow.Add(
 				js+"CONSUMER.CREATE."+telemetryStream+"."+c,
 				js+"CONSUMER.CREATE."+telemetryStream+"."+c+".>",
-				js+"CONSUMER.DURABLE.CREATE."+telemetryStream+"."+c,
 			)
 			continue
 		}
 		for _, e := range sortedCopy(edges) {
-			// The consumer-create subject carries the filter (nats.go
-			// uses it for ephemeral and durable consumers alike); the
-			// legacy DURABLE.CREATE form does not, so it is not allowed.
 			p.Pub.Allow.Add(js + "CONSUMER.CREATE." + telemetryStream + "." + c + "." + CloudTelemetrySubject(e))
 		}
 	}
