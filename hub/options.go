@@ -20,12 +20,6 @@ type material struct {
 	routeTLS  *tls.Config // mutual TLS between hubs
 }
 
-// maxControlLine is the longest protocol line a hub takes (nats-server's
-// default is 4 KiB). A client's CONNECT line carries its user JWT, and a
-// built-in reader's JWT lists the subjects of each consumer it owns (about
-// 4 KiB for a short name, 8.5 KiB for a 63-character one).
-const maxControlLine = 32 * 1024
-
 // buildOptions turns a validated Config and loaded material into
 // nats-server options. It does no I/O; the account resolver is set by Start.
 func buildOptions(c Config, m material) (*server.Options, error) {
@@ -44,7 +38,7 @@ func buildOptions(c Config, m material) (*server.Options, error) {
 		TLS:              true,
 		TLSVerify:        false,
 		TLSTimeout:       2,
-		MaxControlLine:   maxControlLine,
+		MaxControlLine:   contract.HubMaxControlLine,
 	}
 	if c.LameDuck > 0 {
 		o.LameDuckGracePeriod = c.LameDuck / 5
