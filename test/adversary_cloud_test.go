@@ -286,3 +286,67 @@ func TestAdversaryCloudReaderCannotTouchOthersConsumers(t *testing.T) {
 		t.Fatalf("reader: read %v, %v from its ordered consumer; want 21.5", m, err)
 	}
 }
+
+// TestAdversaryCloudReaderCLI: the normal paths of a reader through the
+// tether commands, which set the user's inbox prefix themselves: 'tether
+// sub' receives live telemetry, and two 'tether audit' runs at once read
+// the stored audit trail, each through a consumer of its own.
+func TestAdversaryCloudReaderCLI(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	tethertest.AddEdge(t, store, "plant-7", h)
+	path, err := store.AddCloudUser("dashboard", contract.RoleReader, nil, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := []string{"--server", h.ClientURL(), "--creds", path, "--tlsca", store.CAFile()}
+	admin := tethertest.ConnectCloud(t, store, h)
+	ajs, _ := jetstream.NewWithDomain(admin, contract.CloudDomain)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rec := `{"edge":"plant-7","service":"echo","endpoint":"echo","status":"ok","caller":{"kind":"user","name":"ops"}}`
+	if _, err := ajs.Publish(ctx, "edges.plant-7.telemetry."+contract.AuditToken+".echo.echo", []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+
+	type result struct {
+		out, errOut string
+		code        int
+	}
+	audits := make(chan result, 2)
+	for range 2 {
+		go func() {
+			out, errOut, code := runBinaryStatus(t, append([]string{"audit", "--json"}, conn...)...)
+			audits <- result{out, errOut, code}
+		}()
+	}
+	for range 2 {
+		r := <-audits
+		if r.code != 0 || !strings.Contains(r.out, `"service":"echo"`) {
+			t.Errorf("reader: tether audit: exit %d, %q %q; want the echo record", r.code, r.out, r.errOut)
+		}
+	}
+
+	subDone := make(chan result, 1)
+	go func() {
+		out, errOut, code := runBinaryStatus(t, append([]string{"sub", "--count", "1", "edges.plant-7.telemetry.temp"}, conn...)...)
+		subDone <- result{out, errOut, code}
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-subDone:
+			if r.code != 0 || r.out != "[edges.plant-7.telemetry.temp] 21.5\n" {
+				t.Errorf("reader: tether sub: exit %d, %q %q", r.code, r.out, r.errOut)
+			}
+			return
+		case <-tick.C:
+			if err := admin.Publish("edges.plant-7.telemetry.temp", []byte("21.5")); err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("reader: tether sub received nothing in 30s")
+		}
+	}
+}
