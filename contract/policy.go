@@ -92,7 +92,8 @@ func LeafPermissionsFor(edge string, calls, peers []string) jwt.Permissions {
 // forms are not allowed: the ephemeral create
 // ($JS.API.CONSUMER.CREATE.TELEMETRY) takes the name from its payload, so
 // it could update another application's consumer, and DURABLE.CREATE is
-// not needed by any client of a 2.9+ server. Replies come only on CloudInboxPrefix(user).
+// not needed by any client of a 2.9+ server. Replies come only on
+// CloudInboxPrefix(user).
 func CloudTelemetryReadPermissions(user string, edges []string) jwt.Permissions {
 	all := len(edges) == 0
 	for _, e := range edges {
