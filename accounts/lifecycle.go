@@ -103,7 +103,7 @@ func (s *Store) AddCloudUser(name, role string, edges []string, expires time.Tim
 			strings.Join(roles, ", "))
 	} else {
 		var perms jwt.Permissions
-		if perms, err = contract.CloudRolePermissions(role, edges); err != nil {
+		if perms, err = contract.CloudRolePermissions(name, role, edges); err != nil {
 			return "", fmt.Errorf("user %s: %w", name, err)
 		}
 		creds, err = s.IssueUser(contract.CloudAccountName, name, perms, nil, expires)

@@ -31,10 +31,16 @@ func Roles() []string {
 
 const telemetryStream = "TELEMETRY"
 
-// CloudRolePermissions returns the permissions of a cloud user with role.
-// edges narrows a commander to those edges' command subjects (empty: every
-// edge); the other roles do not take edges.
-func CloudRolePermissions(role string, edges []string) (jwt.Permissions, error) {
+// CloudRolePermissions returns the permissions of the cloud user named user
+// with role. edges narrows a commander to those edges' command subjects
+// (empty: every edge); the other roles do not take edges. Every role but
+// admin receives replies only on the user's own inbox (CloudInboxPrefix)
+// and a reader touches only its own consumers (CloudConsumerNames): another
+// user's JetStream answers, service replies and consumers are out of its
+// reach. An admin is not narrowed: it may create streams and consumers on
+// any subject of CLOUD (a stream on _INBOX.> would record every reply), so
+// a narrower subscription would not keep anything from it.
+func CloudRolePermissions(user, role string, edges []string) (jwt.Permissions, error) {
 	var p jwt.Permissions
 	if len(edges) > 0 && role != RoleCommander {
 		return p, fmt.Errorf("role %q: edges can only narrow the %q role", role, RoleCommander)
@@ -43,27 +49,7 @@ func CloudRolePermissions(role string, edges []string) (jwt.Permissions, error) 
 	case RoleAdmin:
 		return p, nil // no restriction inside CLOUD
 	case RoleReader:
-		js := "$JS.API."
-		p.Pub.Allow.Add(
-			js+"INFO",
-			js+"STREAM.INFO."+telemetryStream,
-			js+"STREAM.MSG.GET."+telemetryStream,
-			js+"DIRECT.GET."+telemetryStream,
-			js+"DIRECT.GET."+telemetryStream+".>",
-			js+"CONSUMER.CREATE."+telemetryStream,
-			js+"CONSUMER.CREATE."+telemetryStream+".>",
-			js+"CONSUMER.DURABLE.CREATE."+telemetryStream+".>",
-			js+"CONSUMER.INFO."+telemetryStream+".>",
-			// No CONSUMER.DELETE: a reader could delete other
-			// applications' consumers. Ordered and ephemeral consumers
-			// expire on their own (their inactive threshold); durable ones
-			// are removed by an admin.
-			js+"CONSUMER.MSG.NEXT."+telemetryStream+".>",
-			"$JS.ACK."+telemetryStream+".>",
-			"$JS.FC."+telemetryStream+".>",
-		)
-		p.Sub.Allow.Add(cloudTelemetryExport, "_INBOX.>")
-		return p, nil
+		return CloudTelemetryReadPermissions(user, nil), nil
 	case RoleCommander:
 		if len(edges) == 0 {
 			p.Pub.Allow.Add("edges.*.cmd.>")
@@ -71,8 +57,9 @@ func CloudRolePermissions(role string, edges []string) (jwt.Permissions, error) 
 		for _, e := range edges {
 			p.Pub.Allow.Add(CloudCommandSubject(e))
 		}
-		p.Pub.Allow.Add("$JS.API.INFO", "$JS.API.STREAM.INFO."+CommandsStream)
-		p.Sub.Allow.Add("_INBOX.>")
+		base := CloudCommandBasePermissions(user)
+		p.Pub.Allow.Add(base.Pub.Allow...)
+		p.Sub.Allow.Add(base.Sub.Allow...)
 		return p, nil
 	}
 	return p, fmt.Errorf("role %q: want one of %s", role, strings.Join(Roles(), ", "))

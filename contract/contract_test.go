@@ -103,13 +103,13 @@ func TestLeafUserCannotEnroll(t *testing.T) {
 func cloudRoles(t *testing.T) map[string]any {
 	out := map[string]any{}
 	for _, r := range Roles() {
-		p, err := CloudRolePermissions(r, nil)
+		p, err := CloudRolePermissions("dashboard", r, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out[r] = p
 	}
-	p, err := CloudRolePermissions(RoleCommander, []string{"plant-7"})
+	p, err := CloudRolePermissions("ops", RoleCommander, []string{"plant-7"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestCloudRoleErrors(t *testing.T) {
 		{"root", nil, `role "root": want one of admin, commander, reader`},
 		{RoleReader, []string{"plant-7"}, `role "reader": edges can only narrow the "commander" role`},
 	} {
-		_, err := CloudRolePermissions(tc.role, tc.edges)
+		_, err := CloudRolePermissions("dashboard", tc.role, tc.edges)
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("CloudRolePermissions(%q, %v) = %v, want %q", tc.role, tc.edges, err, tc.want)
 		}

@@ -81,7 +81,13 @@ const (
 	// command the edge can still take with the downlink's headers.
 	MaxCommandSize = HubMaxPayload - ForwarderHeaderRoom
 	// EdgeMaxControlLine is the edge's longest protocol line (subject,
-	// reply and sizes); the hubs take 4096, and the forwarder adds its
-	// prefix and a reply subject to each message.
+	// reply and sizes); the hubs take HubMaxControlLine, and the forwarder
+	// adds its prefix and a reply subject to each message.
 	EdgeMaxControlLine = 2048
+	// HubMaxControlLine is the hubs' longest protocol line (nats-server's
+	// default is 4 KiB). A client's CONNECT line carries its user JWT, and
+	// a built-in reader's JWT lists the subjects of each consumer it owns
+	// (CloudConsumerNames): about 4.2 KiB for a short user name, 8.4 KiB
+	// for a 63-character one.
+	HubMaxControlLine = 32 * 1024
 )

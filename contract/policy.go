@@ -28,15 +28,15 @@ func CloudServiceCallSubject(edge, service string) string {
 	return "edges." + edge + ".svc." + service + ".>"
 }
 
-// CloudServiceCallPermissions are what a cloud principal granted calls to
-// services needs: publish each of subjects (CloudServiceCallSubject), ask
-// the fleet's service table (ServiceList) and receive the answers on its
-// inbox.
-func CloudServiceCallPermissions(subjects []string) jwt.Permissions {
+// CloudServiceCallPermissions are what a cloud principal (user, or
+// UserNameTemplate) granted calls to services needs: publish each of
+// subjects (CloudServiceCallSubject), ask the fleet's service table
+// (ServiceList) and receive the answers on its own inbox.
+func CloudServiceCallPermissions(user string, subjects []string) jwt.Permissions {
 	var p jwt.Permissions
 	p.Pub.Allow.Add(sortedCopy(subjects)...)
 	p.Pub.Allow.Add(ServiceList)
-	p.Sub.Allow.Add("_INBOX.>")
+	p.Sub.Allow.Add(CloudInbox(user))
 	return p
 }
 
@@ -77,50 +77,78 @@ func LeafPermissionsFor(edge string, calls, peers []string) jwt.Permissions {
 	return p
 }
 
-// CloudTelemetryReadPermissions returns what a cloud user needs to read the
-// telemetry of edges, live and from the TELEMETRY stream through its own
-// consumers. An empty edges (or "*") means every edge, as the reader role.
-// Narrowed to named edges, consumers must filter on one of those edges'
-// subjects (the filter is in the consumer-create subject) and the stream's
-// direct and message gets, which read any edge, are not allowed.
-func CloudTelemetryReadPermissions(edges []string) jwt.Permissions {
+// CloudTelemetryReadPermissions returns what the cloud user named user (or
+// UserNameTemplate) needs to read the telemetry of edges, live and from the
+// TELEMETRY stream through its own consumers. An empty edges (or "*")
+// means every edge, as the reader role. Narrowed to named edges, consumers
+// must filter on one of those edges' subjects (the filter is in the
+// consumer-create subject) and the stream's direct and message gets, which
+// read any edge, are not allowed.
+//
+// Consumers: the user may create, update, read, pull from, ack on and
+// delete exactly the names CloudConsumerNames(user), ephemeral or durable,
+// through the consumer-create subject that names the consumer
+// ($JS.API.CONSUMER.CREATE.TELEMETRY.<name>[.<filter>]). The legacy
+// forms are not allowed: the ephemeral create
+// ($JS.API.CONSUMER.CREATE.TELEMETRY) takes the name from its payload, so
+// it could update another application's consumer, and DURABLE.CREATE is
+// not needed by any client of a 2.9+ server. Replies come only on
+// CloudInboxPrefix(user).
+func CloudTelemetryReadPermissions(user string, edges []string) jwt.Permissions {
 	all := len(edges) == 0
 	for _, e := range edges {
 		all = all || e == "*"
 	}
-	if all {
-		p, _ := CloudRolePermissions(RoleReader, nil)
-		return p
-	}
 	var p jwt.Permissions
 	js := "$JS.API."
-	p.Pub.Allow.Add(
-		js+"INFO",
-		js+"STREAM.INFO."+telemetryStream,
-		js+"CONSUMER.INFO."+telemetryStream+".>",
-		js+"CONSUMER.DELETE."+telemetryStream+".>",
-		js+"CONSUMER.MSG.NEXT."+telemetryStream+".>",
-		"$JS.ACK."+telemetryStream+".>",
-		"$JS.FC."+telemetryStream+".>",
-	)
-	for _, e := range sortedCopy(edges) {
-		// The consumer-create subject carries the filter (nats.go uses it
-		// for ephemeral and durable consumers alike); the legacy
-		// DURABLE.CREATE form does not, so it is not allowed.
-		p.Pub.Allow.Add(js + "CONSUMER.CREATE." + telemetryStream + ".*." + CloudTelemetrySubject(e))
-		p.Sub.Allow.Add(CloudTelemetrySubject(e))
+	p.Pub.Allow.Add(js+"INFO", js+"STREAM.INFO."+telemetryStream)
+	if all {
+		p.Pub.Allow.Add(
+			js+"STREAM.MSG.GET."+telemetryStream,
+			js+"DIRECT.GET."+telemetryStream,
+			js+"DIRECT.GET."+telemetryStream+".>",
+		)
 	}
-	p.Sub.Allow.Add("_INBOX.>")
+	for _, c := range CloudConsumerNames(user) {
+		p.Pub.Allow.Add(
+			js+"CONSUMER.INFO."+telemetryStream+"."+c,
+			js+"CONSUMER.DELETE."+telemetryStream+"."+c,
+			js+"CONSUMER.MSG.NEXT."+telemetryStream+"."+c,
+			"$JS.ACK."+telemetryStream+"."+c+".>",
+			"$JS.FC."+telemetryStream+"."+c+".>",
+		)
+		// Only the consumer-create subject that names the consumer (and
+		// carries its filter: nats.go uses it for ephemeral and durable
+		// consumers alike); not the legacy DURABLE.CREATE form.
+		if all {
+			p.Pub.Allow.Add(
+				js+"CONSUMER.CREATE."+telemetryStream+"."+c,
+				js+"CONSUMER.CREATE."+telemetryStream+"."+c+".>",
+			)
+			continue
+		}
+		for _, e := range sortedCopy(edges) {
+			p.Pub.Allow.Add(js + "CONSUMER.CREATE." + telemetryStream + "." + c + "." + CloudTelemetrySubject(e))
+		}
+	}
+	if all {
+		p.Sub.Allow.Add(cloudTelemetryExport)
+	} else {
+		for _, e := range sortedCopy(edges) {
+			p.Sub.Allow.Add(CloudTelemetrySubject(e))
+		}
+	}
+	p.Sub.Allow.Add(CloudInbox(user))
 	return p
 }
 
-// CloudCommandBasePermissions are what a cloud user that may send commands
-// needs besides the command subjects: the JetStream info calls of a
-// publisher and its reply inbox.
-func CloudCommandBasePermissions() jwt.Permissions {
+// CloudCommandBasePermissions are what a cloud user (or UserNameTemplate)
+// that may send commands needs besides the command subjects: the JetStream
+// info calls of a publisher and its own reply inbox.
+func CloudCommandBasePermissions(user string) jwt.Permissions {
 	var p jwt.Permissions
 	p.Pub.Allow.Add("$JS.API.INFO", "$JS.API.STREAM.INFO."+CommandsStream)
-	p.Sub.Allow.Add("_INBOX.>")
+	p.Sub.Allow.Add(CloudInbox(user))
 	return p
 }
 

@@ -19,11 +19,11 @@ func TestPolicyGolden(t *testing.T) {
 		name string
 		v    any
 	}{
-		{"telemetry-read-narrowed.json", CloudTelemetryReadPermissions([]string{"plant-8", "plant-7"})},
-		{"command-base.json", CloudCommandBasePermissions()},
+		{"telemetry-read-narrowed.json", CloudTelemetryReadPermissions(UserNameTemplate, []string{"plant-8", "plant-7"})},
+		{"command-base.json", CloudCommandBasePermissions(UserNameTemplate)},
 		{"command-subject.json", []string{CloudCommandSubjectFor("plant-7", "config.>"), CloudCommandSubjectFor("*", "reboot")}},
 		{"serve.json", CloudServePermissions("billing")},
-		{"service-call.json", CloudServiceCallPermissions([]string{CloudServiceCallSubject("plant-7", "vision"), CloudServiceCallSubject("*", "echo")})},
+		{"service-call.json", CloudServiceCallPermissions(UserNameTemplate, []string{CloudServiceCallSubject("plant-7", "vision"), CloudServiceCallSubject("*", "echo")})},
 		{"leaf-permissions-for.json", LeafPermissionsFor("plant-7", []string{"billing"}, []string{"plant-8"})},
 	}
 	path := filepath.Join("testdata", "policy.txtar")
@@ -76,7 +76,7 @@ func TestPolicySubjectsStayInTheirSlice(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Errorf("LeafPermissionsFor(plant-7, nil, nil) = %s, want LeafPermissions() = %s", a, b)
 	}
-	for _, s := range CloudTelemetryReadPermissions([]string{"plant-7"}).Sub.Allow {
+	for _, s := range CloudTelemetryReadPermissions("dashboard", []string{"plant-7"}).Sub.Allow {
 		if strings.Contains(s, "*") {
 			t.Errorf("narrowed reader may subscribe %q", s)
 		}

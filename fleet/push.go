@@ -122,12 +122,15 @@ func ConnectCloud(s *accounts.Store, url string, opts ...nats.Option) (*nats.Con
 }
 
 func connect(s *accounts.Store, url, creds, who string, opts []nats.Option) (*nats.Conn, error) {
-	base := []nats.Option{
+	user, err := UserOptions(creds)
+	if err != nil {
+		return nil, fmt.Errorf("connect to hub %s as %s user: %w", url, who, err)
+	}
+	base := append([]nats.Option{
 		nats.Name("tether-admin"),
-		nats.UserCredentials(creds),
 		nats.RootCAs(s.CAFile()),
 		nats.Timeout(5 * time.Second),
-	}
+	}, user...)
 	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to hub %s as %s user: %w", url, who, err)

@@ -38,6 +38,7 @@ func buildOptions(c Config, m material) (*server.Options, error) {
 		TLS:              true,
 		TLSVerify:        false,
 		TLSTimeout:       2,
+		MaxControlLine:   contract.HubMaxControlLine,
 	}
 	if c.LameDuck > 0 {
 		o.LameDuckGracePeriod = c.LameDuck / 5

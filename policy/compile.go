@@ -232,7 +232,7 @@ func (c *compiler) permissions(g *Grantee) jwt.Permissions {
 			edges = []string{"*"}
 		}
 		if len(edges) > 0 {
-			merge(contract.CloudTelemetryReadPermissions(edges))
+			merge(contract.CloudTelemetryReadPermissions(contract.UserNameTemplate, edges))
 		}
 	}
 	var cmds []string
@@ -248,7 +248,7 @@ func (c *compiler) permissions(g *Grantee) jwt.Permissions {
 		}
 	}
 	if len(cmds) > 0 {
-		merge(contract.CloudCommandBasePermissions())
+		merge(contract.CloudCommandBasePermissions(contract.UserNameTemplate))
 		sort.Strings(cmds)
 		p.Pub.Allow.Add(cmds...)
 	}
@@ -263,12 +263,12 @@ func (c *compiler) permissions(g *Grantee) jwt.Permissions {
 		}
 	}
 	if len(calls) > 0 {
-		merge(contract.CloudServiceCallPermissions(sortedNames(namesOf(calls))))
+		merge(contract.CloudServiceCallPermissions(contract.UserNameTemplate, sortedNames(namesOf(calls))))
 	}
 	for _, s := range sortedNames(g.Serve) {
 		merge(contract.CloudServePermissions(s))
 	}
-	p.Sub.Allow.Add("_INBOX.>")
+	p.Sub.Allow.Add(contract.CloudInbox(contract.UserNameTemplate))
 	p.Pub.Allow = dedup(p.Pub.Allow)
 	p.Sub.Allow = dedup(p.Sub.Allow)
 	if len(p.Pub.Allow) == 0 {

@@ -198,8 +198,8 @@ func permLines(p jwt.Permissions, present bool) []string {
 // plumbingSubjects are the JetStream and inbox subjects every read or
 // command grant brings; the words of the grant itself say enough.
 func plumbingSubjects() map[string]bool {
-	out := map[string]bool{"_INBOX.>": true}
-	for _, q := range []jwt.Permissions{contract.CloudTelemetryReadPermissions([]string{"x"}), contract.CloudCommandBasePermissions()} {
+	out := map[string]bool{contract.CloudInbox(contract.UserNameTemplate): true}
+	for _, q := range []jwt.Permissions{contract.CloudTelemetryReadPermissions(contract.UserNameTemplate, []string{"x"}), contract.CloudCommandBasePermissions(contract.UserNameTemplate)} {
 		for _, s := range append(append([]string{}, q.Pub.Allow...), q.Sub.Allow...) {
 			if !strings.Contains(s, "edges.") {
 				out[s] = true
@@ -225,8 +225,9 @@ func pubWords(s string) string {
 			cmd = "any command"
 		}
 		return fmt.Sprintf("send %s to %s", cmd, edgeName(t[1]))
-	case strings.HasPrefix(s, "$JS.API.CONSUMER.CREATE.TELEMETRY.*.edges.") || strings.HasPrefix(s, "$JS.API.CONSUMER.DURABLE.CREATE.TELEMETRY.*.edges."):
-		i := strings.Index(s, "edges.")
+	case strings.HasPrefix(s, "$JS.API.CONSUMER.CREATE.TELEMETRY.") && len(t) >= 8 && t[6] == "edges":
+		// $JS.API.CONSUMER.CREATE.TELEMETRY.<consumer>.edges.<edge>.telemetry.>
+		i := strings.Index(s, ".edges.") + 1
 		return "read stored telemetry of " + edgeName(strings.Split(s[i:], ".")[1])
 	case strings.HasPrefix(s, "$JS.API.CONSUMER.CREATE.TELEMETRY") || strings.HasPrefix(s, "$JS.API.CONSUMER.DURABLE.CREATE.TELEMETRY."):
 		return "read stored telemetry of every edge"

@@ -92,12 +92,12 @@ func baseCloudSubjects() map[string]bool {
 			out[s] = true
 		}
 	}
-	add(contract.CloudTelemetryReadPermissions([]string{"plant-x"}))
-	add(contract.CloudCommandBasePermissions())
-	out["_INBOX.>"] = true
+	add(contract.CloudTelemetryReadPermissions(contract.UserNameTemplate, []string{"plant-x"}))
+	add(contract.CloudCommandBasePermissions(contract.UserNameTemplate))
+	out[contract.CloudInbox(contract.UserNameTemplate)] = true
 	// The reader's own subjects are only base for a grantee reading "*";
 	// grantedPub/grantedSub check those.
-	for _, s := range contract.CloudTelemetryReadPermissions([]string{"plant-x"}).Pub.Allow {
+	for _, s := range contract.CloudTelemetryReadPermissions(contract.UserNameTemplate, []string{"plant-x"}).Pub.Allow {
 		if strings.Contains(s, "plant-x") {
 			delete(out, s)
 		}
@@ -108,16 +108,23 @@ func baseCloudSubjects() map[string]bool {
 
 func grantedPub(ix *index, g *Grantee, subj string) bool {
 	if readsAll(g) {
-		for _, s := range contract.CloudTelemetryReadPermissions(nil).Pub.Allow {
+		for _, s := range contract.CloudTelemetryReadPermissions(contract.UserNameTemplate, nil).Pub.Allow {
 			if s == subj {
 				return true
 			}
 		}
 	}
 	for _, e := range telemetryEdges(ix, g) {
-		for _, s := range contract.CloudTelemetryReadPermissions([]string{e}).Pub.Allow {
+		for _, s := range contract.CloudTelemetryReadPermissions(contract.UserNameTemplate, []string{e}).Pub.Allow {
 			if s == subj && strings.Contains(s, "edges."+e+".") {
 				return true
+			}
+		}
+	}
+	for _, sv := range g.Serve {
+		for _, s := range contract.CloudServePermissions(sv.Name).Pub.Allow {
+			if s == subj {
+				return true // the replies of a cloud service
 			}
 		}
 	}
@@ -157,7 +164,7 @@ func grantedPub(ix *index, g *Grantee, subj string) bool {
 
 func grantedSub(ix *index, g *Grantee, subj string) bool {
 	if readsAll(g) {
-		for _, s := range contract.CloudTelemetryReadPermissions(nil).Sub.Allow {
+		for _, s := range contract.CloudTelemetryReadPermissions(contract.UserNameTemplate, nil).Sub.Allow {
 			if s == subj {
 				return true
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/fleet"
 	"github.com/tether-fabric/tether/leaf"
 )
 
@@ -108,4 +109,15 @@ func describe(err error) string {
 		return "accepted"
 	}
 	return fmt.Sprintf("refused (%v)", err)
+}
+
+// cloudUserOptions are the documented connect options of a cloud user's
+// creds file: its creds and its own inbox prefix (fleet.UserOptions).
+func cloudUserOptions(t testing.TB, path string) []nats.Option {
+	t.Helper()
+	opts, err := fleet.UserOptions(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opts
 }

@@ -41,14 +41,14 @@ func TestBinaryDevPolicy(t *testing.T) {
 	runBinary(t, "user", "add", "dash", "--role", "dashboard", "--dir", filepath.Join(dir, "store"))
 	var violations []string
 	errs := make(chan string, 16)
-	dash := binaryConnect(t, info.Hub.ClientURL, nats.UserCredentials(filepath.Join(dir, "store", "users", "dash.creds")),
+	dash := binaryConnect(t, info.Hub.ClientURL, append(cloudUserOptions(t, filepath.Join(dir, "store", "users", "dash.creds")),
 		nats.RootCAs(info.Hub.CA), nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case errs <- err.Error():
 			default:
 			}
-		}))
+		}))...)
 	cloud := binaryConnect(t, info.Hub.ClientURL, nats.UserCredentials(info.Hub.Creds), nats.RootCAs(info.Hub.CA))
 	sub, err := dash.SubscribeSync("edges.dev-b.telemetry.>")
 	if err != nil {

@@ -216,7 +216,7 @@ func TestPolicyLive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return []nats.Option{nats.UserCredentials(path), nats.RootCAs(store.CAFile())}
+		return append(cloudUserOptions(t, path), nats.RootCAs(store.CAFile()))
 	}
 	dash := connectPolicyClient(t, h.ClientURL(), userOpts("dash-u", "dash")...)
 	ops := connectPolicyClient(t, h.ClientURL(), userOpts("ops-u", "maintenance")...)
@@ -353,7 +353,7 @@ func TestPolicyLive(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			cons, err := js(dash).OrderedConsumer(ctx, contract.TelemetryStream, jetstream.OrderedConsumerConfig{
-				FilterSubjects: []string{fmt.Sprintf("edges.%s.telemetry.>", readable)}})
+				NamePrefix: "dash-u", FilterSubjects: []string{fmt.Sprintf("edges.%s.telemetry.>", readable)}})
 			if err != nil {
 				t.Fatalf("stored telemetry of %s: %v", readable, err)
 			}
@@ -363,7 +363,7 @@ func TestPolicyLive(t *testing.T) {
 			short, cancel2 := context.WithTimeout(ctx, time.Second)
 			defer cancel2()
 			if _, err := js(dash).OrderedConsumer(short, contract.TelemetryStream, jetstream.OrderedConsumerConfig{
-				FilterSubjects: []string{fmt.Sprintf("edges.%s.telemetry.>", other)}}); err == nil {
+				NamePrefix: "dash-u", FilterSubjects: []string{fmt.Sprintf("edges.%s.telemetry.>", other)}}); err == nil {
 				t.Errorf("a consumer on %s's stored telemetry was created", other)
 			}
 			dash.refused(t, "Publish", "$JS.API.CONSUMER.CREATE.TELEMETRY.", ".edges."+other+".telemetry.")

@@ -55,19 +55,19 @@ func TestCloudRoles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc := tethertest.Connect(t, h.ClientURL(), nats.UserCredentials(path), nats.RootCAs(store.CAFile()),
+		nc := tethertest.Connect(t, h.ClientURL(), append(cloudUserOptions(t, path), nats.RootCAs(store.CAFile()),
 			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 				mu.Lock()
 				violations = append(violations, err.Error())
 				mu.Unlock()
-			}))
+			}))...)
 		js, _ := jetstream.NewWithDomain(nc, contract.CloudDomain, jetstream.WithDefaultTimeout(2*time.Second))
 		return nc, js
 	}
 
 	// reader
 	_, rjs := connect("dashboard", contract.RoleReader)
-	cons, err := rjs.OrderedConsumer(ctx, contract.TelemetryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"edges.plant-7.telemetry.>"}})
+	cons, err := rjs.OrderedConsumer(ctx, contract.TelemetryStream, jetstream.OrderedConsumerConfig{NamePrefix: "dashboard", FilterSubjects: []string{"edges.plant-7.telemetry.>"}})
 	if err != nil {
 		t.Fatalf("reader: ordered consumer on TELEMETRY: %v", err)
 	}

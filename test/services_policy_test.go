@@ -69,7 +69,7 @@ func TestServicePolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return connectPolicyClient(t, h.ClientURL(), nats.UserCredentials(path), nats.RootCAs(store.CAFile()))
+		return connectPolicyClient(t, h.ClientURL(), append(cloudUserOptions(t, path), nats.RootCAs(store.CAFile()))...)
 	}
 	quality, dash := user("quality-u", "quality"), user("dash-u", "dash")
 	credsBefore := map[string][]byte{}

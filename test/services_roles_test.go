@@ -74,7 +74,7 @@ func TestServiceRoleGrantAndMaxInFlight(t *testing.T) {
 	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	alice := tethertest.Connect(t, f.hub.ClientURL(), nats.UserCredentials(credsFile), nats.RootCAs(f.store.CAFile()))
+	alice := tethertest.Connect(t, f.hub.ClientURL(), append(cloudUserOptions(t, credsFile), nats.RootCAs(f.store.CAFile()))...)
 
 	// A service that takes 500 ms, so calls overlap.
 	nc := tethertest.Connect(t, f.edge.ClientURL())

@@ -58,7 +58,7 @@ func startSvcFabric(t *testing.T, gw policy.Gateway) *svcFabric {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return tethertest.Connect(t, f.hub.ClientURL(), nats.UserCredentials(path), nats.RootCAs(f.store.CAFile()))
+		return tethertest.Connect(t, f.hub.ClientURL(), append(cloudUserOptions(t, path), nats.RootCAs(f.store.CAFile()))...)
 	}
 	f.ops, f.intern = user("ops"), user("intern")
 	return f

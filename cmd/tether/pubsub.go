@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/contract"
-	"github.com/tether-fabric/tether/internal/securefile"
+	"github.com/tether-fabric/tether/fleet"
 )
 
 // connFlags say where pub and sub connect: an explicit server, or the dev
@@ -59,11 +59,15 @@ func (c *connFlags) connect(extra ...nats.Option) (*nats.Conn, error) {
 		return nil, usageError{errors.New("say where to connect: --server URL or --dev")}
 	}
 	if c.creds != "" {
-		// The same rule as the leaf's bundle: a creds file holds a seed.
-		if _, err := securefile.Read(c.creds); err != nil {
-			return nil, fmt.Errorf("creds: %w", err)
+		// The same rule as the leaf's bundle: a creds file holds a seed
+		// (UserOptions refuses a group- or world-readable one). A cloud
+		// user gets its own inbox prefix, the only one the hub lets it
+		// receive replies on.
+		user, err := fleet.UserOptions(c.creds)
+		if err != nil {
+			return nil, err
 		}
-		opts = append(opts, nats.UserCredentials(c.creds))
+		opts = append(opts, user...)
 	}
 	if c.ca != "" {
 		opts = append(opts, nats.RootCAs(c.ca))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/cloudjs"
 	"github.com/tether-fabric/tether/leaf"
 )
 
@@ -214,15 +216,28 @@ in the CLOUD stream TELEMETRY (edges.<edge>.telemetry.` + contract.AuditToken + 
 				return err
 			}
 			ctx := cmd.Context()
-			occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{contract.CloudAuditFilter(edge, service)}}
+			// A consumer of the user's own (a reader may touch no other),
+			// in memory, gone a minute after this command stops reading.
+			cc := jetstream.ConsumerConfig{
+				FilterSubject:     contract.CloudAuditFilter(edge, service),
+				AckPolicy:         jetstream.AckNonePolicy,
+				InactiveThreshold: time.Minute,
+				MemoryStorage:     true,
+				Replicas:          1,
+			}
 			if since > 0 {
 				start := time.Now().Add(-since)
-				occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+				cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
 			}
-			cons, err := js.OrderedConsumer(ctx, contract.TelemetryStream, occ)
+			cons, err := cloudjs.CreateOwnedConsumer(ctx, js, contract.TelemetryStream, cloudjs.OwnerOf(nc), cc)
 			if err != nil {
-				return fmt.Errorf("read the audit trail from stream %s: %w", contract.TelemetryStream, err)
+				return fmt.Errorf("read the audit trail: %w", err)
 			}
+			defer func() {
+				dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = js.DeleteConsumer(dctx, contract.TelemetryStream, cons.CachedInfo().Name)
+			}()
 			info, err := cons.Info(ctx)
 			if err != nil {
 				return fmt.Errorf("read the audit trail: %w", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -40,7 +41,12 @@ to users/NAME.creds in the store (mode 0600). Roles:
   admin      anything inside the CLOUD account (never edges' accounts or $SYS)
 Once a policy is applied ('tether policy apply'), --role takes its roles: the
 user is signed with the role's scoped signing key, so a policy change reaches
-it live. A user the policy names needs no --role.`,
+it live. A user the policy names needs no --role.
+
+Every user but an admin receives replies only on its own inbox prefix,
+_INBOX.<NAME> (nats.go: nats.CustomInboxPrefix("_INBOX.<NAME>"); the tether
+commands set it themselves), and a reader creates, reads and deletes only
+consumers named <NAME>_1 … <NAME>_` + strconv.Itoa(contract.OwnedConsumers) + `.`,
 		Example: `  tether user add dashboard --role reader
   tether user add ops --role commander --edge plant-7 --edge plant-8 --ttl 720h`,
 		Args: exactArgs(1, "one user NAME"),
@@ -67,7 +73,7 @@ it live. A user the policy names needs no --role.`,
 				return usageError{fmt.Errorf("--role is required: one of %s", strings.Join(known, ", "))}
 			}
 			if role != "" && (!inPolicy || len(edges) > 0) {
-				if _, err := contract.CloudRolePermissions(role, edges); err != nil {
+				if _, err := contract.CloudRolePermissions(args[0], role, edges); err != nil {
 					if len(policyRoles) > 0 {
 						err = fmt.Errorf("%w (roles of the applied policy: %s)", err, strings.Join(policyRoles, ", "))
 					}
@@ -87,6 +93,9 @@ it live. A user the policy names needs no --role.`,
 				shown = "as the policy names it"
 			}
 			fmt.Fprintf(d.stdout, "user %s (%s): creds %s (0600)\n", args[0], shown, path)
+			names := contract.CloudConsumerNames(args[0])
+			fmt.Fprintf(d.stdout, "its clients must set the inbox prefix %s; its consumers are named %s … %s\n",
+				contract.CloudInboxPrefix(args[0]), names[0], names[len(names)-1])
 			return nil
 		},
 	}
