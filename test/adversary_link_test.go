@@ -137,7 +137,8 @@ func TestAdversaryCopyWithLiveName(t *testing.T) {
 			var hubLog tethertest.LogBuffer
 			h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), hubLog.Logger())
 			bundle := tethertest.WriteBundle(t, store, "plant-7", h)
-			real := tethertest.RunLeaf(t, tethertest.LeafConfig(t, bundle), nil)
+			var edgeLog tethertest.LogBuffer
+			real := tethertest.RunLeaf(t, tethertest.LeafConfig(t, bundle), edgeLog.Logger())
 			tethertest.WaitLinked(t, real, 10*time.Second)
 			since := real.Link().Since
 
@@ -164,8 +165,13 @@ func TestAdversaryCopyWithLiveName(t *testing.T) {
 				if l := real.Link(); !l.Connected || !l.Since.Equal(since) {
 					t.Fatalf("the real edge's link went down (%+v); hub log:\n%s", l, hubLog.String())
 				}
-			} else if !hubLog.Contains("Replacing connection from same server") {
-				t.Errorf("nats-server never replaced the live link: the copy did not mimic it; hub log:\n%s", hubLog.String())
+			} else {
+				if !hubLog.Contains("Replacing connection from same server") {
+					t.Errorf("nats-server never replaced the live link: the copy did not mimic it; hub log:\n%s", hubLog.String())
+				}
+				// The edge says why its link keeps being interrupted.
+				waitLogs(t, 10*time.Second, map[string]*tethertest.LogBuffer{"edge": &edgeLog},
+					map[string]string{"edge": "a copy of edge plant-7's creds is in use"})
 			}
 
 			// The copy keeps trying; the real edge delivers.
