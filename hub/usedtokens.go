@@ -30,17 +30,16 @@ type usedTokens struct {
 // watchUsedTokens creates the bucket if needed (as the registrar does) and
 // watches it until ctx ends or stop is called.
 func watchUsedTokens(ctx context.Context, js jetstream.JetStream, c Config) (*usedTokens, error) {
-	var kv jetstream.KeyValue
-	err := cloudjs.Retry(ctx, func(ctx context.Context) error {
-		var err error
-		kv, err = js.CreateOrUpdateKeyValue(ctx, enrollBucketConfig(c))
+	wctx, cancel := context.WithCancel(ctx)
+	var w jetstream.KeyWatcher
+	err := cloudjs.Retry(ctx, func(actx context.Context) error {
+		kv, err := js.CreateOrUpdateKeyValue(actx, enrollBucketConfig(c))
+		if err != nil {
+			return err
+		}
+		w, err = kv.WatchAll(wctx) // lives until stop, not for one attempt
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", EnrollBucket, err)
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	w, err := kv.WatchAll(wctx)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("bucket %s: watch: %w", EnrollBucket, err)
