@@ -37,8 +37,11 @@ import (
 // never hold the record; once the token was used they are closed
 // (usedTokens).
 const (
-	// LinksBucket holds, per edge account, the run holding its link.
-	LinksBucket = "TETHER_LINKS"
+	// LinksBucket holds, per edge account, the run holding its link and
+	// the last link refused (contract.RefusedLinkKey).
+	LinksBucket = contract.LinksBucket
+	// refusedEvery bounds how often one account's refusal is recorded.
+	refusedEvery = time.Second
 	// linksTTL bounds how long a record outlives its hub.
 	linksTTL     = 30 * time.Second
 	linksRefresh = 10 * time.Second
@@ -117,10 +120,11 @@ func (s *Server) guardLinks(ctx context.Context, credsFile string) error {
 	}
 	defer used.stop()
 	held := map[uint64]*localLink{}
+	refused := map[string]time.Time{} // per account: last refusal recorded
 	t := time.NewTicker(linksPoll)
 	defer t.Stop()
 	for {
-		s.checkLinks(ctx, kv, held, used)
+		s.checkLinks(ctx, kv, held, refused, used)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -129,7 +133,7 @@ func (s *Server) guardLinks(ctx context.Context, credsFile string) error {
 	}
 }
 
-func (s *Server) checkLinks(ctx context.Context, kv jetstream.KeyValue, held map[uint64]*localLink, used *usedTokens) {
+func (s *Server) checkLinks(ctx context.Context, kv jetstream.KeyValue, held map[uint64]*localLink, refused map[string]time.Time, used *usedTokens) {
 	lz, err := s.ns.Leafz(&server.LeafzOptions{})
 	if err != nil {
 		return
@@ -150,7 +154,7 @@ func (s *Server) checkLinks(ctx context.Context, kv jetstream.KeyValue, held map
 		case h.enrollUser != "":
 			s.checkEnrollLink(l, h, used, now)
 		case !h.claimed:
-			s.claim(ctx, kv, l, h, now, live)
+			s.claim(ctx, kv, l, h, now, live, refused)
 		case now.Sub(h.refreshed) >= linksRefresh:
 			rec, _ := json.Marshal(linkRecord{Name: l.Name, Key: h.key, Hub: s.cfg.Name, CID: l.ID, Since: h.refreshed})
 			if _, err := kv.Put(ctx, l.Account, rec); err == nil {
@@ -236,7 +240,7 @@ func (s *Server) checkEnrollLink(l *server.LeafInfo, h *localLink, used *usedTok
 // claim records l as its account's link, or refuses it while another run
 // holds it. A link whose claim cannot be decided yet is tried again at the
 // next poll.
-func (s *Server) claim(ctx context.Context, kv jetstream.KeyValue, l *server.LeafInfo, h *localLink, now time.Time, live map[uint64]bool) {
+func (s *Server) claim(ctx context.Context, kv jetstream.KeyValue, l *server.LeafInfo, h *localLink, now time.Time, live map[uint64]bool, refused map[string]time.Time) {
 	undecided := now.Sub(h.seen) < undecidedFor
 	dup, copied, wait := s.claimLink(ctx, kv, l, h, now, live, undecided)
 	switch {
@@ -247,6 +251,7 @@ func (s *Server) claim(ctx context.Context, kv jetstream.KeyValue, l *server.Lea
 		return
 	}
 	h.duplicate = true
+	recordRefusal(ctx, kv, s.cfg.Name, l, copied, now, refused)
 	attrs := []any{"account", l.Account, "refused", l.Name, "refused_key", short(h.key), "remote", fmt.Sprintf("%s:%d", l.IP, l.Port),
 		"holder", dup.Name, "holder_key", short(dup.Key), "holder_hub", dup.Hub, "holder_since", dup.Since.Format(time.RFC3339)}
 	if copied {
@@ -255,6 +260,22 @@ func (s *Server) claim(ctx context.Context, kv jetstream.KeyValue, l *server.Lea
 		s.log.Error("second link for one edge identity refused: another run of the edge holds the link; stop one of them, or rotate/revoke the edge if its creds were copied", attrs...)
 	}
 	_ = s.ns.DisconnectClientByID(l.ID)
+}
+
+// recordRefusal writes the refused link under its account's
+// RefusedLinkKey for 'tether status', at most once per refusedEvery per
+// account (a copy retrying in a tight loop).
+func recordRefusal(ctx context.Context, kv jetstream.KeyValue, hub string, l *server.LeafInfo, copied bool, now time.Time, refused map[string]time.Time) {
+	if now.Sub(refused[l.Account]) < refusedEvery {
+		return
+	}
+	refused[l.Account] = now
+	r := contract.RefusedLink{At: now.UTC(), Hub: hub, Remote: fmt.Sprintf("%s:%d", l.IP, l.Port), Name: l.Name, Reason: contract.RefusedSecondRun}
+	if copied {
+		r.Reason = contract.RefusedCopy
+	}
+	data, _ := json.Marshal(r)
+	_, _ = kv.Put(ctx, contract.RefusedLinkKey(l.Account), data)
 }
 
 // short abbreviates a key fingerprint for logs.

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/fleet"
 	"github.com/tether-fabric/tether/internal/pki"
 	"github.com/tether-fabric/tether/internal/sitefile"
 	"github.com/tether-fabric/tether/internal/tethertest"
@@ -174,6 +175,27 @@ func TestAdversaryCopyWithLiveName(t *testing.T) {
 					map[string]string{"edge": "a copy of edge plant-7's creds is in use"})
 			}
 
+			// 'tether status' says so while the copy keeps trying.
+			sys, err := fleet.ConnectSystem(store, h.ClientURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sys.Close()
+			e, err := store.Edge("plant-7")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cloudConn := tethertest.ConnectCloud(t, store, h)
+			fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer fcancel()
+			views, err := fleet.Fleet(fctx, sys, cloudConn, map[string]string{"plant-7": e.Account.Pub}, []string{"plant-7"})
+			if err != nil || len(views) != 1 {
+				t.Fatalf("Fleet = %v, %v", views, err)
+			}
+			if r := views[0].RefusedLink; r == nil || r.Reason != contract.RefusedCopy || r.Name != cp.name || r.Hub != "hub-1" {
+				t.Errorf("status refused_link = %+v, want the copy (%s) refused by hub-1 as %q", r, cp.name, contract.RefusedCopy)
+			}
+
 			// The copy keeps trying; the real edge delivers.
 			tethertest.WaitLinked(t, real, 10*time.Second)
 			js, err := jetstream.New(site)
@@ -185,7 +207,7 @@ func TestAdversaryCopyWithLiveName(t *testing.T) {
 			if _, err := js.Publish(pctx, "telemetry.temp", []byte("21.5")); err != nil {
 				t.Fatal(err)
 			}
-			cloud, _ := jetstream.NewWithDomain(tethertest.ConnectCloud(t, store, h), contract.CloudDomain)
+			cloud, _ := jetstream.NewWithDomain(cloudConn, contract.CloudDomain)
 			tethertest.WaitFor(t, 15*time.Second, func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				defer cancel()
