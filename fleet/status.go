@@ -70,6 +70,11 @@ type EdgeView struct {
 	// last report).
 	Since time.Time `json:"since,omitzero"`
 
+	// RefusedLink is the last link the hubs refused for this edge within
+	// the last 30 s: another run of it, or a copy of its creds (the hubs
+	// rewrite it while the attempts go on); nil when none.
+	RefusedLink *contract.RefusedLink `json:"refused_link,omitempty"`
+
 	Error string `json:"error,omitempty"`
 }
 
@@ -124,6 +129,7 @@ func Fleet(ctx context.Context, sys, cloud *nats.Conn, accounts map[string]strin
 			}
 		}
 	}
+	links, _ := js.KeyValue(ctx, contract.LinksBucket) // nil: no hub guards links yet
 	var out []EdgeView
 	for _, name := range names {
 		v := EdgeView{Edge: name, Account: accounts[name], TelemetryMsgs: counts[name]}
@@ -162,6 +168,14 @@ func Fleet(ctx context.Context, sys, cloud *nats.Conn, accounts map[string]strin
 			}
 		}
 		assess(&v, report, reportAge, cloudLast)
+		if links != nil {
+			if e, err := links.Get(ctx, contract.RefusedLinkKey(v.Account)); err == nil {
+				var r contract.RefusedLink
+				if json.Unmarshal(e.Value(), &r) == nil {
+					v.RefusedLink = &r
+				}
+			}
+		}
 		if ci, err := js.Consumer(ctx, contract.CommandsStream, contract.CommandConsumer(name)); err == nil {
 			info := ci.CachedInfo()
 			v.CommandsWaiting = info.NumPending + uint64(info.NumAckPending)

@@ -9,6 +9,8 @@
 // Invariants: New validates and does no I/O; Start returns once the
 // listeners accept connections; Shutdown is idempotent. Every listener that
 // crosses a network speaks TLS 1.2 or later; routes use mutual TLS against
-// the fabric CA. The embedded server never installs signal handlers and its
+// the fabric CA; the edge listeners ask for (never require nor verify) a
+// client certificate, whose key identifies an edge's run to the one-link
+// guard (links.go), while the user JWT alone authenticates. The embedded server never installs signal handlers and its
 // logger never exits the process.
 package hub

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/netaddr"
+	"github.com/tether-fabric/tether/internal/pki"
 )
 
 // material is what Start loads from the store before building options.
@@ -50,7 +51,11 @@ func buildOptions(c Config, m material) (*server.Options, error) {
 	if o.LeafNode.Host, o.LeafNode.Port, err = netaddr.Split(c.LeafListen); err != nil {
 		return nil, fmt.Errorf("leaf_listen: %w", err)
 	}
-	o.LeafNode.TLSConfig = m.serverTLS
+	// Edges' listeners ask for (never require nor verify) a client
+	// certificate: an edge presents its run's key, which the one-link
+	// guard keys on (links.go); the NATS user JWT still authenticates.
+	edgeTLS := pki.RequestClientCertificate(m.serverTLS)
+	o.LeafNode.TLSConfig = edgeTLS
 	o.LeafNode.TLSTimeout = 2
 	// Edges must not learn internal hub addresses; they use their bundle's URLs.
 	o.LeafNode.NoAdvertise = true
@@ -59,7 +64,7 @@ func buildOptions(c Config, m material) (*server.Options, error) {
 		if o.Websocket.Host, o.Websocket.Port, err = netaddr.Split(c.WebsocketListen); err != nil {
 			return nil, fmt.Errorf("websocket_listen: %w", err)
 		}
-		o.Websocket.TLSConfig = m.serverTLS
+		o.Websocket.TLSConfig = edgeTLS
 		o.Websocket.HandshakeTimeout = 2e9
 	}
 	if c.MonitorListen != Off {

@@ -45,6 +45,11 @@ func TestBuildOptions(t *testing.T) {
 			if o.Websocket.Port != 7443 || o.Websocket.TLSConfig == nil {
 				t.Errorf("websocket = %d tls=%v, want TLS on 7443", o.Websocket.Port, o.Websocket.TLSConfig != nil)
 			}
+			// Edges are asked for their run's key; clients are not.
+			if o.LeafNode.TLSConfig.ClientAuth != tls.RequestClientCert || o.Websocket.TLSConfig.ClientAuth != tls.RequestClientCert || o.TLSConfig.ClientAuth != tls.NoClientCert {
+				t.Errorf("client auth: leaf %v websocket %v client %v, want request, request, none",
+					o.LeafNode.TLSConfig.ClientAuth, o.Websocket.TLSConfig.ClientAuth, o.TLSConfig.ClientAuth)
+			}
 			if o.HTTPHost != "127.0.0.1" || o.HTTPPort != 8222 {
 				t.Errorf("monitor = %s:%d, want loopback 127.0.0.1:8222", o.HTTPHost, o.HTTPPort)
 			}

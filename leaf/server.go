@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/nats-io/nuid"
 
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/dirlock"
 	"github.com/tether-fabric/tether/internal/natslog"
 	"github.com/tether-fabric/tether/internal/netaddr"
@@ -37,6 +38,9 @@ const (
 	// syncQueueLen is the message queue of the in-process connection's
 	// synchronous subscriptions.
 	syncQueueLen = 64
+	// runCertValidity is how long a run's TLS client certificate is valid;
+	// the hubs do not check it (only its key), TLS stacks in between may.
+	runCertValidity = 10 * 365 * 24 * time.Hour
 )
 
 // Server is a running (or startable) edge.
@@ -183,14 +187,20 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.fitBudgets(); err != nil {
 		return fmt.Errorf("edge %s: data dir %s: %w", b.Edge, s.cfg.DataDir, err)
 	}
-	opts, err := buildOptions(s.cfg, b, id.sign, pki.ClientTLS(pool))
+	// Each run of the edge has its own TLS client key, made here and never
+	// written: the hubs tell this run reconnecting (same key) from a second
+	// process with the same creds (another key, whatever name it gives),
+	// which they refuse (hub/links.go). The name stays per run for people.
+	runName := contract.EdgeDomain(b.Edge) + "-" + nuid.Next()[16:]
+	runCert, err := pki.RunCertificate(runName, runCertValidity)
+	if err != nil {
+		return fmt.Errorf("edge %s: %w", b.Edge, err)
+	}
+	opts, err := buildOptions(s.cfg, b, id.sign, pki.WithClientCertificate(pki.ClientTLS(pool), runCert))
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", s.cfg.Bundle, err)
 	}
-	// Each run of the edge has its own server name: the hubs tell a run
-	// reconnecting (same name) from a second process with the same creds
-	// (another name), which they refuse (hub/links.go).
-	opts.ServerName += "-" + nuid.Next()[16:]
+	opts.ServerName = runName
 	s.proxy.apply(opts.LeafNode.Remotes[0])
 	internal, err := nkeys.CreateUser()
 	if err != nil {

@@ -86,6 +86,10 @@ down; backlog as last reported) or unknown (link up, no report yet).`,
 				if v.Error != "" {
 					lastErr = strings.TrimSpace(lastErr + " " + v.Error)
 				}
+				if r := v.RefusedLink; r != nil {
+					lastErr = strings.TrimSpace(fmt.Sprintf("%s link refused %s ago by %s from %s (%s): %s",
+						lastErr, time.Since(r.At).Round(time.Second), r.Hub, r.Remote, r.Name, r.Reason))
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", v.Edge, v.State, link,
 					orDash(v.Hub), orDash(v.RTT), orDash(v.Transport), backlog, bytes, orDash(v.OldestAge), reported,
 					v.CommandsWaiting, v.TelemetryMsgs, v.Services, orDash(lastErr))
