@@ -29,6 +29,9 @@ const (
 // an empty token (a leading, trailing or doubled dot), a wildcard token
 // (* or >) or white space.
 func CheckPublishSubject(subject string) error {
+	if literalSubject(subject) {
+		return nil // the common case, without allocating
+	}
 	if subject == "" {
 		return errors.New("subject is empty: want a subject such as telemetry.temp")
 	}
@@ -43,4 +46,27 @@ func CheckPublishSubject(subject string) error {
 		}
 	}
 	return nil
+}
+
+// literalSubject reports, in one pass, whether subject is non-empty and
+// has no empty token, no wildcard token and no white space.
+func literalSubject(subject string) bool {
+	start := 0
+	for i := 0; i <= len(subject); i++ {
+		if i < len(subject) {
+			switch subject[i] {
+			case ' ', '\t', '\r', '\n':
+				return false
+			case '.':
+			default:
+				continue
+			}
+		}
+		tok := subject[start:i]
+		if tok == "" || tok == "*" || tok == ">" {
+			return false
+		}
+		start = i + 1
+	}
+	return true
 }

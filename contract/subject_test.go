@@ -31,3 +31,12 @@ func TestCheckPublishSubject(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkCheckPublishSubject(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if CheckPublishSubject("telemetry.line-3.temperature") != nil {
+			b.Fatal("refused")
+		}
+	}
+}
