@@ -67,3 +67,28 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestAuditRecordBatch: an audit message holds one or more records, one
+// per line, and a reader gets each of them back; a message written as a
+// single record (before batching) reads the same.
+func TestAuditRecordBatch(t *testing.T) {
+	var msg []byte
+	for i, name := range []string{"ops", "plant-9", "intern"} {
+		line, err := EncodeAuditRecord(&AuditRecord{Caller: Caller{Kind: "user", Name: name}, Service: "echo", Endpoint: "get", LatencyUS: int64(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg = append(msg, line...)
+	}
+	recs, err := DecodeAuditRecords(msg)
+	if err != nil || len(recs) != 3 || recs[1].Caller.Name != "plant-9" || recs[2].LatencyUS != 2 {
+		t.Fatalf("DecodeAuditRecords = %+v, %v; want the 3 records in order", recs, err)
+	}
+	one, err := DecodeAuditRecords([]byte(`{"caller":{"kind":"edge","name":"plant-9"},"status":"ok"}`))
+	if err != nil || len(one) != 1 || one[0].Caller.Name != "plant-9" {
+		t.Fatalf("single record: %+v, %v", one, err)
+	}
+	if _, err := DecodeAuditRecords(append(msg, "{oops\n"...)); err == nil || !strings.Contains(err.Error(), "audit record 4") {
+		t.Errorf("malformed 4th line: err %v, want it named", err)
+	}
+}

@@ -34,8 +34,8 @@ import (
 // grants, rate, burst, max in flight), calls the local service through a
 // separate site-side connection (with the site's permissions), answers,
 // and buffers an audit record of the call like telemetry
-// (telemetry._tether.audit.<service>.<endpoint>), which the forwarder
-// delivers exactly once into the cloud.
+// (telemetry._tether.audit.<service>.<endpoint>, in batches: audit.go),
+// which the forwarder delivers exactly once into the cloud.
 //
 // Local services are found by name: nats.go micro services through the
 // edge's local $SRV.INFO (an endpoint may listen on any subject), and
@@ -85,6 +85,7 @@ type gateway struct {
 	edge     string
 	plumbing *nats.Conn // receives calls, answers
 	site     *nats.Conn // calls local services; writes audit records into the buffer
+	audit    *auditLog  // batches the audit records (audit.go)
 	path     string
 	// optional: a missing file at path means nothing is exposed.
 	optional bool
@@ -137,6 +138,7 @@ func (s *Server) startGateway(internal, siteUser nkeys.KeyPair) error {
 	g := &gateway{edge: s.bundle.Edge, plumbing: plumbing, site: site, path: path, optional: optional, log: s.log,
 		linked:   func() bool { return s.Link().Connected },
 		services: map[string]*localService{}, limits: map[string]*limiter{}}
+	g.audit = newAuditLog(site, g.setErr)
 	if err := g.reload(); err != nil {
 		g.close()
 		return err
@@ -197,6 +199,7 @@ func (g *gateway) reload() error {
 
 func (g *gateway) close() {
 	if g != nil {
+		g.audit.close()
 		g.site.Close()
 		g.plumbing.Close()
 	}
@@ -407,10 +410,7 @@ func (g *gateway) handle(m *nats.Msg) {
 	if out.code != 0 {
 		rec.Status, rec.Code, rec.Error = "error", out.code, out.text
 	}
-	data, _ := json.Marshal(rec)
-	if err := g.site.Publish(contract.LocalAuditSubject(service, endpoint), data); err != nil {
-		g.setErr("audit record not buffered: " + err.Error())
-	}
+	g.audit.add(&rec)
 }
 
 // serve decides and makes the call; audit says whether to record it.

@@ -141,11 +141,11 @@ func auditRecordsOf(t *testing.T, f *svcFabric, edge string) []contract.AuditRec
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r contract.AuditRecord
-		if err := json.Unmarshal(m.Data(), &r); err != nil {
+		recs, err := contract.DecodeAuditRecords(m.Data())
+		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, r)
+		out = append(out, recs...)
 	}
 }
 

@@ -233,12 +233,11 @@ in the CLOUD stream TELEMETRY (edges.<edge>.telemetry.` + contract.AuditToken + 
 				if err != nil {
 					return fmt.Errorf("read the audit trail: %w", err)
 				}
-				var r contract.AuditRecord
-				if json.Unmarshal(m.Data(), &r) != nil {
-					continue
-				}
-				if caller == "" || r.Caller.Name == caller {
-					recs = append(recs, r)
+				batch, _ := contract.DecodeAuditRecords(m.Data()) // a malformed line ends its message
+				for _, r := range batch {
+					if caller == "" || r.Caller.Name == caller {
+						recs = append(recs, r)
+					}
 				}
 			}
 			if asJSON {
