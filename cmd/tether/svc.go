@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -240,6 +241,9 @@ in the CLOUD stream TELEMETRY (edges.<edge>.telemetry.` + contract.AuditToken + 
 					}
 				}
 			}
+			// Each edge's records arrive in order, but edges forward on
+			// their own: the trail reads in the order the calls were served.
+			slices.SortStableFunc(recs, func(a, b contract.AuditRecord) int { return a.Time.Compare(b.Time) })
 			if asJSON {
 				enc := json.NewEncoder(d.stdout)
 				if recs == nil {
