@@ -22,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/memo"
 	"github.com/tether-fabric/tether/policy"
 )
 
@@ -86,7 +87,9 @@ type gateway struct {
 	plumbing *nats.Conn // receives calls, answers
 	site     *nats.Conn // calls local services; writes audit records into the buffer
 	audit    *auditLog  // batches the audit records (audit.go)
-	path     string
+	// callers decodes Tether-Caller, the same for every call of a caller.
+	callers *memo.Cache[contract.Caller]
+	path    string
 	// optional: a missing file at path means nothing is exposed.
 	optional bool
 	log      *slog.Logger
@@ -139,6 +142,7 @@ func (s *Server) startGateway(internal, siteUser nkeys.KeyPair) error {
 		linked:   func() bool { return s.Link().Connected },
 		services: map[string]*localService{}, limits: map[string]*limiter{}}
 	g.audit = newAuditLog(site, g.setErr)
+	g.callers = memo.New(1024, decodeCaller)
 	if err := g.reload(); err != nil {
 		g.close()
 		return err
@@ -378,6 +382,14 @@ func grantFor(cfg policy.Gateway, c contract.Caller, service, endpoint string) (
 	return policy.ServiceGrant{}, -1
 }
 
+func decodeCaller(hdr string) (contract.Caller, bool) {
+	var c contract.Caller
+	if json.Unmarshal([]byte(hdr), &c) != nil || c.Kind == "" {
+		return c, false
+	}
+	return c, true
+}
+
 // outcome of one call, for the answer and the audit record.
 type outcome struct {
 	code int
@@ -393,8 +405,8 @@ func (g *gateway) handle(m *nats.Msg) {
 		return
 	}
 	service, endpoint := tok[4], tok[5]
-	var caller contract.Caller
-	if err := json.Unmarshal([]byte(m.Header.Get(contract.HeaderCaller)), &caller); err != nil || caller.Kind == "" {
+	caller, ok := g.callers.Get(m.Header.Get(contract.HeaderCaller))
+	if !ok {
 		caller = contract.Caller{Kind: "unknown"}
 	}
 	out, audit := g.serve(m, caller, service, endpoint)
