@@ -159,10 +159,13 @@ func ServiceExports() jwt.Exports {
 }
 
 // ServiceImports are the SVC account's imports: the cloud services edges
-// may call (one import whatever the fleet's size).
+// may call (one import whatever the fleet's size). It does not share the
+// router's identity: a cloud service trusts Tether-Caller when the
+// Nats-Request-Info account is SVC's, which the server stamps either way,
+// and sharing would put the router user's whole JWT in every call.
 func ServiceImports(cloudAccount string) jwt.Imports {
 	return jwt.Imports{
-		{Name: "cloud-services", Type: jwt.Service, Account: cloudAccount, Subject: CloudServices, Share: true},
+		{Name: "cloud-services", Type: jwt.Service, Account: cloudAccount, Subject: CloudServices},
 	}
 }
 

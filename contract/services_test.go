@@ -26,6 +26,9 @@ func TestServicesConstantSize(t *testing.T) {
 	if im := CloudServiceImports("ASVC"); len(im) != 1 || !im[0].Share {
 		t.Errorf("CLOUD service imports = %+v, want one, sharing the caller's identity", im)
 	}
+	if im := ServiceImports("ACLOUD"); len(im) != 1 || im[0].Share {
+		t.Errorf("SVC service imports = %+v, want one, not sharing the router's identity (the account is enough)", im)
+	}
 }
 
 // TestEdgeServiceImportsStayInTheirSlice: an edge imports only its own
