@@ -296,7 +296,9 @@ func (r *router) answer(m *nats.Msg) {
 	out := nats.NewMsg(p.reply)
 	out.Data = m.Data
 	for k, v := range m.Header {
-		if strings.HasPrefix(k, "Tether-") {
+		// The Nats-Request-Info the hub stamped on the answer names the
+		// serving edge's account: the caller learns nothing of the fabric.
+		if k == server.ClientInfoHdr || strings.HasPrefix(k, "Tether-") {
 			continue
 		}
 		out.Header[k] = v
