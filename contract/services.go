@@ -1,6 +1,11 @@
 package contract
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -154,10 +159,13 @@ func ServiceExports() jwt.Exports {
 }
 
 // ServiceImports are the SVC account's imports: the cloud services edges
-// may call (one import whatever the fleet's size).
+// may call (one import whatever the fleet's size). It does not share the
+// router's identity: a cloud service trusts Tether-Caller when the
+// Nats-Request-Info account is SVC's, which the server stamps either way,
+// and sharing would put the router user's whole JWT in every call.
 func ServiceImports(cloudAccount string) jwt.Imports {
 	return jwt.Imports{
-		{Name: "cloud-services", Type: jwt.Service, Account: cloudAccount, Subject: CloudServices, Share: true},
+		{Name: "cloud-services", Type: jwt.Service, Account: cloudAccount, Subject: CloudServices},
 	}
 }
 
@@ -227,6 +235,37 @@ type AuditRecord struct {
 	RespBytes int   `json:"resp_bytes"`
 	// Call identifies the call (router to gateway).
 	Call string `json:"call,omitempty"`
+}
+
+// An audit message (local telemetry._tether.audit.<service>.<endpoint>,
+// CLOUD edges.<edge>.telemetry._tether.audit.<service>.<endpoint>) holds
+// one or more records of that endpoint's calls, each the JSON of an
+// AuditRecord on its own line: the gateway writes them in batches.
+
+// EncodeAuditRecord is rec's line in an audit message.
+func EncodeAuditRecord(rec *AuditRecord) ([]byte, error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// DecodeAuditRecords reads the records of one audit message.
+func DecodeAuditRecords(data []byte) ([]AuditRecord, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var out []AuditRecord
+	for {
+		var r AuditRecord
+		err := dec.Decode(&r)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("audit record %d: %w", len(out)+1, err)
+		}
+		out = append(out, r)
+	}
 }
 
 // EdgeService is one service an edge exposes, as it reports it.

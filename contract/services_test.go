@@ -26,6 +26,9 @@ func TestServicesConstantSize(t *testing.T) {
 	if im := CloudServiceImports("ASVC"); len(im) != 1 || !im[0].Share {
 		t.Errorf("CLOUD service imports = %+v, want one, sharing the caller's identity", im)
 	}
+	if im := ServiceImports("ACLOUD"); len(im) != 1 || im[0].Share {
+		t.Errorf("SVC service imports = %+v, want one, not sharing the router's identity (the account is enough)", im)
+	}
 }
 
 // TestEdgeServiceImportsStayInTheirSlice: an edge imports only its own
@@ -66,4 +69,29 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestAuditRecordBatch: an audit message holds one or more records, one
+// per line, and a reader gets each of them back; a message written as a
+// single record (before batching) reads the same.
+func TestAuditRecordBatch(t *testing.T) {
+	var msg []byte
+	for i, name := range []string{"ops", "plant-9", "intern"} {
+		line, err := EncodeAuditRecord(&AuditRecord{Caller: Caller{Kind: "user", Name: name}, Service: "echo", Endpoint: "get", LatencyUS: int64(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg = append(msg, line...)
+	}
+	recs, err := DecodeAuditRecords(msg)
+	if err != nil || len(recs) != 3 || recs[1].Caller.Name != "plant-9" || recs[2].LatencyUS != 2 {
+		t.Fatalf("DecodeAuditRecords = %+v, %v; want the 3 records in order", recs, err)
+	}
+	one, err := DecodeAuditRecords([]byte(`{"caller":{"kind":"edge","name":"plant-9"},"status":"ok"}`))
+	if err != nil || len(one) != 1 || one[0].Caller.Name != "plant-9" {
+		t.Fatalf("single record: %+v, %v", one, err)
+	}
+	if _, err := DecodeAuditRecords(append(msg, "{oops\n"...)); err == nil || !strings.Contains(err.Error(), "audit record 4") {
+		t.Errorf("malformed 4th line: err %v, want it named", err)
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/internal/cloudjs"
+	"github.com/tether-fabric/tether/internal/memo"
 )
 
 // The service router: every hub runs one in the SVC account. It answers
@@ -56,6 +57,10 @@ type router struct {
 	nc       *nats.Conn
 	id       string
 	cloudPub string
+	// callers decodes the server-stamped Nats-Request-Info of a call
+	// (with share: true it carries the caller's whole JWT); it repeats for
+	// every call of one connection.
+	callers *memo.Cache[callerInfo]
 
 	mu      sync.Mutex
 	pending map[string]*pendingCall
@@ -89,7 +94,8 @@ func (s *Server) serveServices(ctx context.Context, store *accounts.Store) error
 		return fmt.Errorf("connect as service router: %w", err)
 	}
 	defer nc.Close()
-	r := &router{s: s, nc: nc, id: nuid.Next(), cloudPub: cloud.Pub, pending: map[string]*pendingCall{}}
+	r := &router{s: s, nc: nc, id: nuid.Next(), cloudPub: cloud.Pub, pending: map[string]*pendingCall{},
+		callers: memo.New(callerCacheSize, decodeCallerInfo)}
 	in, err := nc.QueueSubscribe(contract.ServiceCallAll, routerQueue, r.call)
 	if err != nil {
 		return err
@@ -142,6 +148,26 @@ func callError(nc *nats.Conn, reply string, code int, text string) {
 	_ = nc.PublishMsg(m)
 }
 
+// callerInfo is what the router takes from a call's Nats-Request-Info.
+type callerInfo struct {
+	Account   string `json:"acc"`
+	User      string `json:"user"`
+	NameTag   string `json:"name_tag"`
+	IssuerKey string `json:"issuer_key"`
+}
+
+// callerCacheSize bounds the decoded Nats-Request-Info headers kept (one
+// per calling connection and round-trip time).
+const callerCacheSize = 4096
+
+func decodeCallerInfo(hdr string) (callerInfo, bool) {
+	var ci callerInfo
+	if hdr == "" || json.Unmarshal([]byte(hdr), &ci) != nil {
+		return ci, false
+	}
+	return ci, true
+}
+
 func (r *router) call(m *nats.Msg) {
 	tok := strings.Split(m.Subject, ".")
 	if len(tok) != 5 || tok[2] != "svc" {
@@ -149,8 +175,8 @@ func (r *router) call(m *nats.Msg) {
 		return
 	}
 	edge, service, endpoint := tok[1], tok[3], tok[4]
-	var ci server.ClientInfo
-	if hdr := m.Header.Get(server.ClientInfoHdr); hdr == "" || json.Unmarshal([]byte(hdr), &ci) != nil || ci.Account != r.cloudPub {
+	ci, ok := r.callers.Get(m.Header.Get(server.ClientInfoHdr))
+	if !ok || ci.Account != r.cloudPub {
 		callError(r.nc, m.Reply, contract.CodeDenied, "not allowed: the caller's identity is unknown")
 		return
 	}
@@ -270,7 +296,9 @@ func (r *router) answer(m *nats.Msg) {
 	out := nats.NewMsg(p.reply)
 	out.Data = m.Data
 	for k, v := range m.Header {
-		if strings.HasPrefix(k, "Tether-") {
+		// The Nats-Request-Info the hub stamped on the answer names the
+		// serving edge's account: the caller learns nothing of the fabric.
+		if k == server.ClientInfoHdr || strings.HasPrefix(k, "Tether-") {
 			continue
 		}
 		out.Header[k] = v

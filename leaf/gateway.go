@@ -22,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/memo"
 	"github.com/tether-fabric/tether/policy"
 )
 
@@ -34,8 +35,8 @@ import (
 // grants, rate, burst, max in flight), calls the local service through a
 // separate site-side connection (with the site's permissions), answers,
 // and buffers an audit record of the call like telemetry
-// (telemetry._tether.audit.<service>.<endpoint>), which the forwarder
-// delivers exactly once into the cloud.
+// (telemetry._tether.audit.<service>.<endpoint>, in batches: audit.go),
+// which the forwarder delivers exactly once into the cloud.
 //
 // Local services are found by name: nats.go micro services through the
 // edge's local $SRV.INFO (an endpoint may listen on any subject), and
@@ -85,7 +86,10 @@ type gateway struct {
 	edge     string
 	plumbing *nats.Conn // receives calls, answers
 	site     *nats.Conn // calls local services; writes audit records into the buffer
-	path     string
+	audit    *auditLog  // batches the audit records (audit.go)
+	// callers decodes Tether-Caller, the same for every call of a caller.
+	callers *memo.Cache[contract.Caller]
+	path    string
 	// optional: a missing file at path means nothing is exposed.
 	optional bool
 	log      *slog.Logger
@@ -142,6 +146,8 @@ func (s *Server) startGateway(internal, siteUser nkeys.KeyPair) error {
 	g := &gateway{edge: s.bundle.Edge, plumbing: plumbing, site: site, path: path, optional: optional, log: s.log,
 		linked:   func() bool { return s.Link().Connected },
 		services: map[string]*localService{}, limits: map[string]*limiter{}}
+	g.audit = newAuditLog(site, g.setErr)
+	g.callers = memo.New(1024, decodeCaller)
 	if err := g.reload(); err != nil {
 		g.close()
 		return err
@@ -202,6 +208,7 @@ func (g *gateway) reload() error {
 
 func (g *gateway) close() {
 	if g != nil {
+		g.audit.close()
 		g.site.Close()
 		g.plumbing.Close()
 	}
@@ -380,6 +387,14 @@ func grantFor(cfg policy.Gateway, c contract.Caller, service, endpoint string) (
 	return policy.ServiceGrant{}, -1
 }
 
+func decodeCaller(hdr string) (contract.Caller, bool) {
+	var c contract.Caller
+	if json.Unmarshal([]byte(hdr), &c) != nil || c.Kind == "" {
+		return c, false
+	}
+	return c, true
+}
+
 // outcome of one call, for the answer and the audit record.
 type outcome struct {
 	code int
@@ -395,8 +410,8 @@ func (g *gateway) handle(m *nats.Msg) {
 		return
 	}
 	service, endpoint := tok[4], tok[5]
-	var caller contract.Caller
-	if err := json.Unmarshal([]byte(m.Header.Get(contract.HeaderCaller)), &caller); err != nil || caller.Kind == "" {
+	caller, ok := g.callers.Get(m.Header.Get(contract.HeaderCaller))
+	if !ok {
 		caller = contract.Caller{Kind: "unknown"}
 	}
 	out, audit := g.serve(m, caller, service, endpoint)
@@ -412,10 +427,7 @@ func (g *gateway) handle(m *nats.Msg) {
 	if out.code != 0 {
 		rec.Status, rec.Code, rec.Error = "error", out.code, out.text
 	}
-	data, _ := json.Marshal(rec)
-	if err := g.site.Publish(contract.LocalAuditSubject(service, endpoint), data); err != nil {
-		g.setErr("audit record not buffered: " + err.Error())
-	}
+	g.audit.add(&rec)
 }
 
 // serve decides and makes the call; audit says whether to record it.

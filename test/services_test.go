@@ -141,11 +141,11 @@ func auditRecordsOf(t *testing.T, f *svcFabric, edge string) []contract.AuditRec
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r contract.AuditRecord
-		if err := json.Unmarshal(m.Data(), &r); err != nil {
+		recs, err := contract.DecodeAuditRecords(m.Data())
+		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, r)
+		out = append(out, recs...)
 	}
 }
 
@@ -162,6 +162,14 @@ func TestServiceCallCloudToEdge(t *testing.T) {
 	got, code, _ := call(t, f.ops, svcMsg(contract.CloudServiceSubject("plant-7", "echo", "echo"), "hello"))
 	if code != 0 || got != "hello" {
 		t.Fatalf("ops: echo = %q (code %d), want hello", got, code)
+	}
+	// The answer names no account of the fabric: the Nats-Request-Info the
+	// hub stamped on the edge's answer (the edge account's key) stays
+	// with the router.
+	if resp, err := f.ops.RequestMsg(svcMsg(contract.CloudServiceSubject("plant-7", "echo", "echo"), "hi"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	} else if h := resp.Header.Get("Nats-Request-Info"); h != "" {
+		t.Errorf("the answer carries Nats-Request-Info %s, want none", h)
 	}
 	// A service error travels back in the micro error headers.
 	if got, code, _ := call(t, f.ops, svcMsg(contract.CloudServiceSubject("plant-7", "echo", "fail"), "")); code != 418 || got != "teapot" {
@@ -197,13 +205,13 @@ func TestServiceCallCloudToEdge(t *testing.T) {
 		t.Errorf("ops posing as intern: %q code %d, want the call as ops", got, code)
 	}
 
-	// Audit: 5 calls reached the gateway (echo, fail, no grant, unknown
+	// Audit: 7 calls reached the gateway (2 echo, fail, no grant, unknown
 	// service, 2 forged); the unknown edge never did.
 	var recs []contract.AuditRecord
 	tethertest.WaitFor(t, 10*time.Second, func() error {
 		recs = auditRecords(t, f)
-		if len(recs) != 6 {
-			return fmt.Errorf("%d audit records, want 6: %+v", len(recs), recs)
+		if len(recs) != 7 {
+			return fmt.Errorf("%d audit records, want 7: %+v", len(recs), recs)
 		}
 		return nil
 	})
@@ -214,7 +222,7 @@ func TestServiceCallCloudToEdge(t *testing.T) {
 			t.Errorf("audit record without edge or caller keys: %+v", r)
 		}
 	}
-	if want := map[string]int{"ops/ok": 2, "ops/error": 2, "intern/error": 2}; fmt.Sprint(byCaller) != fmt.Sprint(want) {
+	if want := map[string]int{"ops/ok": 3, "ops/error": 2, "intern/error": 2}; fmt.Sprint(byCaller) != fmt.Sprint(want) {
 		t.Errorf("audit by caller = %v, want %v", byCaller, want)
 	}
 

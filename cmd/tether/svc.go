@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -248,14 +249,16 @@ in the CLOUD stream TELEMETRY (edges.<edge>.telemetry.` + contract.AuditToken + 
 				if err != nil {
 					return fmt.Errorf("read the audit trail: %w", err)
 				}
-				var r contract.AuditRecord
-				if json.Unmarshal(m.Data(), &r) != nil {
-					continue
-				}
-				if caller == "" || r.Caller.Name == caller {
-					recs = append(recs, r)
+				batch, _ := contract.DecodeAuditRecords(m.Data()) // a malformed line ends its message
+				for _, r := range batch {
+					if caller == "" || r.Caller.Name == caller {
+						recs = append(recs, r)
+					}
 				}
 			}
+			// Each edge's records arrive in order, but edges forward on
+			// their own: the trail reads in the order the calls were served.
+			slices.SortStableFunc(recs, func(a, b contract.AuditRecord) int { return a.Time.Compare(b.Time) })
 			if asJSON {
 				enc := json.NewEncoder(d.stdout)
 				if recs == nil {

@@ -66,6 +66,9 @@ func startServiceEcho(t *testing.T, size int) *echo {
 	if err := svc.AddEndpoint("echo", micro.HandlerFunc(func(r micro.Request) { _ = r.Respond(r.Data()) })); err != nil {
 		t.Fatal(err)
 	}
+	if err := e.resp.Flush(); err != nil { // the endpoint is subscribed before the first call
+		t.Fatal(err)
+	}
 	for i := range 200 { // the path is up, caches are warm
 		m, err := e.request()
 		if err == nil && m.Header.Get(contract.HeaderServiceErrorCode) != "" {
