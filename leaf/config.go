@@ -3,6 +3,7 @@ package leaf
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tether-fabric/tether/internal/netaddr"
@@ -42,6 +43,12 @@ type Config struct {
 	// ProxyCredentialsFile is a file (mode 0600) holding "user:password"
 	// for the proxy's basic authentication. Default "": no credentials.
 	ProxyCredentialsFile string `mapstructure:"proxy_credentials_file"`
+	// ProxyCAFile is a PEM file of the CA certificates that verify an
+	// https:// proxy's certificate (the TLS from the edge to the proxy,
+	// around the tunnel; the hubs are still verified against the
+	// bundle's CA). Default "": the system's roots. Only for an https
+	// proxy.
+	ProxyCAFile string `mapstructure:"proxy_ca_file"`
 	// PingInterval is how often the link is pinged when idle. Default 2s;
 	// with MaxPingsOut 2 a dead link is noticed within about 6s.
 	PingInterval time.Duration `mapstructure:"ping_interval"`
@@ -154,6 +161,9 @@ func (c Config) Validate() error {
 	}
 	if err := validateProxy(c.Proxy); err != nil {
 		add("proxy", "%v", err)
+	}
+	if c.ProxyCAFile != "" && (proxyOff(c.Proxy) || strings.HasPrefix(c.Proxy, "http://")) {
+		add("proxy_ca_file", "set, but proxy is %q: the CA verifies an https:// proxy (unset proxy_ca_file, or set proxy to https://host:port)", c.Proxy)
 	}
 	if c.ProxyCredentialsFile != "" && proxyOff(c.Proxy) {
 		add("proxy_credentials_file", "set, but proxy is %q: the hubs are dialled directly (unset proxy_credentials_file, or set proxy)", c.Proxy)
