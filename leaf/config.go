@@ -108,6 +108,15 @@ type Config struct {
 	// Docker) to restart it; the buffer is on disk. Default 1m; 0 turns it
 	// off. It must exceed twice the reconnect interval plus the dial time.
 	LinkWatchdog time.Duration `mapstructure:"link_watchdog"`
+	// IdleTrimInterval is how often the `tether leaf` process trims its
+	// memory while it is idle (the Go runtime ran at most one collection
+	// in the interval): it collects its garbage, returns the free heap to
+	// the OS and releases the pages of its executable that it mapped since
+	// (an idle edge's RSS would otherwise creep up for minutes). Default
+	// 30s; 0 turns it off. A busy edge is never trimmed. It is a setting
+	// of the process, applied by the tether binary, not by an embedded
+	// Server; GOGC and GOMEMLIMIT in the environment apply as usual.
+	IdleTrimInterval time.Duration `mapstructure:"idle_trim_interval"`
 }
 
 // Buffer-full behaviours.
@@ -132,6 +141,7 @@ func Defaults() Config {
 		StatusInterval:      5 * time.Second,
 		StallAfter:          15 * time.Second,
 		LinkWatchdog:        time.Minute,
+		IdleTrimInterval:    30 * time.Second,
 	}
 }
 
@@ -188,6 +198,9 @@ func (c Config) Validate() error {
 	}
 	if c.BudgetRefitInterval <= 0 {
 		add("budget_refit_interval", "must be > 0, got %s", c.BudgetRefitInterval)
+	}
+	if c.IdleTrimInterval < 0 {
+		add("idle_trim_interval", "must be 0 (off) or a positive duration, got %s", c.IdleTrimInterval)
 	}
 	if c.LinkWatchdog < 0 || c.LinkWatchdog > 0 && c.LinkWatchdog <= 2*c.ReconnectInterval+linkDialTimeout {
 		add("link_watchdog", "must be 0 (off) or more than twice reconnect_interval plus %s, got %s", time.Duration(linkDialTimeout), c.LinkWatchdog)

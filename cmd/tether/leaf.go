@@ -101,6 +101,13 @@ proxy to resolve, but the embedded nats-server looks the name up first).
 				releaseStartupPages(cmd.Context(), l, d.logger())
 			}()
 			defer func() { <-trimmed }()
+			idle := make(chan struct{})
+			ictx, stopIdle := context.WithCancel(cmd.Context())
+			go func() {
+				defer close(idle)
+				trimWhenIdle(ictx, cfg.IdleTrimInterval, d.logger())
+			}()
+			defer func() { stopIdle(); <-idle }()
 			var stuck error
 			select {
 			case <-cmd.Context().Done():
@@ -133,6 +140,18 @@ proxy to resolve, but the embedded nats-server looks the name up first).
 	ef.add(f)
 	cmd.AddCommand(newLeafStatusCmd(d))
 	return cmd
+}
+
+// trimWhenIdle trims the process's memory every interval while it is idle
+// (workingset.TrimWhenIdle), until ctx ends.
+func trimWhenIdle(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	workingset.TrimWhenIdle(ctx, interval, func(tr workingset.IdleTrim) {
+		if tr.Err != nil {
+			log.Debug("idle: executable pages not released", "err", tr.Err)
+			return
+		}
+		log.Debug("idle: memory trimmed", "executable_bytes", tr.Executable)
+	})
 }
 
 // releaseStartupPages releases the binary's pages that start-up mapped
