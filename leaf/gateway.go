@@ -212,7 +212,11 @@ func (g *gateway) run(ctx context.Context) {
 			g.setErr(err.Error())
 		}
 		g.fetchOnLink()
-		g.discover(ctx)
+		if g.exposesAny() {
+			g.discover(ctx)
+		} else {
+			g.forgetServices()
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -320,6 +324,25 @@ func (g *gateway) discover(ctx context.Context, only ...string) {
 		if l.inFlight.Load() == 0 && now.Sub(l.used) > limiterIdle {
 			delete(g.limits, k)
 		}
+	}
+}
+
+// exposesAny says whether the configuration exposes a service. Without
+// one the site's services are not discovered: nobody can call them, and an
+// idle edge (the default, no gateway configuration) saves a request, a
+// subscription and a timer every discoverEvery.
+func (g *gateway) exposesAny() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.cfg.Expose) > 0
+}
+
+// forgetServices empties the table of discovered services.
+func (g *gateway) forgetServices() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.services) > 0 {
+		g.services = map[string]*localService{}
 	}
 }
 

@@ -10,7 +10,8 @@ import (
 	"github.com/tether-fabric/tether/leaf"
 )
 
-// TestIdleEdgeGarbage: an idle edge allocates little. Its garbage is what
+// TestIdleEdgeGarbage: an idle edge allocates little, and one that exposes
+// no service does not discover the site's services. Its garbage is what
 // its RSS grows by between collections (docs/BENCHMARKS.md "Idle edge");
 // the service gateway's discovery every 2s once allocated a 512 KiB queue
 // each time.
@@ -31,7 +32,18 @@ func TestIdleEdgeGarbage(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = l.Shutdown(context.Background()) })
 
-	const window = 7 * time.Second // three of the gateway's discoveries at least
+	// The edge exposes no service (no gateway configuration): it has no
+	// reason to ask the site's services for their INFO.
+	nc := tethertest.Connect(t, l.ClientURL())
+	infos, err := nc.SubscribeSync("$SRV.INFO")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	const window = 7 * time.Second // three of the gateway's discovery ticks at least
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for end := time.Now().Add(window); time.Now().Before(end); {
@@ -43,5 +55,8 @@ func TestIdleEdgeGarbage(t *testing.T) {
 	const limit = 64 << 10
 	if perSec > limit {
 		t.Errorf("idle edge allocated %.0f KiB/s, want at most %d KiB/s", perSec/1024, limit>>10)
+	}
+	if n, _, err := infos.Pending(); err != nil || n != 0 {
+		t.Errorf("the edge asked the site's services for their INFO %d times in %s (err %v), with nothing exposed; want 0", n, window, err)
 	}
 }
