@@ -3,6 +3,7 @@ package leaf
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tether-fabric/tether/internal/netaddr"
@@ -42,6 +43,12 @@ type Config struct {
 	// ProxyCredentialsFile is a file (mode 0600) holding "user:password"
 	// for the proxy's basic authentication. Default "": no credentials.
 	ProxyCredentialsFile string `mapstructure:"proxy_credentials_file"`
+	// ProxyCAFile is a PEM file of the CA certificates that verify an
+	// https:// proxy's certificate (the TLS from the edge to the proxy,
+	// around the tunnel; the hubs are still verified against the
+	// bundle's CA). Default "": the system's roots. Only for an https
+	// proxy.
+	ProxyCAFile string `mapstructure:"proxy_ca_file"`
 	// PingInterval is how often the link is pinged when idle. Default 2s;
 	// with MaxPingsOut 2 a dead link is noticed within about 6s.
 	PingInterval time.Duration `mapstructure:"ping_interval"`
@@ -101,6 +108,15 @@ type Config struct {
 	// Docker) to restart it; the buffer is on disk. Default 1m; 0 turns it
 	// off. It must exceed twice the reconnect interval plus the dial time.
 	LinkWatchdog time.Duration `mapstructure:"link_watchdog"`
+	// IdleTrimInterval is how often the `tether leaf` process trims its
+	// memory while it is idle (the Go runtime ran at most one collection
+	// in the interval): it collects its garbage, returns the free heap to
+	// the OS and releases the pages of its executable that it mapped since
+	// (an idle edge's RSS would otherwise creep up for minutes). Default
+	// 30s; 0 turns it off. A busy edge is never trimmed. It is a setting
+	// of the process, applied by the tether binary, not by an embedded
+	// Server; GOGC and GOMEMLIMIT in the environment apply as usual.
+	IdleTrimInterval time.Duration `mapstructure:"idle_trim_interval"`
 }
 
 // Buffer-full behaviours.
@@ -125,6 +141,7 @@ func Defaults() Config {
 		StatusInterval:      5 * time.Second,
 		StallAfter:          15 * time.Second,
 		LinkWatchdog:        time.Minute,
+		IdleTrimInterval:    30 * time.Second,
 	}
 }
 
@@ -155,6 +172,9 @@ func (c Config) Validate() error {
 	if err := validateProxy(c.Proxy); err != nil {
 		add("proxy", "%v", err)
 	}
+	if c.ProxyCAFile != "" && (proxyOff(c.Proxy) || strings.HasPrefix(c.Proxy, "http://")) {
+		add("proxy_ca_file", "set, but proxy is %q: the CA verifies an https:// proxy (unset proxy_ca_file, or set proxy to https://host:port)", c.Proxy)
+	}
 	if c.ProxyCredentialsFile != "" && proxyOff(c.Proxy) {
 		add("proxy_credentials_file", "set, but proxy is %q: the hubs are dialled directly (unset proxy_credentials_file, or set proxy)", c.Proxy)
 	}
@@ -178,6 +198,9 @@ func (c Config) Validate() error {
 	}
 	if c.BudgetRefitInterval <= 0 {
 		add("budget_refit_interval", "must be > 0, got %s", c.BudgetRefitInterval)
+	}
+	if c.IdleTrimInterval < 0 {
+		add("idle_trim_interval", "must be 0 (off) or a positive duration, got %s", c.IdleTrimInterval)
 	}
 	if c.LinkWatchdog < 0 || c.LinkWatchdog > 0 && c.LinkWatchdog <= 2*c.ReconnectInterval+linkDialTimeout {
 		add("link_watchdog", "must be 0 (off) or more than twice reconnect_interval plus %s, got %s", time.Duration(linkDialTimeout), c.LinkWatchdog)

@@ -224,7 +224,11 @@ func (g *gateway) run(ctx context.Context) {
 			g.setErr(err.Error())
 		}
 		g.fetchOnLink()
-		g.discover(ctx)
+		if g.exposesAny() {
+			g.discover(ctx)
+		} else {
+			g.forgetServices()
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -253,6 +257,22 @@ type srvInfo struct {
 	} `json:"endpoints"`
 }
 
+// addServiceInfo adds one instance's INFO to found.
+func addServiceInfo(found map[string]*localService, in srvInfo) {
+	ls := found[in.Name]
+	if ls == nil {
+		ls = &localService{info: contract.EdgeService{Name: in.Name, Version: in.Version, Description: in.Description}, endpoints: map[string]string{}}
+		found[in.Name] = ls
+	}
+	ls.info.Instances++
+	for _, e := range in.Endpoints {
+		if _, ok := ls.endpoints[e.Name]; !ok {
+			ls.endpoints[e.Name] = e.Subject
+			ls.info.Endpoints = append(ls.info.Endpoints, e.Name)
+		}
+	}
+}
+
 // discover asks the site's micro services for their INFO ($SRV.INFO, or
 // $SRV.INFO.<name> for one) and replaces the table (for one name: its row).
 func (g *gateway) discover(ctx context.Context, only ...string) {
@@ -260,43 +280,43 @@ func (g *gateway) discover(ctx context.Context, only ...string) {
 	if len(only) == 1 {
 		subj += "." + only[0]
 	}
+	// The answers are collected by a callback: a synchronous subscription
+	// would allocate its queue (65536 slots, 512 KiB) at every discovery,
+	// every discoverEvery, which was most of an idle edge's garbage.
+	var (
+		mu    sync.Mutex
+		found = map[string]*localService{}
+		done  bool // set once the window closed; later answers are ignored
+	)
 	inbox := g.site.NewRespInbox()
-	sub, err := g.site.SubscribeSync(inbox)
+	sub, err := g.site.Subscribe(inbox, func(m *nats.Msg) {
+		var in srvInfo
+		if json.Unmarshal(m.Data, &in) != nil || in.Name == "" {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			addServiceInfo(found, in)
+		}
+	})
 	if err != nil {
 		return
 	}
-	defer sub.Unsubscribe()
 	if err := g.site.PublishRequest(subj, inbox, nil); err != nil {
+		_ = sub.Unsubscribe()
 		return
 	}
-	found := map[string]*localService{}
-	deadline := time.Now().Add(discoverWait)
-	for {
-		wait := time.Until(deadline)
-		if wait <= 0 || ctx.Err() != nil {
-			break
-		}
-		m, err := sub.NextMsg(wait)
-		if err != nil {
-			break
-		}
-		var in srvInfo
-		if json.Unmarshal(m.Data, &in) != nil || in.Name == "" {
-			continue
-		}
-		ls := found[in.Name]
-		if ls == nil {
-			ls = &localService{info: contract.EdgeService{Name: in.Name, Version: in.Version, Description: in.Description}, endpoints: map[string]string{}}
-			found[in.Name] = ls
-		}
-		ls.info.Instances++
-		for _, e := range in.Endpoints {
-			if _, ok := ls.endpoints[e.Name]; !ok {
-				ls.endpoints[e.Name] = e.Subject
-				ls.info.Endpoints = append(ls.info.Endpoints, e.Name)
-			}
-		}
+	t := time.NewTimer(discoverWait)
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		t.Stop()
 	}
+	_ = sub.Unsubscribe()
+	mu.Lock()
+	done = true
+	mu.Unlock()
 	for _, ls := range found {
 		slices.Sort(ls.info.Endpoints)
 	}
@@ -316,6 +336,25 @@ func (g *gateway) discover(ctx context.Context, only ...string) {
 		if l.inFlight.Load() == 0 && now.Sub(l.used) > limiterIdle {
 			delete(g.limits, k)
 		}
+	}
+}
+
+// exposesAny says whether the configuration exposes a service. Without
+// one the site's services are not discovered: nobody can call them, and an
+// idle edge (the default, no gateway configuration) saves a request, a
+// subscription and a timer every discoverEvery.
+func (g *gateway) exposesAny() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.cfg.Expose) > 0
+}
+
+// forgetServices empties the table of discovered services.
+func (g *gateway) forgetServices() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.services) > 0 {
+		g.services = map[string]*localService{}
 	}
 }
 

@@ -108,6 +108,7 @@ func TestValidateNamesFields(t *testing.T) {
 		{"bad compression", func(c *Config) { c.Compression = "gzip" }, []string{"compression:"}},
 		{"bad sync", func(c *Config) { c.SyncInterval = 0 }, []string{"sync_interval:"}},
 		{"no budget refit", func(c *Config) { c.BudgetRefitInterval = 0 }, []string{"budget_refit_interval:"}},
+		{"negative idle trim", func(c *Config) { c.IdleTrimInterval = -time.Second }, []string{"idle_trim_interval:", "0 (off) or a positive duration"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validConfig()

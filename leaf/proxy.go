@@ -1,10 +1,13 @@
 package leaf
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -78,6 +81,9 @@ type linkProxy struct {
 	credFile string
 	user     string
 	password string
+	// caFile and tls verify an https proxy (nil tls: the system's roots).
+	caFile string
+	tls    *tls.Config
 }
 
 // String names the proxy without its credentials, or "direct".
@@ -97,7 +103,11 @@ func (p linkProxy) LogValue() slog.Value {
 	if p.user != "" {
 		auth = "basic, user " + p.user + " from " + p.credFile
 	}
-	return slog.GroupValue(slog.String("url", p.url.String()), slog.String("from", p.from), slog.String("auth", auth))
+	attrs := []slog.Attr{slog.String("url", p.url.String()), slog.String("from", p.from), slog.String("auth", auth)}
+	if p.url.Scheme == "https" {
+		attrs = append(attrs, slog.String("ca", p.caName()))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // apply makes the remote dial its hubs through p (nats-server's own HTTP
@@ -108,6 +118,39 @@ func (p linkProxy) apply(r *server.RemoteLeafOpts) {
 	}
 	r.Proxy.URL = p.url.String()
 	r.Proxy.Username, r.Proxy.Password = p.user, p.password
+	r.Proxy.TLSConfig = p.tls
+}
+
+// caName says what verifies an https proxy.
+func (p linkProxy) caName() string {
+	if p.caFile != "" {
+		return "proxy_ca_file " + p.caFile
+	}
+	return "the system's roots"
+}
+
+// withCA makes an https proxy in use verified against the CA certificates
+// of file (PEM); "" keeps the system's roots. A CA file for an http proxy
+// (one set by the environment: Validate refuses a configured one) is an
+// error: the edge would not speak TLS to it.
+func (p linkProxy) withCA(file string) (linkProxy, error) {
+	if p.url == nil || file == "" {
+		return p, nil
+	}
+	if p.url.Scheme != "https" {
+		return p, fmt.Errorf("proxy_ca_file %s: set, but the proxy %s (from %s) is http://, which the edge does not speak TLS to; use https://, or unset proxy_ca_file", file, p.url, p.from)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return p, fmt.Errorf("proxy_ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return p, fmt.Errorf("proxy_ca_file %s: no PEM certificate in it; want the CA certificate(s) that signed the proxy's certificate", file)
+	}
+	p.caFile = file
+	p.tls = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	return p, nil
 }
 
 // firstEnv returns the first of names that getenv has a value for.
@@ -223,8 +266,12 @@ func (p linkProxy) proxyHint(msg string) (hint string, ok bool) {
 		return "the proxy refused the tunnel to the hub", true
 	case strings.Contains(msg, "failed to connect to proxy"):
 		return "the proxy cannot be reached: check the proxy setting (" + p.from + ") and the network to it", true
+	case strings.Contains(msg, "TLS handshake") && strings.Contains(msg, "does not look like a TLS handshake"):
+		return "the proxy does not speak TLS: use http:// for it", true
+	case strings.Contains(msg, "TLS handshake") && p.caFile != "":
+		return "the https proxy's certificate is not valid for " + p.url.Hostname() + " under the CA of proxy_ca_file " + p.caFile + ": name the CA that signed it", true
 	case strings.Contains(msg, "TLS handshake"):
-		return "the https proxy's certificate is not trusted by this system's roots", true
+		return "the https proxy's certificate is not valid for " + p.url.Hostname() + " under this system's roots: name the CA that signed it in proxy_ca_file", true
 	}
 	return "check the proxy (" + p.from + ")", true
 }
@@ -237,6 +284,9 @@ func linkProxyFor(c Config, o *server.Options, getenv func(string) string, log *
 		return p, err
 	}
 	if p, err = p.withCredentials(c.ProxyCredentialsFile); err != nil {
+		return p, err
+	}
+	if p, err = p.withCA(c.ProxyCAFile); err != nil {
 		return p, err
 	}
 	if p.url != nil {

@@ -2,12 +2,25 @@ package leaf
 
 import (
 	"bytes"
+	"crypto/x509"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tether-fabric/tether/internal/pki"
 )
+
+func mustPool(t *testing.T, pem []byte) *x509.CertPool {
+	t.Helper()
+	pool, err := pki.Pool(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
 
 func env(kv ...string) func(string) string {
 	m := map[string]string{}
@@ -29,6 +42,14 @@ func TestProxyOptions(t *testing.T) {
 	if err := os.WriteFile(open, []byte("edge:s3cret\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	ca, _, err := pki.NewCA("proxy CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "proxy-ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	bad := filepath.Join(dir, "bad.creds")
 	if err := os.WriteFile(bad, []byte("edge\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -40,6 +61,7 @@ func TestProxyOptions(t *testing.T) {
 		hubs      []string // the bundle's TLS URLs; default testBundle's
 		wantURL   string   // the remote's Proxy.URL; "" for direct
 		wantUser  string
+		wantCA    bool     // the remote verifies the proxy with caFile
 		wantErr   []string // substrings of the error, if one is wanted
 		wantNoErr bool
 	}{
@@ -86,6 +108,16 @@ func TestProxyOptions(t *testing.T) {
 			wantErr: []string{"proxy_credentials_file", "want one line user:password"}},
 		{name: "creds file missing", edit: func(c *Config) { c.Proxy, c.ProxyCredentialsFile = "http://p:3128", filepath.Join(dir, "nope") },
 			wantErr: []string{"proxy_credentials_file", "no such file"}},
+		{name: "https with a CA file", edit: func(c *Config) { c.Proxy, c.ProxyCAFile = "https://proxy.plant:3129", caFile },
+			wantURL: "https://proxy.plant:3129", wantCA: true},
+		{name: "environment https with a CA file", edit: func(c *Config) { c.ProxyCAFile = caFile },
+			getenv: env("HTTPS_PROXY", "https://theirs:8443"), wantURL: "https://theirs:8443", wantCA: true},
+		{name: "CA file for the environment's http proxy", edit: func(c *Config) { c.ProxyCAFile = caFile },
+			getenv: env("https_proxy", "http://theirs:8080"), wantErr: []string{"proxy_ca_file " + caFile, "http://theirs:8080", "from https_proxy", "https://"}},
+		{name: "CA file without a certificate", edit: func(c *Config) { c.Proxy, c.ProxyCAFile = "https://p:3129", bad },
+			wantErr: []string{"proxy_ca_file " + bad, "no PEM certificate"}},
+		{name: "CA file missing", edit: func(c *Config) { c.Proxy, c.ProxyCAFile = "https://p:3129", filepath.Join(dir, "nope") },
+			wantErr: []string{"proxy_ca_file", "no such file"}},
 		{name: "creds file unused when direct", edit: func(c *Config) { c.ProxyCredentialsFile = filepath.Join(dir, "nope") }, wantURL: ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -132,6 +164,11 @@ func TestProxyOptions(t *testing.T) {
 			if r.Proxy.URL != tc.wantURL || r.Proxy.Username != tc.wantUser {
 				t.Errorf("remote proxy = %q user %q, want %q user %q", r.Proxy.URL, r.Proxy.Username, tc.wantURL, tc.wantUser)
 			}
+			if gotCA := r.Proxy.TLSConfig != nil && r.Proxy.TLSConfig.RootCAs != nil; gotCA != tc.wantCA {
+				t.Errorf("remote proxy verified with the CA file: %v, want %v", gotCA, tc.wantCA)
+			} else if gotCA && (!r.Proxy.TLSConfig.RootCAs.Equal(mustPool(t, ca.PEM)) || r.Proxy.TLSConfig.InsecureSkipVerify) {
+				t.Errorf("remote proxy TLS does not verify against the CA file")
+			}
 			if tc.wantUser != "" && r.Proxy.Password != "s3cret" {
 				t.Errorf("remote proxy password = %q, want the file's", r.Proxy.Password)
 			}
@@ -169,6 +206,11 @@ func TestValidateProxy(t *testing.T) {
 		{"bad port", func(c *Config) { c.Proxy = "http://edge:s3cret@proxy:port" }, []string{"proxy:", "not a URL", `invalid port ":port"`}},
 		{"opaque", func(c *Config) { c.Proxy = "http:edge:s3cret@proxy" }, []string{"proxy:", "not of the form scheme://host[:port]"}},
 		{"credentials", func(c *Config) { c.Proxy = "http://edge:s3cret@proxy:3128" }, []string{"proxy:", "proxy_credentials_file", "xxxxx"}},
+		{"https with a CA file", func(c *Config) { c.Proxy, c.ProxyCAFile = "https://proxy:3129", "/ca.pem" }, nil},
+		{"CA file, proxy from the environment", func(c *Config) { c.ProxyCAFile = "/ca.pem" }, nil},
+		{"CA file for an http proxy", func(c *Config) { c.Proxy, c.ProxyCAFile = "http://proxy:3128", "/ca.pem" },
+			[]string{"proxy_ca_file:", `proxy is "http://proxy:3128"`, "https://host:port"}},
+		{"CA file but off", func(c *Config) { c.Proxy, c.ProxyCAFile = "none", "/ca.pem" }, []string{"proxy_ca_file:", `proxy is "none"`}},
 		{"creds file but off", func(c *Config) { c.Proxy, c.ProxyCredentialsFile = "off", "/p" }, []string{"proxy_credentials_file:", `proxy is "off"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -204,6 +246,13 @@ func TestProxyHint(t *testing.T) {
 		t.Fatal(err)
 	}
 	withCreds := p
+	tlsProxy, err := resolveProxy(Config{Proxy: "https://proxy.plant:3129"}, nil, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCA := tlsProxy
+	withCA.caFile = "/etc/tether/proxy-ca.pem"
+	const unknownCA = "proxy TLS handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority"
 	withCreds.user, withCreds.credFile = "edge", "/etc/tether/proxy.creds"
 	for _, tc := range []struct {
 		name   string
@@ -218,6 +267,9 @@ func TestProxyHint(t *testing.T) {
 		{"403", p, "proxy CONNECT failed: 403 Access violation", "tinyproxy: ConnectPort", true},
 		{"unreachable", p, "failed to connect to proxy: dial tcp 127.0.0.1:1: connect: connection refused", "cannot be reached", true},
 		{"hub name not resolved", p, `lookup for host "hub.example.com": lookup hub.example.com: no such host`, "resolve the hubs' names itself", true},
+		{"https proxy, system roots", tlsProxy, unknownCA, "not valid for proxy.plant under this system's roots: name the CA that signed it in proxy_ca_file", true},
+		{"https proxy, CA file", withCA, unknownCA, "not valid for proxy.plant under the CA of proxy_ca_file /etc/tether/proxy-ca.pem", true},
+		{"https to an http proxy", tlsProxy, "proxy TLS handshake failed: tls: first record does not look like a TLS handshake", "does not speak TLS: use http://", true},
 		{"not the proxy", p, "dial tcp 127.0.0.1:7422: connect: connection refused", "", false},
 		{"direct", linkProxy{}, "proxy CONNECT failed: 407", "", false},
 	} {

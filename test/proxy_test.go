@@ -2,14 +2,17 @@ package test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +22,7 @@ import (
 
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/hub"
+	"github.com/tether-fabric/tether/internal/pki"
 	"github.com/tether-fabric/tether/internal/tethertest"
 	"github.com/tether-fabric/tether/leaf"
 )
@@ -451,5 +455,213 @@ func TestProxyEnroll(t *testing.T) {
 	tethertest.WaitLinked(t, l, 20*time.Second)
 	if n := p.tunnels(hostPort(h.LeafURL())); n <= enrollTunnels {
 		t.Errorf("the proxy logged %d CONNECTs after the edge linked, as many as after enrollment: the edge did not go through it", n)
+	}
+}
+
+// tlsFront is a TLS terminator in front of a forward proxy: what an https
+// proxy is to the edge. It accepts TLS on a free loopback port with a
+// certificate for 127.0.0.1 signed by its own CA, and pipes each
+// connection's plaintext to the proxy behind it.
+type tlsFront struct {
+	addr   string
+	caFile string // the PEM of the CA that signed its certificate
+	ln     net.Listener
+	conns  atomic.Int64  // TLS handshakes completed
+	done   chan struct{} // closed at cleanup: every pipe ends
+}
+
+// startTLSFront starts a TLS terminator for the proxy at backend.
+func startTLSFront(t *testing.T, backend string) *tlsFront {
+	t.Helper()
+	ca, _, err := pki.NewCA("test proxy CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue("proxy", []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pki.ServerTLS(certPEM, keyPEM, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &tlsFront{caFile: filepath.Join(t.TempDir(), "proxy-ca.pem"), done: make(chan struct{})}
+	if err := os.WriteFile(f.caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if f.ln, err = tls.Listen("tcp", "127.0.0.1:0", cfg); err != nil {
+		t.Fatal(err)
+	}
+	f.addr = f.ln.Addr().String()
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		close(f.done)
+		f.ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := f.ln.Accept()
+			if err != nil {
+				return // closed at cleanup
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f.pipe(c.(*tls.Conn), backend)
+			}()
+		}
+	}()
+	return f
+}
+
+// URL is the https proxy's URL for the leaf's proxy key.
+func (f *tlsFront) URL() string { return "https://" + f.addr }
+
+// pipe completes c's handshake and copies between it and the proxy until
+// either side closes (or the listener does: cleanup waits for the pipes).
+func (f *tlsFront) pipe(c *tls.Conn, backend string) {
+	defer c.Close()
+	hctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.HandshakeContext(hctx); err != nil {
+		return // an edge that does not trust the certificate
+	}
+	f.conns.Add(1)
+	b, err := net.DialTimeout("tcp", backend, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer b.Close()
+	stop := make(chan struct{})
+	go func() { // the listener's close ends the pipe
+		select {
+		case <-stop:
+		case <-f.done:
+		}
+		c.Close()
+		b.Close()
+	}()
+	defer close(stop)
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(b, c)
+		close(done)
+	}()
+	_, _ = io.Copy(c, b)
+	c.Close()
+	b.Close()
+	<-done
+}
+
+// httpsProxyLeaf starts plant-7's edge over transport through the https
+// proxy front, verified with caFile ("" for the system's roots), with
+// basic-auth credentials.
+func (f *proxiedFabric) httpsProxyLeaf(t *testing.T, transport string, front *tlsFront, caFile string, log *tethertest.LogBuffer) (*leaf.Server, jetstream.JetStream) {
+	t.Helper()
+	cfg := tethertest.LeafConfig(t, f.bundle)
+	cfg.Transport, cfg.Proxy, cfg.ProxyCAFile = transport, front.URL(), caFile
+	cfg.ProxyCredentialsFile = credsFile(t, "edge:s3cret")
+	l := tethertest.RunLeaf(t, cfg, log.Logger())
+	js, err := jetstream.New(tethertest.Connect(t, l.ClientURL()), jetstream.WithPublishAsyncMaxPending(1024))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, js
+}
+
+// TestProxyHTTPS: an edge whose way out is an https forward proxy (TLS to
+// the proxy, verified against proxy_ca_file; a real tinyproxy with basic
+// auth behind a TLS terminator) links over TLS and over WebSocket, and
+// what it buffers reaches the cloud exactly once, in order.
+func TestProxyHTTPS(t *testing.T) {
+	tinyproxyBinary(t) // skip or fail before starting anything
+	for _, transport := range []string{leaf.TransportTLS, leaf.TransportWebsocket} {
+		t.Run(transport, func(t *testing.T) {
+			f := newProxiedFabric(t)
+			hubURL := f.hubURL(transport)
+			p := startTinyproxy(t, proxyRules{connectPorts: []int{portOf(t, hubURL)}, auth: "edge s3cret"})
+			front := startTLSFront(t, p.addr)
+			var log tethertest.LogBuffer
+			l, js := f.httpsProxyLeaf(t, transport, front, front.caFile, &log)
+			tethertest.WaitLinked(t, l, 20*time.Second)
+			if link := l.Link(); link.Proxy != front.URL() || link.Transport != transport {
+				t.Errorf("link = %+v, want it through proxy %s over %s", link, front.URL(), transport)
+			}
+			if front.conns.Load() < 1 || p.tunnels(hostPort(hubURL)) < 1 {
+				t.Fatalf("TLS connections to the https proxy: %d, CONNECTs to the hub %s it logged: %d; want both >= 1",
+					front.conns.Load(), hostPort(hubURL), p.tunnels(hostPort(hubURL)))
+			}
+			publish(t, js, "p1", 0, 1000)
+			expectCloudHolds(t, f.cloud, 1000)
+			if !log.Contains("proxy_ca_file "+front.caFile) || strings.Contains(log.String(), "s3cret") {
+				t.Errorf("the edge's log does not name the proxy's CA file, or shows the proxy's password:\n%s", log.String())
+			}
+		})
+	}
+}
+
+// TestProxyHTTPSUntrusted: an https proxy whose certificate the edge
+// cannot verify (by the system's roots, or by a proxy_ca_file of another
+// CA) gets no CONNECT from the edge; the link stays down and the edge's
+// status and log name the proxy, the certificate error and the key to set.
+func TestProxyHTTPSUntrusted(t *testing.T) {
+	tinyproxyBinary(t) // skip or fail before starting anything
+	f := newProxiedFabric(t)
+	p := startTinyproxy(t, proxyRules{connectPorts: []int{portOf(t, f.hub.LeafURL())}, auth: "edge s3cret"})
+	other := startTLSFront(t, p.addr) // only for its CA file
+	for _, tc := range []struct {
+		name   string
+		caFile string
+		hint   string
+	}{
+		{"system roots", "", "under this system's roots: name the CA that signed it in proxy_ca_file"},
+		{"another CA", other.caFile, "under the CA of proxy_ca_file " + other.caFile + ": name the CA that signed it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			front := startTLSFront(t, p.addr)
+			var log tethertest.LogBuffer
+			l, _ := f.httpsProxyLeaf(t, leaf.TransportTLS, front, tc.caFile, &log)
+			var st leaf.Status
+			binaryWaitFor(t, 20*time.Second, "the edge's status to show the proxy's certificate error", func() error {
+				st = l.Status()
+				if e := st.Link.LastError; !strings.Contains(e, front.URL()) || !strings.Contains(e, "proxy TLS handshake failed") ||
+					!strings.Contains(e, "certificate signed by unknown authority") || !strings.Contains(e, tc.hint) {
+					return fmt.Errorf("link %+v, want a last error naming %s, the unknown authority and %q", st.Link, front.URL(), tc.hint)
+				}
+				return nil
+			})
+			t.Logf("status: %s", st.Link.LastError)
+			if st.Link.Connected || front.conns.Load() != 0 {
+				t.Errorf("link %+v, %d TLS connections accepted by the proxy: want down, none", st.Link, front.conns.Load())
+			}
+			if !log.Contains("the forward proxy did not open a tunnel to the hub") || !log.Contains(tc.hint) {
+				t.Errorf("the edge's log does not explain the certificate error:\n%s", log.String())
+			}
+		})
+	}
+	if n := p.tunnels(hostPort(f.hub.LeafURL())); n != 0 {
+		t.Errorf("the proxy logged %d CONNECTs to the hub from edges that could not verify it, want 0", n)
+	}
+}
+
+// TestProxyConnectNamesHub: through a proxy the edge asks for a tunnel to
+// the hub by the name in its bundle, not by the address it looked up
+// itself (README "Through a forward proxy": the proxy resolves the name
+// again, and its rules see the name).
+func TestProxyConnectNamesHub(t *testing.T) {
+	tinyproxyBinary(t) // skip or fail before starting anything
+	f := newProxiedFabric(t)
+	port := strconv.Itoa(portOf(t, f.hub.LeafURL()))
+	p := startTinyproxy(t, proxyRules{connectPorts: []int{portOf(t, f.hub.LeafURL())}})
+	cfg := tethertest.LeafConfig(t, tethertest.BundleFile(t, f.store, "plant-7", []string{"tls://localhost:" + port}, nil))
+	cfg.Proxy = p.URL()
+	var log tethertest.LogBuffer
+	l := tethertest.RunLeaf(t, cfg, log.Logger())
+	tethertest.WaitLinked(t, l, 20*time.Second)
+	if byName, byAddr := p.tunnels("localhost:"+port), p.tunnels("127.0.0.1:"+port); byName < 1 || byAddr != 0 {
+		t.Errorf("the proxy logged %d CONNECTs to localhost:%s and %d to 127.0.0.1:%s; want the name only", byName, port, byAddr, port)
 	}
 }

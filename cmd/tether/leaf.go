@@ -43,9 +43,13 @@ Configuration: defaults < --config file < environment TETHER_<KEY> < flags.
 
 Through an HTTP(S) forward proxy (CONNECT; the TLS to the hubs stays end to
 end), for both transports: --proxy http://proxy:3128, and the proxy's
-user:password in a 0600 file named by proxy_credentials_file. Unset, the
-proxy is https_proxy/HTTPS_PROXY minus no_proxy/NO_PROXY (http_proxy never
-applies); --proxy off dials the hubs directly.
+user:password in a 0600 file named by proxy_credentials_file. An https://
+proxy (TLS to the proxy) is verified with the system's roots, or with the
+CA certificate(s) of the PEM file named by proxy_ca_file. Unset, the proxy
+is https_proxy/HTTPS_PROXY minus no_proxy/NO_PROXY (http_proxy never
+applies); --proxy off dials the hubs directly. The edge must resolve the
+hubs' names itself even through a proxy (the CONNECT names the hub for the
+proxy to resolve, but the embedded nats-server looks the name up first).
 
 ` + configKeysHelp(&leafDefaults, leafDocs),
 		Example: `  tether leaf --bundle plant-7.bundle --data /var/lib/tether
@@ -97,6 +101,13 @@ applies); --proxy off dials the hubs directly.
 				releaseStartupPages(cmd.Context(), l, d.logger())
 			}()
 			defer func() { <-trimmed }()
+			idle := make(chan struct{})
+			ictx, stopIdle := context.WithCancel(cmd.Context())
+			go func() {
+				defer close(idle)
+				trimWhenIdle(ictx, cfg.IdleTrimInterval, d.logger())
+			}()
+			defer func() { stopIdle(); <-idle }()
 			var stuck error
 			select {
 			case <-cmd.Context().Done():
@@ -122,13 +133,25 @@ applies); --proxy off dials the hubs directly.
 	f.String("listen", "", "local client address (default 127.0.0.1:4222)")
 	f.Bool("allow-remote-clients", false, "allow a non-loopback --listen")
 	f.String("transport", "", "tls (default) or websocket")
-	f.String("proxy", "", "HTTP(S) forward proxy to the hubs, http://host:port (default: https_proxy; off: direct)")
+	f.String("proxy", "", "HTTP(S) forward proxy to the hubs, http://host:port or https://host:port (default: https_proxy; off: direct)")
 	f.String("compression", "", "link compression: off, s2_fast (default), s2_better, s2_best, s2_auto")
 	f.StringVar(&pprofAddr, "debug-pprof", "", "serve Go profiles on this loopback address (debugging)")
 	_ = f.MarkHidden("debug-pprof")
 	ef.add(f)
 	cmd.AddCommand(newLeafStatusCmd(d))
 	return cmd
+}
+
+// trimWhenIdle trims the process's memory every interval while it is idle
+// (workingset.TrimWhenIdle), until ctx ends.
+func trimWhenIdle(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	workingset.TrimWhenIdle(ctx, interval, func(tr workingset.IdleTrim) {
+		if tr.Err != nil {
+			log.Debug("idle: executable pages not released", "err", tr.Err)
+			return
+		}
+		log.Debug("idle: memory trimmed", "executable_bytes", tr.Executable)
+	})
 }
 
 // releaseStartupPages releases the binary's pages that start-up mapped

@@ -1,5 +1,8 @@
-// Package workingset trims the part of a process's resident memory that
-// start-up alone used: the pages of its own executable.
+// Package workingset trims the parts of a process's resident memory that
+// it does not use while idle: the pages of its own executable that
+// start-up (or code run now and then) mapped, and, with TrimWhenIdle, the
+// garbage and free heap an idle Go process keeps until its next
+// collection.
 //
 // A Go binary is one static file that the process maps read-only (code,
 // constant data, the tables the runtime reads for stacks and types).

@@ -94,12 +94,18 @@ func TestBenchIdle(t *testing.T) {
 		cpu0[i] = readCPU(t, p.cmd.Process.Pid)
 	}
 	start := time.Now()
-	for time.Since(start) < window {
+	var series [2][]string // the leaves' RSS every 30 s, for the log
+	for n := 1; time.Since(start) < window; n++ {
 		time.Sleep(time.Second)
 		for i, p := range procs {
-			maxRSS[i] = max(maxRSS[i], readRSS(t, p.cmd.Process.Pid))
+			r := readRSS(t, p.cmd.Process.Pid)
+			maxRSS[i] = max(maxRSS[i], r)
+			if i < len(series) && n%30 == 0 {
+				series[i] = append(series[i], fmt.Sprintf("%.1f", mb(r)))
+			}
 		}
 	}
+	t.Logf("RSS every 30 s (MB): tether leaf %s; plain leaf %s", strings.Join(series[0], " "), strings.Join(series[1], " "))
 	took := time.Since(start)
 	var rss, anon, file []int64
 	var cpu []float64
