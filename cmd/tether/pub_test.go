@@ -74,7 +74,36 @@ func TestPubWaitsForTheVerdict(t *testing.T) {
 			if want := `Permissions Violation for Publish to "` + tc.subject + `"`; !strings.Contains(stderr, want) {
 				t.Errorf("stderr %q, want the server's reason %q", stderr, want)
 			}
+			if n := strings.Count(stderr, "Permissions Violation"); n != 1 {
+				t.Errorf("stderr %q tells the refusal %d times, want once", stderr, n)
+			}
 		})
+	}
+}
+
+// TestSubRefusedAtOnce: 'tether sub' on a subject the user may not
+// subscribe to exits 1 with the server's reason, once, instead of
+// listening to nothing until interrupted.
+func TestSubRefusedAtOnce(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	commander, err := store.AddCloudUser("ops", "commander", nil, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := "edges.*.telemetry.>"
+	code, stdout, stderr := runCLI(t, "sub", "--server", h.ClientURL(), "--creds", commander, "--tlsca", store.CAFile(), subject)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stdout %q stderr %q", code, stdout, stderr)
+	}
+	if want := `tether: subscribe ` + subject + `: refused by the server`; !strings.Contains(stderr, want) {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+	if n := strings.Count(stderr, `Permissions Violation for Subscription to "`+subject+`"`); n != 1 {
+		t.Errorf("stderr %q gives the server's reason %d times, want once", stderr, n)
+	}
+	if strings.Contains(stderr, "listening on") {
+		t.Errorf("stderr %q says it listens on a refused subject", stderr)
 	}
 }
 
