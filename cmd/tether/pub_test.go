@@ -129,3 +129,26 @@ func TestPubSubRefuseOpenCreds(t *testing.T) {
 		}
 	}
 }
+
+// TestSvcLsRefusedAtOnce: 'tether svc ls' as a user whose role has no
+// services grant (a reader) fails at once with the server's refusal, not
+// after the request's 10 s timeout.
+func TestSvcLsRefusedAtOnce(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	reader, err := store.AddCloudUser("dash", "reader", nil, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code, stdout, stderr := runCLI(t, "svc", "ls", "--server", h.ClientURL(), "--creds", reader, "--tlsca", store.CAFile())
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("refusal took %s, want at once", took)
+	}
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stdout %q stderr %q", code, stdout, stderr)
+	}
+	if want := `refused by the server (this user may not ask tether.svc.ls)`; !strings.Contains(stderr, want) {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+}

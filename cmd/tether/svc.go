@@ -66,13 +66,14 @@ Programs can ask the same on the CLOUD subject ` + contract.ServiceList + ` (JSO
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			edge, cf.edge = cf.edge, ""
-			nc, err := cf.connect()
+			refused := newRefusals()
+			nc, err := cf.connect(refused.handler(d.stderr))
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
 			req, _ := json.Marshal(contract.ServiceListRequest{Edge: edge})
-			resp, err := nc.Request(contract.ServiceList, req, 10*time.Second)
+			resp, err := refused.request(nc, contract.ServiceList, req, 10*time.Second)
 			if err != nil {
 				return fmt.Errorf("ask the hubs for the service table (%s): %w", contract.ServiceList, err)
 			}
