@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -150,5 +152,88 @@ func TestSvcLsRefusedAtOnce(t *testing.T) {
 	}
 	if want := `refused by the server (this user may not ask tether.svc.ls)`; !strings.Contains(stderr, want) {
 		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+}
+
+// syncBuffer is a bytes.Buffer a running command writes while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestSubSkipsBatchMarker: the cloud's live view of an edge's burst shows
+// the edge's messages only. The forwarder's end-of-batch marker (an empty
+// message on the same subject, never stored) used to show as an empty
+// message after the burst, and counted for --count.
+func TestSubSkipsBatchMarker(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	tethertest.AddEdge(t, store, "plant-7", h)
+	l := tethertest.RunLeaf(t, tethertest.LeafConfig(t, tethertest.WriteBundle(t, store, "plant-7", h)), nil)
+	tethertest.WaitLinked(t, l, 15*time.Second)
+	local := tethertest.Connect(t, l.ClientURL())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"sub", "--server", h.ClientURL(), "--creds", store.CloudCredsFile(), "--tlsca", store.CAFile(),
+			"--count", "6", "edges.plant-7.telemetry.>"}, &out, &errb)
+	}()
+	tethertest.WaitFor(t, 10*time.Second, func() error {
+		if !strings.Contains(errb.String(), "listening on") {
+			return fmt.Errorf("sub not listening yet: %q", errb.String())
+		}
+		return nil
+	})
+	publish := func(i int) {
+		t.Helper()
+		if err := local.Publish("telemetry.burst", fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := local.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A burst: the first message goes alone, the rest as a fast batch
+	// ended by a marker. The sixth is sent once all five left the edge.
+	for i := 1; i <= 5; i++ {
+		publish(i)
+	}
+	tethertest.WaitFor(t, 15*time.Second, func() error {
+		if b := l.Status().Buffer; b.Forwarded < 5 || b.BacklogMsgs > 0 {
+			return fmt.Errorf("buffer: %d forwarded, %d waiting; want 5 and 0", b.Forwarded, b.BacklogMsgs)
+		}
+		return nil
+	})
+	publish(6)
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("sub exit %d; stderr %q", code, errb.String())
+		}
+	case <-ctx.Done():
+		t.Fatalf("sub did not end; stdout %q", out.String())
+	}
+	var want strings.Builder
+	for i := 1; i <= 6; i++ {
+		fmt.Fprintf(&want, "[edges.plant-7.telemetry.burst] m%d\n", i)
+	}
+	if got := out.String(); got != want.String() {
+		t.Errorf("sub printed\n%s\nwant\n%s", got, want.String())
 	}
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -177,6 +179,10 @@ func newSubCmd(d *deps) *cobra.Command {
 				case err := <-refused:
 					return refusal(err)
 				case m := <-ch:
+					if batchMarker(m) {
+						n--
+						continue
+					}
 					fmt.Fprintf(d.stdout, "[%s] %s\n", m.Subject, m.Data)
 				}
 			}
@@ -186,4 +192,23 @@ func newSubCmd(d *deps) *cobra.Command {
 	cf.register(cmd)
 	cmd.Flags().IntVar(&count, "count", 0, "exit after this many messages (0: never)")
 	return cmd
+}
+
+// batchMarker reports whether m is an edge forwarder's end-of-batch marker:
+// nats-server's fast-batch protocol sends it on the stream's subject, so
+// live subscribers in CLOUD receive it too, but it carries no message (the
+// stream never stores it). It is empty, has no message id (every
+// forwarded message has one), and its reply, as the server records it in
+// Nats-Request-Info, ends in the batch-commit operation "$FI".
+func batchMarker(m *nats.Msg) bool {
+	if len(m.Data) > 0 || m.Header == nil || m.Header.Get(nats.MsgIdHdr) != "" {
+		return false
+	}
+	var info struct {
+		Reply string `json:"reply"`
+	}
+	if json.Unmarshal([]byte(m.Header.Get("Nats-Request-Info")), &info) != nil {
+		return false
+	}
+	return strings.HasSuffix(info.Reply, ".$FI")
 }
