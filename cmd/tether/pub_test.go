@@ -237,3 +237,26 @@ func TestSubSkipsBatchMarker(t *testing.T) {
 		t.Errorf("sub printed\n%s\nwant\n%s", got, want.String())
 	}
 }
+
+// TestAuditRefusedAtOnce: 'tether audit' as a user who may not read
+// telemetry (a commander) fails at once with the server's refusal, not
+// after a 5 s timeout with "context deadline exceeded".
+func TestAuditRefusedAtOnce(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	commander, err := store.AddCloudUser("ops", "commander", nil, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code, stdout, stderr := runCLI(t, "audit", "--server", h.ClientURL(), "--creds", commander, "--tlsca", store.CAFile())
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("refusal took %s, want at once", took)
+	}
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stdout %q stderr %q", code, stdout, stderr)
+	}
+	if want := `read the audit trail: refused by the server (this user may not read the audit trail)`; !strings.Contains(stderr, want) {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+}
