@@ -111,10 +111,12 @@ func TestIdleEdgeForwardsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	var slow []string
-	for i := range 12 {
-		// Pauses of 0 to 1.1 s (not a synchronization): they let the
-		// forwarder end its session and go idle, at varying phases.
-		<-time.After(time.Duration(i%4) * 370 * time.Millisecond)
+	for i := range 20 {
+		// Pauses of 0.6 to 1.2 s (not a synchronization): they let the
+		// forwarder end its session and go idle, at varying phases. The
+		// old forwarder was late for 1 or 2 of 20 messages here (2 of 10
+		// in 'tether dev' on a loaded machine).
+		<-time.After(600*time.Millisecond + time.Duration(i%3)*300*time.Millisecond)
 		// A core publish, as 'tether pub' and most site clients send.
 		sent := time.Now()
 		if err := local.Publish("telemetry.idle", fmt.Appendf(nil, "m%d", i)); err != nil {
