@@ -115,7 +115,9 @@ type diffReport struct {
 	Notes    []string        `json:"notes,omitempty"`
 }
 
-func printPlan(d *deps, plan *accounts.PolicyPlan) {
+// printPlan prints a plan's changes; unpushed says what becomes of the
+// accounts an earlier apply did not get to every hub.
+func printPlan(d *deps, plan *accounts.PolicyPlan, unpushed string) {
 	if len(plan.Changes) == 0 {
 		fmt.Fprintln(d.stdout, "no change: the policy in force already says this")
 	}
@@ -135,7 +137,7 @@ func printPlan(d *deps, plan *accounts.PolicyPlan) {
 		fmt.Fprintf(d.stdout, "note: %s\n", n)
 	}
 	if len(plan.Unpushed) > 0 {
-		fmt.Fprintf(d.stdout, "not yet taken by every hub from an earlier apply (pushed again): %s\n", strings.Join(plan.Unpushed, ", "))
+		fmt.Fprintf(d.stdout, "not yet taken by every hub from an earlier apply (%s): %s\n", unpushed, strings.Join(plan.Unpushed, ", "))
 	}
 }
 
@@ -161,13 +163,22 @@ func newPolicyDiffCmd(d *deps) *cobra.Command {
 				}
 				return printJSON(d, r)
 			}
-			printPlan(d, plan)
+			printPlan(d, plan, "an apply with --push or --dev pushes them again")
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// unpushedFate is what an apply or rollback to url ("": --store-only)
+// does with the accounts an earlier apply did not get to every hub.
+func unpushedFate(url string) string {
+	if url == "" {
+		return "still not pushed: --store-only"
+	}
+	return "pushed again"
 }
 
 // applyFlags say where an apply or a rollback goes.
@@ -230,7 +241,7 @@ it again until every hub has it.`,
 			if err != nil {
 				return err
 			}
-			printPlan(d, plan)
+			printPlan(d, plan, unpushedFate(url))
 			return applyPlan(cmd, d, s, plan, url, f.timeout, 0)
 		},
 	}
@@ -423,7 +434,7 @@ func newPolicyRollbackCmd(d *deps) *cobra.Command {
 				}
 				return fmt.Errorf("rollback to version %d: %w", version, err)
 			}
-			printPlan(d, plan)
+			printPlan(d, plan, unpushedFate(url))
 			return applyPlan(cmd, d, s, plan, url, f.timeout, version)
 		},
 	}

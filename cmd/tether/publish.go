@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -25,4 +27,45 @@ func publishConfirmed(nc *nats.Conn, subject string, data []byte) error {
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}
 	return nil
+}
+
+// refusals catches the server's refusal of a publish or subscription (a
+// permissions violation, which nats.go reports asynchronously) so that a
+// command fails at once with it instead of waiting for a timeout.
+type refusals chan error
+
+func newRefusals() refusals { return make(refusals, 1) }
+
+// handler is the connection's error handler: refusals go to r, any other
+// asynchronous error to stderr.
+func (r refusals) handler(stderr io.Writer) nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			select {
+			case r <- err:
+			default:
+			}
+			return
+		}
+		fmt.Fprintf(stderr, "tether: %v\n", err)
+	})
+}
+
+// request sends a request and waits for its answer, or for a refusal.
+func (r refusals) request(nc *nats.Conn, subject string, data []byte, timeout time.Duration) (*nats.Msg, error) {
+	type answer struct {
+		msg *nats.Msg
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		m, err := nc.Request(subject, data, timeout)
+		done <- answer{m, err}
+	}()
+	select {
+	case err := <-r:
+		return nil, fmt.Errorf("refused by the server (this user may not ask %s): %w", subject, err)
+	case a := <-done:
+		return a.msg, a.err
+	}
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -102,7 +104,13 @@ are refused.`,
 			if err := contract.CheckPublishSubject(subject); err != nil {
 				return usageError{err}
 			}
-			nc, err := cf.connect()
+			// The refusal of the publish is publishConfirmed's to report;
+			// nats.go's default handler would print it a second time.
+			nc, err := cf.connect(nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				if !errors.Is(err, nats.ErrPermissionViolation) {
+					fmt.Fprintf(d.stderr, "tether: %v\n", err)
+				}
+			}))
 			if err != nil {
 				return err
 			}
@@ -129,11 +137,28 @@ func newSubCmd(d *deps) *cobra.Command {
 			if count < 0 {
 				return usageError{fmt.Errorf("--count %d: want 0 (never stop) or a positive number of messages", count)}
 			}
-			nc, err := cf.connect()
+			// A subscription the user may not make is refused by the
+			// server asynchronously, before the PONG that ends Flush (or,
+			// after a policy change, when the connection comes back): exit
+			// 1 with the reason instead of listening to nothing.
+			refused := make(chan error, 1)
+			nc, err := cf.connect(nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				if errors.Is(err, nats.ErrPermissionViolation) {
+					select {
+					case refused <- err:
+					default:
+					}
+					return
+				}
+				fmt.Fprintf(d.stderr, "tether: %v\n", err)
+			}))
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
+			refusal := func(err error) error {
+				return fmt.Errorf("subscribe %s: refused by the server (this user may not subscribe to this subject): %w", args[0], err)
+			}
 			ch := make(chan *nats.Msg, 1024)
 			sub, err := nc.ChanSubscribe(args[0], ch)
 			if err != nil {
@@ -143,12 +168,21 @@ func newSubCmd(d *deps) *cobra.Command {
 			if err := nc.Flush(); err != nil {
 				return err
 			}
+			if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) {
+				return refusal(err)
+			}
 			fmt.Fprintf(d.stderr, "listening on %s\n", args[0])
 			for n := 0; count == 0 || n < count; n++ {
 				select {
 				case <-cmd.Context().Done():
 					return nil
+				case err := <-refused:
+					return refusal(err)
 				case m := <-ch:
+					if batchMarker(m) {
+						n--
+						continue
+					}
 					fmt.Fprintf(d.stdout, "[%s] %s\n", m.Subject, m.Data)
 				}
 			}
@@ -158,4 +192,23 @@ func newSubCmd(d *deps) *cobra.Command {
 	cf.register(cmd)
 	cmd.Flags().IntVar(&count, "count", 0, "exit after this many messages (0: never)")
 	return cmd
+}
+
+// batchMarker reports whether m is an edge forwarder's end-of-batch marker:
+// nats-server's fast-batch protocol sends it on the stream's subject, so
+// live subscribers in CLOUD receive it too, but it carries no message (the
+// stream never stores it). It is empty, has no message id (every
+// forwarded message has one), and its reply, as the server records it in
+// Nats-Request-Info, ends in the batch-commit operation "$FI".
+func batchMarker(m *nats.Msg) bool {
+	if len(m.Data) > 0 || m.Header == nil || m.Header.Get(nats.MsgIdHdr) != "" {
+		return false
+	}
+	var info struct {
+		Reply string `json:"reply"`
+	}
+	if json.Unmarshal([]byte(m.Header.Get("Nats-Request-Info")), &info) != nil {
+		return false
+	}
+	return strings.HasSuffix(info.Reply, ".$FI")
 }

@@ -67,13 +67,14 @@ Programs can ask the same on the CLOUD subject ` + contract.ServiceList + ` (JSO
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			edge, cf.edge = cf.edge, ""
-			nc, err := cf.connect()
+			refused := newRefusals()
+			nc, err := cf.connect(refused.handler(d.stderr))
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
 			req, _ := json.Marshal(contract.ServiceListRequest{Edge: edge})
-			resp, err := nc.Request(contract.ServiceList, req, 10*time.Second)
+			resp, err := refused.request(nc, contract.ServiceList, req, 10*time.Second)
 			if err != nil {
 				return fmt.Errorf("ask the hubs for the service table (%s): %w", contract.ServiceList, err)
 			}
@@ -207,7 +208,10 @@ in the CLOUD stream TELEMETRY (edges.<edge>.telemetry.` + contract.AuditToken + 
   tether audit --dev --edge dev-a --service echo --caller viewer --since 1h --json`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nc, err := cf.connect()
+			// A user who may not read the audit trail (no telemetry
+			// grant) is refused at the consumer's creation: say so at once.
+			refused := newRefusals()
+			nc, err := cf.connect(refused.handler(d.stderr))
 			if err != nil {
 				return err
 			}
@@ -216,7 +220,15 @@ in the CLOUD stream TELEMETRY (edges.<edge>.telemetry.` + contract.AuditToken + 
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
+			ctx, cancel := context.WithCancelCause(cmd.Context())
+			defer cancel(nil)
+			go func() {
+				select {
+				case err := <-refused:
+					cancel(fmt.Errorf("refused by the server (this user may not read the audit trail): %w", err))
+				case <-ctx.Done():
+				}
+			}()
 			// A consumer of the user's own (a reader may touch no other),
 			// in memory, gone a minute after this command stops reading.
 			cc := jetstream.ConsumerConfig{
@@ -232,6 +244,9 @@ in the CLOUD stream TELEMETRY (edges.<edge>.telemetry.` + contract.AuditToken + 
 			}
 			cons, err := cloudjs.CreateOwnedConsumer(ctx, js, contract.TelemetryStream, cloudjs.OwnerOf(nc), cc)
 			if err != nil {
+				if cause := context.Cause(ctx); cause != nil && cmd.Context().Err() == nil {
+					err = cause
+				}
 				return fmt.Errorf("read the audit trail: %w", err)
 			}
 			defer func() {

@@ -7,10 +7,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/accounts"
 	"github.com/tether-fabric/tether/contract"
+	"github.com/tether-fabric/tether/internal/securefile"
 )
 
 func newUserCmd(d *deps) *cobra.Command {
@@ -93,9 +95,11 @@ consumers named <NAME>_1 … <NAME>_` + strconv.Itoa(contract.OwnedConsumers) + 
 				shown = "as the policy names it"
 			}
 			fmt.Fprintf(d.stdout, "user %s (%s): creds %s (0600)\n", args[0], shown, path)
-			names := contract.CloudConsumerNames(args[0])
-			fmt.Fprintf(d.stdout, "its clients must set the inbox prefix %s; its consumers are named %s … %s\n",
-				contract.CloudInboxPrefix(args[0]), names[0], names[len(names)-1])
+			perms, err := cloudUserPermissions(s, path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(d.stdout, ownsLine(args[0], perms))
 			return nil
 		},
 	}
@@ -143,4 +147,53 @@ func newUserLsCmd(d *deps) *cobra.Command {
 	cmd.Flags().StringVar(&dir, "dir", defaultDir("fabric"), "store directory")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// cloudUserPermissions returns what the user of a creds file may do in
+// CLOUD: its own permissions, or those of the scoped signing key (a role
+// or user of the applied policy) that signed it.
+func cloudUserPermissions(s *accounts.Store, credsPath string) (jwt.Permissions, error) {
+	data, err := securefile.Read(credsPath)
+	if err != nil {
+		return jwt.Permissions{}, err
+	}
+	ujwt, err := jwt.ParseDecoratedJWT(data)
+	if err != nil {
+		return jwt.Permissions{}, fmt.Errorf("%s: %w", credsPath, err)
+	}
+	uc, err := jwt.DecodeUserClaims(ujwt)
+	if err != nil {
+		return jwt.Permissions{}, fmt.Errorf("%s: %w", credsPath, err)
+	}
+	acc, err := s.Account(contract.CloudAccountName)
+	if err != nil {
+		return jwt.Permissions{}, err
+	}
+	ac, err := jwt.DecodeAccountClaims(acc.JWT)
+	if err != nil {
+		return jwt.Permissions{}, fmt.Errorf("account %s: %w", contract.CloudAccountName, err)
+	}
+	if scope, ok := ac.SigningKeys.GetScope(uc.Issuer); ok && scope != nil {
+		if us, ok := scope.(*jwt.UserScope); ok {
+			return us.Template.Permissions, nil
+		}
+	}
+	return uc.Permissions, nil
+}
+
+// ownsLine tells what the clients of a new cloud user must know: its
+// inbox prefix, unless it may subscribe anywhere (an admin), and its
+// consumer names, if it may create consumers only by name.
+func ownsLine(user string, p jwt.Permissions) string {
+	if len(p.Sub.Allow) == 0 && len(p.Sub.Deny) == 0 {
+		return "an admin: its clients may use any inbox prefix and consumer name"
+	}
+	line := "its clients must set the inbox prefix " + contract.CloudInboxPrefix(user)
+	for _, subj := range p.Pub.Allow {
+		if strings.HasPrefix(subj, "$JS.API.CONSUMER.CREATE.") {
+			names := contract.CloudConsumerNames(user)
+			return line + "; its consumers are named " + names[0] + " … " + names[len(names)-1]
+		}
+	}
+	return line
 }

@@ -64,6 +64,12 @@ const (
 	// uplinkIdleWait bounds how long an idle forwarder waits for a local
 	// publish before it reads the buffer again anyway.
 	uplinkIdleWait = 5 * time.Second
+	// uplinkWakeRecheck is how soon an idle forwarder woken by a publish
+	// reads the buffer again when it found it still empty: subscribers see
+	// a publish a moment before the stream has stored it. The delay
+	// doubles up to uplinkWakeRecheckMax, then the forwarder idles again.
+	uplinkWakeRecheck    = 5 * time.Millisecond
+	uplinkWakeRecheckMax = 640 * time.Millisecond
 )
 
 // Forwarder forwards the buffer to the cloud. The buffer lives in the site
@@ -101,6 +107,9 @@ type Forwarder struct {
 	// touches them.
 	idle *nats.Subscription
 	wake chan struct{}
+	// recheck is the wait before the next read of an empty buffer after
+	// a wake-up (uplinkWakeRecheck, doubling); 0: idle (uplinkIdleWait).
+	recheck time.Duration
 	// ids makes the message ids the cloud deduplicates on (msgid.go).
 	ids msgIDs
 
@@ -305,6 +314,7 @@ func (u *Forwarder) session(ctx context.Context) error {
 	if info.State.Msgs == 0 {
 		return u.waitForData(ctx)
 	}
+	u.recheck = 0
 	u.stopIdle()
 	start := u.skipHeld(ctx, info.State.FirstSeq, info.State.LastSeq)
 	if start > info.State.LastSeq {
@@ -566,7 +576,9 @@ func cancelOnLinkLoss(ctx context.Context, linked func() bool, cancel context.Ca
 
 // waitForData returns when something was published on telemetry.> since
 // it was last called (the idle subscription, kept between calls, holds the
-// wake-up), after uplinkIdleWait, or when ctx ends. Its first call only
+// wake-up), after uplinkIdleWait, or when ctx ends; after a wake-up, the
+// next calls return after u.recheck instead (the publish may not be stored
+// yet when the caller reads the buffer). Its first call only
 // subscribes: the caller reads the buffer again before waiting, so a
 // publish between that read and the subscription is not missed. While the
 // buffer stays empty, the forwarder reads it once per wake-up instead of
@@ -588,12 +600,20 @@ func (u *Forwarder) waitForData(ctx context.Context) error {
 		u.idle, u.wake = sub, wake
 		return nil
 	}
-	t := time.NewTimer(uplinkIdleWait)
+	wait := uplinkIdleWait
+	if u.recheck > 0 {
+		wait = u.recheck
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+		if u.recheck *= 2; u.recheck > uplinkWakeRecheckMax {
+			u.recheck = 0
+		}
 	case <-u.wake:
+		u.recheck = uplinkWakeRecheck
 	}
 	if !u.linked() {
 		u.stopIdle()
