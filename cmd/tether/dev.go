@@ -87,7 +87,7 @@ whole dev fabric, stop it and remove its directory.`,
 }
 
 func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
-	log := slog.New(quietServers{d.logger().Handler()})
+	log := d.serverLogger()
 	dir, err := filepath.Abs(dir) // dev.json paths must work from anywhere
 	if err != nil {
 		return fmt.Errorf("dev dir: %w", err)

@@ -80,7 +80,7 @@ proxy to resolve, but the embedded nats-server looks the name up first).
 					return err
 				}
 			}
-			l, err := leaf.New(cfg, d.logger())
+			l, err := leaf.New(cfg, d.serverLogger())
 			if err != nil {
 				return usageError{err}
 			}
