@@ -214,6 +214,9 @@ func newLeafStatusCmd(d *deps) *cobra.Command {
 			} else if st.Link.LastError != "" {
 				fmt.Fprintf(d.stdout, "link last error: %s\n", st.Link.LastError)
 			}
+			if st.Link.Refused != "" {
+				fmt.Fprintf(d.stdout, "link refused: %s\n", st.Link.Refused)
+			}
 			b := st.Buffer
 			health := "ok"
 			switch {
