@@ -35,6 +35,16 @@ const (
 	linkPoll     = 100 * time.Millisecond
 	linkIdlePoll = time.Second
 	linkBurst    = 10 * time.Second
+	// linkHeld is how long a link must stay up to be logged as up: the
+	// hubs close a refused link (a second run of the edge, hub/links.go)
+	// within moments of accepting it, and a link that never held is not
+	// news. Links closed sooner count as refused, in a row.
+	linkHeld = time.Second
+	// refusedAfter is how many links in a row must close within linkHeld
+	// for the edge to report them refused; refusedLogEvery bounds how
+	// often it logs so while they go on.
+	refusedAfter    = 3
+	refusedLogEvery = time.Minute
 	// syncQueueLen is the message queue of the in-process connection's
 	// synchronous subscriptions.
 	syncQueueLen = 64
@@ -64,7 +74,7 @@ type Server struct {
 	attempts  attempts
 	stuck     chan error
 	stuckSent bool // only touched by watchLink's goroutine
-	// shortLinks counts links closed within a second, in a row.
+	// shortLinks counts links closed within linkHeld, in a row.
 	shortLinks atomic.Int32
 	// bufferMaxBytes and commandsMaxBytes are the budgets of the buffer
 	// and the COMMANDS stream fitted to the filesystem at start
@@ -92,6 +102,12 @@ type Server struct {
 	linkErr string
 	// lost is closed when the link goes down, then replaced.
 	lost chan struct{}
+	// upLogged is whether the current link held and was logged up.
+	upLogged bool
+	// refused is Link.Refused: why the hubs keep closing the link, while
+	// they do; refusedLogged is when that was last logged.
+	refused       string
+	refusedLogged time.Time
 
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
@@ -117,6 +133,10 @@ type Link struct {
 	// LastError is why the last attempt to reach a hub failed, while the
 	// link is down.
 	LastError string `json:"last_error,omitempty"`
+	// Refused says, while the hubs keep closing the link right after it
+	// opens, how often and why that most likely is; cleared when a link
+	// holds.
+	Refused string `json:"refused,omitempty"`
 }
 
 // New validates cfg and returns an edge ready to Start. It does no I/O.
@@ -404,6 +424,7 @@ func (s *Server) sampleLink() {
 	}
 	s.mu.Lock()
 	prev := s.link
+	prevLogged := s.upLogged
 	next.Since = prev.Since
 	if next.Connected {
 		s.linkErr = ""
@@ -412,7 +433,14 @@ func (s *Server) sampleLink() {
 	}
 	if next.Connected != prev.Connected || next.Hub != prev.Hub {
 		next.Since = time.Now()
+		s.upLogged = false
 	}
+	held := next.Connected && !s.upLogged && time.Since(next.Since) >= linkHeld
+	if held {
+		s.upLogged = true
+		s.refused, s.refusedLogged = "", time.Time{}
+	}
+	next.Refused = s.refused
 	s.link = next
 	if prev.Connected && !next.Connected {
 		close(s.lost)
@@ -426,27 +454,48 @@ func (s *Server) sampleLink() {
 		}
 	}
 	switch {
-	case next.Connected && (!prev.Connected || prev.Hub != next.Hub):
+	case held:
 		s.log.Info("link up", "remote", next.Hub, "rtt", next.RTT, "compression", next.Compression)
+	case next.Connected && (!prev.Connected || prev.Hub != next.Hub):
+		s.log.Debug("link opened", "remote", next.Hub)
 	case !next.Connected && prev.Connected:
 		upFor := time.Since(prev.Since)
-		s.log.Warn("link down", "remote", prev.Hub, "was_up_for", upFor.Round(time.Millisecond).String())
+		if prevLogged {
+			s.log.Warn("link down", "remote", prev.Hub, "was_up_for", upFor.Round(time.Millisecond).String())
+		} else {
+			s.log.Debug("link closed before it held", "remote", prev.Hub, "was_up_for", upFor.Round(time.Millisecond).String())
+		}
 		s.noteShortLink(upFor)
 	}
 }
 
-// noteShortLink tells, once, when the hubs keep closing the link right
-// after it opens: what a hub does to a second process that uses the same
-// edge identity as a linked one (hub/links.go).
+// noteShortLink tells when the hubs keep closing the link right after it
+// opens: what a hub does to a second process that uses the same edge
+// identity as a linked one (hub/links.go). It logs that at most once per
+// refusedLogEvery and keeps it in Link.Refused until a link holds.
 func (s *Server) noteShortLink(upFor time.Duration) {
-	if upFor >= time.Second {
+	if upFor >= linkHeld {
 		s.shortLinks.Store(0)
 		return
 	}
-	if s.shortLinks.Add(1) == 3 {
-		// A network that drops connections looks the same from here (the
-		// soak's sub-second flaps did): say both.
-		s.log.Error("the hubs keep closing this edge's link right after it opens: most likely another process is linked with this edge's identity (the hubs' logs name both; stop one, or rotate or revoke the edge if its creds were copied), unless the network to the hubs keeps dropping connections")
+	n := s.shortLinks.Add(1)
+	if n < refusedAfter {
+		return
+	}
+	// A network that drops connections looks the same from here (the
+	// soak's sub-second flaps did): say both.
+	const why = "the hubs keep closing this edge's link right after it opens: most likely another process is linked with this edge's identity (the hubs' logs name both; stop one, or rotate or revoke the edge if its creds were copied), unless the network to the hubs keeps dropping connections"
+	now := time.Now()
+	s.mu.Lock()
+	s.refused = fmt.Sprintf("%s (%d links in a row closed within %s, the last at %s)", why, n, linkHeld, now.UTC().Format(time.RFC3339))
+	s.link.Refused = s.refused
+	due := s.refusedLogged.IsZero() || now.Sub(s.refusedLogged) >= refusedLogEvery
+	if due {
+		s.refusedLogged = now
+	}
+	s.mu.Unlock()
+	if due {
+		s.log.Error(why, "closed_in_a_row", n)
 	}
 }
 

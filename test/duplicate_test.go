@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,12 +65,35 @@ func TestSecondLeafWithSameCredsRefused(t *testing.T) {
 		t.Errorf("status refused_link = %+v, want a second run refused", r)
 	}
 
-	// The second run's own log points at the cause.
+	// The second run's own log points at the cause, once (at most once a
+	// minute), and never claims its link is up; 'tether leaf status' shows
+	// the refusal.
+	const cause = "most likely another process is linked with this edge's identity"
 	waitLogs(t, 10*time.Second, map[string]*tethertest.LogBuffer{"second": &secondLog},
-		map[string]string{"second": "most likely another process is linked with this edge's identity"})
-	// The first stops: the second links and stays.
+		map[string]string{"second": cause})
+	tethertest.WaitFor(t, 10*time.Second, func() error {
+		if n := secondLog.Count(`msg="link closed before it held"`); n < 6 {
+			return fmt.Errorf("the second run's link was closed %d times, want 6", n)
+		}
+		return nil
+	})
+	if n := secondLog.Count(`msg="link up"`); n != 0 {
+		t.Errorf("the refused second run logged \"link up\" %d times, want none:\n%s", n, secondLog.String())
+	}
+	if n := secondLog.Count(cause); n != 1 {
+		t.Errorf("the second run logged the refusal %d times, want once", n)
+	}
+	if out := string(runBinary(t, "leaf", "status", "--url", second.ClientURL())); !strings.Contains(out, "link refused: the hubs keep closing this edge's link right after it opens: "+cause) {
+		t.Errorf("tether leaf status of the refused run does not show the refusal:\n%s", out)
+	}
+	// The first stops: the second links and stays, and says so.
 	if err := first.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	tethertest.WaitLinked(t, second, 15*time.Second)
+	waitLogs(t, 10*time.Second, map[string]*tethertest.LogBuffer{"second": &secondLog},
+		map[string]string{"second": `msg="link up"`})
+	if r := second.Link().Refused; r != "" {
+		t.Errorf("linked for good, the second run still shows the refusal %q", r)
+	}
 }

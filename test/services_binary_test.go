@@ -84,8 +84,9 @@ func TestBinaryDevServices(t *testing.T) {
 	}
 	start := time.Now()
 	out, errOut, code := run("svc", "call", "--as", "viewer", "dev-a/echo.echo", "hello")
-	if code != 1 || !strings.Contains(errOut, "not allowed") || !strings.Contains(errOut, "code 403") || time.Since(start) > 10*time.Second {
-		t.Errorf("viewer calls echo: exit %d, %q %q; want refused (403)", code, out, errOut)
+	if code != 1 || !strings.Contains(errOut, "not allowed") || !strings.Contains(errOut, "code 403") ||
+		!strings.Contains(errOut, `Permissions Violation for Publish to "edges.dev-a.svc.echo.echo"`) || time.Since(start) > 10*time.Second {
+		t.Errorf("viewer calls echo: exit %d, %q %q; want refused (403) with the server's reason", code, out, errOut)
 	}
 	if out, errOut, code := run("svc", "call", "--as", "viewer", "dev-b/sensor.read"); code != 0 || !strings.Contains(out, `"edge":"dev-b"`) {
 		t.Errorf("viewer reads dev-b's sensor: exit %d, %q %q", code, out, errOut)

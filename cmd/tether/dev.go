@@ -87,7 +87,7 @@ whole dev fabric, stop it and remove its directory.`,
 }
 
 func runDev(ctx context.Context, d *deps, dir string, ports devPorts) error {
-	log := slog.New(quietServers{d.logger().Handler()})
+	log := d.serverLogger()
 	dir, err := filepath.Abs(dir) // dev.json paths must work from anywhere
 	if err != nil {
 		return fmt.Errorf("dev dir: %w", err)
@@ -291,13 +291,23 @@ With the nats CLI: nats --server %s --creds %s --tlsca %s sub 'edges.*.telemetry
 Ctrl-C stops the fabric; identities and data stay in the dev directory.
 `
 	tour = strings.ReplaceAll(tour, "go run ./cmd/tether", self)
-	if def, _ := filepath.Abs(defaultDir("dev")); filepath.Dir(infoPath) != def {
-		// Every --dev command of the tour must find this fabric.
-		tour = regexp.MustCompile(`--dev(\s)`).ReplaceAllString(tour, "--dev --dev-dir "+shellQuote(filepath.Dir(infoPath))+"$1")
-	}
+	tour = withDevDir(tour, filepath.Dir(infoPath))
 	fmt.Fprintf(w, tour, info.Hub.ClientURL, a.Name, a.ClientURL, b.Name, b.ClientURL, infoPath,
 		a.Name, a.Name, a.Name, b.Name, b.Name, b.Name, a.ClientURL, a.Name, a.Name, b.Name,
 		info.Hub.ClientURL, info.Hub.Creds, info.Hub.CA)
+}
+
+// devFlag is a --dev flag in commands shown to the user.
+var devFlag = regexp.MustCompile(`--dev(\s)`)
+
+// withDevDir adds --dev-dir devDir to every --dev flag of the commands in
+// text when devDir is not the default dev dir, so that each command finds
+// the fabric in devDir.
+func withDevDir(text, devDir string) string {
+	if def, _ := filepath.Abs(defaultDir("dev")); devDir == def {
+		return text
+	}
+	return devFlag.ReplaceAllString(text, "--dev --dev-dir "+shellQuote(devDir)+"$1")
 }
 
 // shellQuote quotes s for a POSIX shell when it needs quoting.

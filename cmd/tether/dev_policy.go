@@ -15,7 +15,9 @@ import (
 )
 
 // devPolicyFile is the dev fabric's access policy, written to
-// <dir>/policy.yaml on first start for a newcomer to read and edit.
+// <dir>/policy.yaml on first start for a newcomer to read and edit, with
+// POLICY and STORE in its header made the file's and the store's paths
+// and the dev dir added to --dev when it is not the default (devPolicy).
 const devPolicyFile = `# The dev fabric's access policy (see docs/POLICY.md). Edit it, then apply
 # it to the running fabric; connected users get the change live:
 #   tether policy diff  POLICY --dir STORE
@@ -76,7 +78,7 @@ users:
 func ensureDevPolicy(dir string, store *accounts.Store, log *slog.Logger) (string, error) {
 	path := filepath.Join(dir, "policy.yaml")
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if err := securefile.Write(path, []byte(devPolicyFile), 0o644); err != nil {
+		if err := securefile.Write(path, []byte(devPolicy(path, store.Dir())), 0o644); err != nil {
 			return "", err
 		}
 	}
@@ -109,6 +111,14 @@ func ensureDevPolicy(dir string, store *accounts.Store, log *slog.Logger) (strin
 	return path, nil
 }
 
+// devPolicy is devPolicyFile for the policy file at path and the store
+// at storeDir, in the dev dir that holds them.
+func devPolicy(path, storeDir string) string {
+	header, body, _ := strings.Cut(devPolicyFile, "version: 1\n")
+	header = strings.NewReplacer("POLICY", shellQuote(path), "STORE", shellQuote(storeDir)).Replace(header)
+	return withDevDir(header, filepath.Dir(path)) + "version: 1\n" + body
+}
+
 // printPolicyTour shows one policy change applied live.
 func printPolicyTour(w io.Writer, policyPath, storeDir string, info DevInfo) {
 	tour := fmt.Sprintf(`The access policy is %s. See one change applied live:
@@ -123,8 +133,5 @@ func printPolicyTour(w io.Writer, policyPath, storeDir string, info DevInfo) {
 	if strings.Contains(os.Args[0], "go-build") {
 		tour = strings.ReplaceAll(tour, "  tether ", "  go run ./cmd/tether ")
 	}
-	if def, _ := filepath.Abs(defaultDir("dev")); filepath.Dir(storeDir) != def {
-		tour = strings.ReplaceAll(tour, "--dev\n", "--dev --dev-dir "+shellQuote(filepath.Dir(storeDir))+"\n")
-	}
-	fmt.Fprint(w, tour)
+	fmt.Fprint(w, withDevDir(tour, filepath.Dir(storeDir)))
 }

@@ -63,7 +63,8 @@ func (r *devRun) stop(t *testing.T) {
 // TestDevTour: 'tether dev' in a directory that is not the default prints
 // a few lines of its own before the tour (the embedded servers' banners
 // only at debug level), a tour whose every --dev command names that
-// directory, and commands given the directory as --dir find the fabric.
+// directory (as does the header of the policy file it writes), and
+// commands given the directory as --dir find the fabric.
 // After one of its edges was revoked it starts again, making the edge anew.
 func TestDevTour(t *testing.T) {
 	t.Setenv("TETHER_HOME", t.TempDir()) // the default dev dir is elsewhere
@@ -89,6 +90,16 @@ func TestDevTour(t *testing.T) {
 	}
 	if devLines < 5 || !strings.Contains(tour, "status --dev --dev-dir "+quoted+"\n") {
 		t.Errorf("tour has %d --dev lines, want every one (status included) with --dev-dir:\n%s", devLines, tour)
+	}
+
+	// The policy file's header names this fabric too.
+	policy, err := os.ReadFile(filepath.Join(dir, "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantApply := "#   tether policy apply " + shellQuote(filepath.Join(dir, "policy.yaml")) + " --dev --dev-dir " + quoted + "\n"
+	if !strings.Contains(string(policy), wantApply) {
+		t.Errorf("policy.yaml's header lacks %q:\n%s", wantApply, policy)
 	}
 
 	// --dir names the dev dir too (or its store).

@@ -154,7 +154,7 @@ func (f *enrollFlags) enroll(ctx context.Context, d *deps, cfg leaf.Config) erro
 	if err != nil {
 		return err
 	}
-	b, err := leaf.Enroll(ctx, cfg, tok, d.logger())
+	b, err := leaf.Enroll(ctx, cfg, tok, d.serverLogger())
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

@@ -43,7 +43,7 @@ TETHER_<KEY> (e.g. TETHER_CLUSTER_LISTEN) < flags.
 				return usageError{err}
 			}
 			warnUnknownEnv(d.stderr, os.Environ(), &cfg)
-			h, err := hub.New(cfg, d.logger())
+			h, err := hub.New(cfg, d.serverLogger())
 			if err != nil {
 				return usageError{err}
 			}

@@ -80,7 +80,7 @@ proxy to resolve, but the embedded nats-server looks the name up first).
 					return err
 				}
 			}
-			l, err := leaf.New(cfg, d.logger())
+			l, err := leaf.New(cfg, d.serverLogger())
 			if err != nil {
 				return usageError{err}
 			}
@@ -213,6 +213,9 @@ func newLeafStatusCmd(d *deps) *cobra.Command {
 				fmt.Fprintf(d.stdout, "hub %s rtt %s compression %s\n", st.Link.Hub, st.Link.RTT, st.Link.Compression)
 			} else if st.Link.LastError != "" {
 				fmt.Fprintf(d.stdout, "link last error: %s\n", st.Link.LastError)
+			}
+			if st.Link.Refused != "" {
+				fmt.Fprintf(d.stdout, "link refused: %s\n", st.Link.Refused)
 			}
 			b := st.Buffer
 			health := "ok"

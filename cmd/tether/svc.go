@@ -142,15 +142,8 @@ allow fails at once, saying which (with the micro error code: 503, 404, 403;
 			// (a permissions violation, reported asynchronously): fail at
 			// once instead of waiting for the timeout.
 			subject := contract.CloudServiceSubject(edge, service, endpoint)
-			denied := make(chan error, 1)
-			nc, err := cf.connect(nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-				if strings.Contains(err.Error(), `Permissions Violation for Publish to "`+subject+`"`) {
-					select {
-					case denied <- err:
-					default:
-					}
-				}
-			}))
+			refused := newRefusals()
+			nc, err := cf.connect(refused.handler(d.stderr))
 			if err != nil {
 				return err
 			}
@@ -170,8 +163,8 @@ allow fails at once, saying which (with the micro error code: 503, 404, 403;
 			}()
 			var resp *nats.Msg
 			select {
-			case <-denied:
-				return fmt.Errorf("call %s: not allowed: the access policy does not let this user call %s (refused by the hub; code %d)", args[0], subject, contract.CodeDenied)
+			case err := <-refused:
+				return fmt.Errorf("call %s: not allowed: refused by the hub (code %d): the access policy does not let this user call %s (or receive its answer): %w", args[0], contract.CodeDenied, subject, err)
 			case a := <-done:
 				if a.err != nil {
 					return fmt.Errorf("call %s: %w", args[0], a.err)

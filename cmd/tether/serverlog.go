@@ -7,12 +7,19 @@ import (
 	"github.com/tether-fabric/tether/internal/natslog"
 )
 
-// quietServers is a slog.Handler for 'tether dev': the embedded
-// nats-servers' own lines below warning level (banners, ASCII art,
-// notices) are logged at debug level, so by default the terminal shows
-// Tether's lifecycle lines and every warning and error before the tour;
+// quietServers is a slog.Handler for the commands that run embedded
+// nats-servers ('tether dev', 'tether hub', 'tether leaf', enrollment): the servers'
+// own lines below warning level (banners, ASCII art, notices) are logged
+// at debug level, so by default the terminal shows Tether's lifecycle
+// lines and every warning and error, the servers' included;
 // --log-level debug shows the servers' chatter too.
 type quietServers struct{ slog.Handler }
+
+// serverLogger is d.logger() with the embedded servers' notices demoted
+// to debug level (quietServers).
+func (d *deps) serverLogger() *slog.Logger {
+	return slog.New(quietServers{d.logger().Handler()})
+}
 
 func (q quietServers) demote(ctx context.Context, level slog.Level) slog.Level {
 	if level < slog.LevelWarn && natslog.FromServer(ctx) {
