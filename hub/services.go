@@ -34,12 +34,28 @@ import (
 // call in flight only: nothing per edge, no timer while idle. An edge that
 // is not linked has no interest in its forward slice, so the server
 // answers "no responders" at once and the router says the edge is offline.
+//
+// "No responders" is not enough in a cluster: a request that crosses a
+// route counts as delivered (nats-server client.go, processMsgResults),
+// and the hub at the other end drops it silently when the interest it
+// advertised is gone (route.go, processInboundRoutedMsg). That happens
+// when the edge's link closes while the hubs still see its interest: the
+// leaf just went away on the hub it was linked to, whose unsubscribe is
+// still on its way to the others. So while a call is pending, every
+// offlineProbe the router asks its own server whether anything in the
+// cluster still has interest in the call's subject (the SVC account's
+// subscriptions, route interest included): none means the edge is not
+// linked anywhere, and the call fails as offline then. A linked edge
+// keeps its interest, so a slow service still gets callTimeout.
 
 const (
 	// routerQueue makes one hub of a cluster take each call.
 	routerQueue = "tether-svc-router"
 	// callTimeout bounds how long the router waits for an edge's answer.
 	callTimeout = 30 * time.Second
+	// offlineProbe is how often the router checks, while a call is
+	// pending, that the edge is still linked somewhere in the cluster.
+	offlineProbe = 250 * time.Millisecond
 	// roleCacheTTL is how long the CLOUD account's scoped signing keys
 	// (cloud roles) are cached.
 	roleCacheTTL = 10 * time.Second
@@ -50,6 +66,7 @@ type pendingCall struct {
 	edge   string
 	byEdge bool // an edge called: it learns nothing about the fleet
 	timer  *time.Timer
+	probe  *time.Timer // offlineProbe: is the edge still linked?
 }
 
 type router struct {
@@ -57,6 +74,9 @@ type router struct {
 	nc       *nats.Conn
 	id       string
 	cloudPub string
+	// svc is the SVC account in the hub's server: its subscriptions
+	// (route interest included) tell whether an edge is linked.
+	svc *server.Account
 	// callers decodes the server-stamped Nats-Request-Info of a call
 	// (with share: true it carries the caller's whole JWT); it repeats for
 	// every call of one connection.
@@ -94,7 +114,11 @@ func (s *Server) serveServices(ctx context.Context, store *accounts.Store) error
 		return fmt.Errorf("connect as service router: %w", err)
 	}
 	defer nc.Close()
-	r := &router{s: s, nc: nc, id: nuid.Next(), cloudPub: cloud.Pub, pending: map[string]*pendingCall{},
+	svc, err := s.ns.LookupAccount(svcAcc.Pub)
+	if err != nil {
+		return fmt.Errorf("service router: account %s (%s): %w", contract.ServiceAccountName, svcAcc.Pub, err)
+	}
+	r := &router{s: s, nc: nc, id: nuid.Next(), cloudPub: cloud.Pub, svc: svc, pending: map[string]*pendingCall{},
 		callers: memo.New(callerCacheSize, decodeCallerInfo)}
 	in, err := nc.QueueSubscribe(contract.ServiceCallAll, routerQueue, r.call)
 	if err != nil {
@@ -252,11 +276,29 @@ func (r *router) forward(m *nats.Msg, edge, service, endpoint string, caller con
 			callError(r.nc, p.reply, contract.CodeTimeout, fmt.Sprintf("edge %s: service %s.%s did not answer within %s", edge, service, endpoint, callTimeout))
 		}
 	})
+	p.probe = time.AfterFunc(offlineProbe, func() { r.probeLinked(id, p, fwd.Subject) })
 	r.mu.Unlock()
 	if err := r.nc.PublishMsg(fwd); err != nil {
 		if r.take(id) != nil {
 			callError(r.nc, m.Reply, contract.CodeEdgeOffline, fmt.Sprintf("edge %s: %v", edge, err))
 		}
+	}
+}
+
+// probeLinked fails pending call id as offline when nothing in the
+// cluster has interest in its subject any more (the edge is not linked);
+// otherwise it looks again after offlineProbe, until the call ends.
+func (r *router) probeLinked(id string, p *pendingCall, subject string) {
+	if !r.svc.SubscriptionInterest(subject) {
+		if r.take(id) != nil {
+			callError(r.nc, p.reply, contract.CodeEdgeOffline, offlineText(p))
+		}
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending[id] == p {
+		p.probe.Reset(offlineProbe)
 	}
 }
 
@@ -267,8 +309,17 @@ func (r *router) take(id string) *pendingCall {
 	if p != nil {
 		delete(r.pending, id)
 		p.timer.Stop()
+		p.probe.Stop()
 	}
 	return p
+}
+
+// offlineText says that the edge of call p is not linked.
+func offlineText(p *pendingCall) string {
+	if p.byEdge {
+		return fmt.Sprintf("edge %s: not reachable (offline, or the policy does not link it to this edge)", p.edge)
+	}
+	return fmt.Sprintf("edge %s is offline (not linked to the hubs)", p.edge)
 }
 
 // answer relays an edge's answer to its caller.
@@ -286,11 +337,7 @@ func (r *router) answer(m *nats.Msg) {
 		return
 	}
 	if m.Header.Get("Status") == "503" && len(m.Data) == 0 {
-		text := fmt.Sprintf("edge %s is offline (not linked to the hubs)", edge)
-		if p.byEdge {
-			text = fmt.Sprintf("edge %s: not reachable (offline, or the policy does not link it to this edge)", edge)
-		}
-		callError(r.nc, p.reply, contract.CodeEdgeOffline, text)
+		callError(r.nc, p.reply, contract.CodeEdgeOffline, offlineText(p))
 		return
 	}
 	out := nats.NewMsg(p.reply)
