@@ -8,12 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tether-fabric/tether/contract"
-
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/fleet"
+	"github.com/tether-fabric/tether/hub"
 	"github.com/tether-fabric/tether/leaf"
 )
 
@@ -120,4 +121,26 @@ func cloudUserOptions(t testing.TB, path string) []nats.Option {
 		t.Fatal(err)
 	}
 	return opts
+}
+
+// fleetView is what 'tether status' shows of edge, asked through h with
+// the store's system user and the cloud connection.
+func fleetView(t *testing.T, store *accounts.Store, h *hub.Server, cloud *nats.Conn, edge string) fleet.EdgeView {
+	t.Helper()
+	sys, err := fleet.ConnectSystem(store, h.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	e, err := store.Edge(edge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	views, err := fleet.Fleet(ctx, sys, cloud, map[string]string{edge: e.Account.Pub}, []string{edge})
+	if err != nil || len(views) != 1 {
+		t.Fatalf("Fleet = %v, %v", views, err)
+	}
+	return views[0]
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tether-fabric/tether/contract"
-	"github.com/tether-fabric/tether/fleet"
 	"github.com/tether-fabric/tether/internal/pki"
 	"github.com/tether-fabric/tether/internal/sitefile"
 	"github.com/tether-fabric/tether/internal/tethertest"
@@ -176,23 +175,9 @@ func TestAdversaryCopyWithLiveName(t *testing.T) {
 			}
 
 			// 'tether status' says so while the copy keeps trying.
-			sys, err := fleet.ConnectSystem(store, h.ClientURL())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sys.Close()
-			e, err := store.Edge("plant-7")
-			if err != nil {
-				t.Fatal(err)
-			}
 			cloudConn := tethertest.ConnectCloud(t, store, h)
-			fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer fcancel()
-			views, err := fleet.Fleet(fctx, sys, cloudConn, map[string]string{"plant-7": e.Account.Pub}, []string{"plant-7"})
-			if err != nil || len(views) != 1 {
-				t.Fatalf("Fleet = %v, %v", views, err)
-			}
-			if r := views[0].RefusedLink; r == nil || r.Reason != contract.RefusedCopy || r.Name != cp.name || r.Hub != "hub-1" {
+			view := fleetView(t, store, h, cloudConn, "plant-7")
+			if r := view.RefusedLink; r == nil || r.Reason != contract.RefusedCopy || r.Name != cp.name || r.Hub != "hub-1" {
 				t.Errorf("status refused_link = %+v, want the copy (%s) refused by hub-1 as %q", r, cp.name, contract.RefusedCopy)
 			}
 

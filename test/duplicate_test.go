@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tether-fabric/tether/contract"
-	"github.com/tether-fabric/tether/fleet"
 	"github.com/tether-fabric/tether/internal/tethertest"
 )
 
@@ -46,22 +45,8 @@ func TestSecondLeafWithSameCredsRefused(t *testing.T) {
 		t.Fatalf("the first run lost its link: %+v", first.Link())
 	}
 	// 'tether status' shows the refused run.
-	sys, err := fleet.ConnectSystem(store, hubs[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sys.Close()
-	e, err := store.Edge("plant-7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	views, err := fleet.Fleet(ctx, sys, tethertest.ConnectCloud(t, store, hubs[0]), map[string]string{"plant-7": e.Account.Pub}, []string{"plant-7"})
-	if err != nil || len(views) != 1 {
-		t.Fatalf("Fleet = %v, %v", views, err)
-	}
-	if r := views[0].RefusedLink; r == nil || r.Reason != contract.RefusedSecondRun {
+	view := fleetView(t, store, hubs[0], tethertest.ConnectCloud(t, store, hubs[0]), "plant-7")
+	if r := view.RefusedLink; r == nil || r.Reason != contract.RefusedSecondRun {
 		t.Errorf("status refused_link = %+v, want a second run refused", r)
 	}
 

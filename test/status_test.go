@@ -65,25 +65,10 @@ func TestFleetStatus(t *testing.T) {
 	}
 }
 
-// fleetView returns the fleet view of plant-7 in f.
-func fleetView(t *testing.T, f *fabric) fleet.EdgeView {
+// fabricView returns the fleet view of plant-7 in f.
+func fabricView(t *testing.T, f *fabric) fleet.EdgeView {
 	t.Helper()
-	sys, err := fleet.ConnectSystem(f.store, f.hub.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sys.Close()
-	e, err := f.store.Edge("plant-7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	v, err := fleet.Fleet(ctx, sys, f.cloud, map[string]string{"plant-7": e.Account.Pub}, []string{"plant-7"})
-	if err != nil || len(v) != 1 {
-		t.Fatalf("Fleet = %v, %v", v, err)
-	}
-	return v[0]
+	return fleetView(t, f.store, f.hub, f.cloud, "plant-7")
 }
 
 func fastReports(c *leaf.Config) {
@@ -131,7 +116,7 @@ func TestFleetStatusBacklog(t *testing.T) {
 	f := newFabric(t, fastReports)
 	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
 	tethertest.WaitFor(t, 10*time.Second, func() error {
-		if v := fleetView(t, f); v.State != fleet.StateOK || v.BacklogMsgs == nil || *v.BacklogMsgs != 0 {
+		if v := fabricView(t, f); v.State != fleet.StateOK || v.BacklogMsgs == nil || *v.BacklogMsgs != 0 {
 			return fmt.Errorf("linked idle edge: state %s (%s), backlog %s", v.State, v.StateReason, backlogOf(v))
 		}
 		return nil
@@ -143,7 +128,7 @@ func TestFleetStatusBacklog(t *testing.T) {
 	publish(t, f.edge, "p1", 1, 501)
 	var v fleet.EdgeView
 	tethertest.WaitFor(t, 15*time.Second, func() error {
-		v = fleetView(t, f)
+		v = fabricView(t, f)
 		if v.State != fleet.StateStalled || v.BacklogMsgs == nil || *v.BacklogMsgs != 500 || v.LastError == "" {
 			return fmt.Errorf("refused transfer: state %s (%s), backlog %s, last error %q", v.State, v.StateReason, backlogOf(v), v.LastError)
 		}
@@ -163,7 +148,7 @@ func TestFleetStatusBacklog(t *testing.T) {
 
 	f.proxy.SetMode(netproxy.Cut)
 	tethertest.WaitFor(t, 30*time.Second, func() error {
-		v = fleetView(t, f)
+		v = fabricView(t, f)
 		if v.Online || v.State != fleet.StateOffline || v.BacklogMsgs == nil || *v.BacklogMsgs != 500 || v.ReportAge == "" {
 			return fmt.Errorf("cut edge: online %v, state %s (%s), backlog %s, report age %q", v.Online, v.State, v.StateReason, backlogOf(v), v.ReportAge)
 		}
@@ -171,7 +156,7 @@ func TestFleetStatusBacklog(t *testing.T) {
 	})
 	first, _ := time.ParseDuration(v.OldestAge)
 	tethertest.WaitFor(t, 5*time.Second, func() error {
-		later := fleetView(t, f)
+		later := fabricView(t, f)
 		if d, _ := time.ParseDuration(later.OldestAge); d <= first {
 			return fmt.Errorf("offline backlog's oldest age did not grow: %s then %s", v.OldestAge, later.OldestAge)
 		}
@@ -183,7 +168,7 @@ func TestFleetStatusBacklog(t *testing.T) {
 	f.proxy.SetMode(netproxy.Pass)
 	healed := time.Now()
 	tethertest.WaitFor(t, 30*time.Second, func() error {
-		v = fleetView(t, f)
+		v = fabricView(t, f)
 		if v.State != fleet.StateOK || v.BacklogMsgs == nil || *v.BacklogMsgs != 0 || !v.Online {
 			return fmt.Errorf("healed edge: online %v, state %s (%s), backlog %s", v.Online, v.State, v.StateReason, backlogOf(v))
 		}
@@ -204,7 +189,7 @@ func TestFleetStatusStalledBlackhole(t *testing.T) {
 	f := newFabric(t, fastReports)
 	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
 	tethertest.WaitFor(t, 10*time.Second, func() error {
-		if v := fleetView(t, f); v.State != fleet.StateOK {
+		if v := fabricView(t, f); v.State != fleet.StateOK {
 			return fmt.Errorf("linked edge: state %s (%s)", v.State, v.StateReason)
 		}
 		return nil
@@ -213,7 +198,7 @@ func TestFleetStatusStalledBlackhole(t *testing.T) {
 	start := time.Now()
 	var v fleet.EdgeView
 	tethertest.WaitFor(t, 10*time.Second, func() error {
-		v = fleetView(t, f)
+		v = fabricView(t, f)
 		if v.State == fleet.StateOK {
 			return fmt.Errorf("black-holed edge still ok: %+v", v)
 		}
