@@ -76,7 +76,8 @@ const (
 	// edges.<edge>.telemetry._tether.audit.<service>.<endpoint>. Site
 	// clients may not publish it.
 	AuditToken = "_tether.audit"
-	// LocalAuditPrefix is the edge-local subject prefix of audit records.
+	// LocalAuditPrefix is the edge-local subject prefix of audit records
+	// (below ReservedTelemetryPrefix).
 	LocalAuditPrefix = "telemetry." + AuditToken + "."
 )
 

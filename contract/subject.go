@@ -17,12 +17,22 @@ import (
 // is forwarded on QuarantineSubject, its subject kept in
 // HeaderInvalidSubject: never lost, never mistaken for real telemetry.
 const (
+	// ReservedTelemetryPrefix starts the edge-relative telemetry subjects
+	// that are Tether's own: audit records (LocalAuditPrefix), the
+	// quarantine and the end-of-batch marker. Site clients may not publish
+	// below it; in CLOUD they are edges.<edge>.telemetry._tether.>.
+	ReservedTelemetryPrefix = "telemetry._tether."
 	// QuarantineSubject is the edge-relative subject on which the
 	// forwarder sends a buffered message whose subject is not literal;
-	// in the cloud it is edges.<edge>.telemetry._invalid.
-	QuarantineSubject = "telemetry._invalid"
+	// in the cloud it is edges.<edge>.telemetry._tether.invalid.
+	QuarantineSubject = ReservedTelemetryPrefix + "invalid"
 	// HeaderInvalidSubject carries such a message's subject as published.
 	HeaderInvalidSubject = "Tether-Invalid-Subject"
+	// BatchEndSubject is the edge-relative subject of the forwarder's
+	// end-of-batch marker (nats-server's fast-batch commit): the stream
+	// never stores it, but live subscribers in CLOUD on a wildcard over
+	// it receive an empty message there, never on a data subject.
+	BatchEndSubject = ReservedTelemetryPrefix + "eob"
 )
 
 // CheckPublishSubject refuses a subject no publisher can mean: empty, with

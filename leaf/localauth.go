@@ -51,6 +51,9 @@ func sitePermissions() *server.Permissions {
 			js + "CONSUMER.CREATE." + BufferStream, js + "CONSUMER.CREATE." + BufferStream + ".>",
 			js + "CONSUMER.DURABLE.CREATE." + BufferStream + ".>",
 			"tether.>",
+			// Tether's own telemetry subjects: audit records, the
+			// quarantine, the end-of-batch marker.
+			contract.ReservedTelemetryPrefix + ">",
 			contract.ControlPrefix + ".>",
 			contract.UplinkInbox + ".>",
 		}},

@@ -149,3 +149,58 @@ func TestSteadyTrickleBacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBatchMarkerOffDataSubjects: the forwarder's end-of-batch marker (a
+// fast-batch commit the stream never stores) is sent on
+// edges.<edge>.telemetry._tether.eob: a live subscriber in CLOUD on a data
+// subject receives exactly what the site published there, never an empty
+// extra message after a burst (it did while the marker went on the batch's
+// last subject).
+func TestBatchMarkerOffDataSubjects(t *testing.T) {
+	f := newFabric(t)
+	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
+	data, err := f.cloud.SubscribeSync("edges.plant-7.telemetry.burst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	markers, err := f.cloud.SubscribeSync("edges.plant-7." + contract.BatchEndSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cloud.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	site := tethertest.Connect(t, f.leaf.ClientURL())
+	const n = 200
+	for i := range n {
+		if err := site.Publish("telemetry.burst", fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := site.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		m, err := data.NextMsg(15 * time.Second)
+		if err != nil {
+			t.Fatalf("message %d of %d: %v", i, n, err)
+		}
+		if want := fmt.Sprintf("m%d", i); string(m.Data) != want {
+			t.Fatalf("message %d on %s: got %q (headers %v), want %q", i, m.Subject, m.Data, m.Header, want)
+		}
+	}
+	// Nothing more on the data subject once the buffer is empty.
+	tethertest.WaitFor(t, 10*time.Second, func() error {
+		if b := f.leaf.Status().Buffer; b.BacklogMsgs > 0 {
+			return fmt.Errorf("backlog %d", b.BacklogMsgs)
+		}
+		return nil
+	})
+	if m, err := data.NextMsg(300 * time.Millisecond); err == nil {
+		t.Errorf("an extra message on %s after the burst: %q (headers %v)", m.Subject, m.Data, m.Header)
+	}
+	// The burst crossed as batches: their markers came on their own subject.
+	if _, err := markers.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("no end-of-batch marker on %s after a burst of %d: %v", contract.BatchEndSubject, n, err)
+	}
+}

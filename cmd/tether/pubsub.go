@@ -195,12 +195,17 @@ func newSubCmd(d *deps) *cobra.Command {
 }
 
 // batchMarker reports whether m is an edge forwarder's end-of-batch marker:
-// nats-server's fast-batch protocol sends it on the stream's subject, so
-// live subscribers in CLOUD receive it too, but it carries no message (the
-// stream never stores it). It is empty, has no message id (every
-// forwarded message has one), and its reply, as the server records it in
-// Nats-Request-Info, ends in the batch-commit operation "$FI".
+// nats-server's fast-batch commit, which the stream never stores but live
+// subscribers in CLOUD receive. Edges send it on
+// edges.<edge>.telemetry._tether.eob (contract.BatchEndSubject); edges of
+// earlier versions sent it on the batch's last data subject, where it is
+// empty, has no message id (every forwarded message has one), and its
+// reply, as the server records it in Nats-Request-Info, ends in the
+// batch-commit operation "$FI".
 func batchMarker(m *nats.Msg) bool {
+	if strings.HasSuffix(m.Subject, "."+contract.BatchEndSubject) && len(m.Data) == 0 {
+		return true
+	}
 	if len(m.Data) > 0 || m.Header == nil || m.Header.Get(nats.MsgIdHdr) != "" {
 		return false
 	}

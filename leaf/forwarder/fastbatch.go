@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tether-fabric/tether/contract"
 )
 
 // Fast-batch forwarding: a backlog crosses as nats-server's fast batch
@@ -108,10 +110,9 @@ type fastBatch struct {
 	resp   chan *nats.Msg
 	// seqs[i] is the buffer sequence of batch message i+1.
 	seqs   []uint64
-	max    int // messages at most in this batch
-	acked  int // batch messages the cloud confirmed
-	purged int // of which removed from the buffer
-	subj   string
+	max    int  // messages at most in this batch
+	acked  int  // batch messages the cloud confirmed
+	purged int  // of which removed from the buffer
 	ended  bool // the cloud answered with the batch's PubAck
 
 	flow int // the flow this batch asked for
@@ -273,7 +274,7 @@ func (b *fastBatch) send(ctx context.Context, iter jetstream.MessagesContext, m 
 		}
 		b.seqs = append(b.seqs, seq)
 		b.sent = append(b.sent, b.bytesSent()+int64(len(out.Subject)+len(out.Reply)+len(out.Data)+headerSize(out.Header)))
-		b.subj, b.last = out.Subject, m
+		b.last = m
 		m = nil
 	}
 	return nil
@@ -289,10 +290,14 @@ func (b *fastBatch) caughtUp() bool {
 	return err == nil && md.NumPending == 0
 }
 
-// commit ends the batch (an end-of-batch marker, not stored) and waits for
+// commit ends the batch (an end-of-batch marker on
+// contract.BatchEndSubject, not stored) and waits for
 // its PubAck, which the stream sends once every message is persisted.
 func (b *fastBatch) commit(ctx context.Context, linkCheck <-chan time.Time) error {
-	eob := &nats.Msg{Subject: b.subj, Reply: b.reply(len(b.seqs)+1, fbOpCommitEOB)}
+	// On a subject of its own: sent on the last message's subject, it
+	// reached every live subscriber of that data subject as an empty
+	// message (the stream only needs to capture it).
+	eob := &nats.Msg{Subject: contract.UplinkPrefix + contract.BatchEndSubject, Reply: b.reply(len(b.seqs)+1, fbOpCommitEOB)}
 	if err := b.u.nc.PublishMsg(eob); err != nil {
 		return fmt.Errorf("send to cloud: %w", err)
 	}
