@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -370,6 +371,54 @@ func TestAdversaryCommandsCannotBeSkipped(t *testing.T) {
 		}
 		if string(m.Data) != strconv.Itoa(i) {
 			t.Fatalf("got command %q, want %d", m.Data, i)
+		}
+	}
+}
+
+// TestAdversarySiteReservedSubjects: a site client cannot publish below
+// telemetry._tether. (the edge's own audit records, quarantine and
+// end-of-batch marker): each publish is refused with a permissions
+// violation and nothing of it reaches the cloud, so no site client can
+// forge an audit record or a quarantined message.
+func TestAdversarySiteReservedSubjects(t *testing.T) {
+	f := newFabric(t)
+	tethertest.WaitLinked(t, f.leaf, 10*time.Second)
+	w := watchCloud(t, f.cloud, "plant-7")
+	refused := make(chan error, 8)
+	site := tethertest.Connect(t, f.leaf.ClientURL(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		refused <- err
+	}))
+	for _, subj := range []string{
+		contract.LocalAuditPrefix + "echo.echo",
+		contract.QuarantineSubject,
+		contract.BatchEndSubject,
+	} {
+		if err := site.Publish(subj, []byte("forged")); err != nil {
+			t.Fatal(err)
+		}
+		if err := site.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-refused:
+			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), subj) {
+				t.Errorf("publish %s: got %v, want a permissions violation naming it", subj, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("publish %s: no refusal", subj)
+		}
+	}
+	mustPublish(t, f.edge, "telemetry.after", "after")
+	for {
+		m, err := w.sub.NextMsg(15 * time.Second)
+		if err != nil {
+			t.Fatalf("the cloud did not receive 'after': %v", err)
+		}
+		if string(m.Data) == "forged" {
+			t.Errorf("a forged message reached the cloud on %s", m.Subject)
+		}
+		if string(m.Data) == "after" {
+			return
 		}
 	}
 }
