@@ -51,21 +51,22 @@ func (r refusals) handler(stderr io.Writer) nats.Option {
 	})
 }
 
-// request sends a request and waits for its answer, or for a refusal.
-func (r refusals) request(nc *nats.Conn, subject string, data []byte, timeout time.Duration) (*nats.Msg, error) {
+// request sends m and waits for its answer, or for the server's refusal
+// (returned apart from any other error, for the caller to explain).
+func (r refusals) request(nc *nats.Conn, m *nats.Msg, timeout time.Duration) (resp *nats.Msg, refusal, err error) {
 	type answer struct {
 		msg *nats.Msg
 		err error
 	}
 	done := make(chan answer, 1)
 	go func() {
-		m, err := nc.Request(subject, data, timeout)
-		done <- answer{m, err}
+		a, err := nc.RequestMsg(m, timeout)
+		done <- answer{a, err}
 	}()
 	select {
-	case err := <-r:
-		return nil, fmt.Errorf("refused by the server (this user may not ask %s): %w", subject, err)
+	case refusal := <-r:
+		return nil, refusal, nil
 	case a := <-done:
-		return a.msg, a.err
+		return a.msg, nil, a.err
 	}
 }

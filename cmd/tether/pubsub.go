@@ -106,11 +106,7 @@ are refused.`,
 			}
 			// The refusal of the publish is publishConfirmed's to report;
 			// nats.go's default handler would print it a second time.
-			nc, err := cf.connect(nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-				if !errors.Is(err, nats.ErrPermissionViolation) {
-					fmt.Fprintf(d.stderr, "tether: %v\n", err)
-				}
-			}))
+			nc, err := cf.connect(newRefusals().handler(d.stderr))
 			if err != nil {
 				return err
 			}
@@ -141,17 +137,8 @@ func newSubCmd(d *deps) *cobra.Command {
 			// server asynchronously, before the PONG that ends Flush (or,
 			// after a policy change, when the connection comes back): exit
 			// 1 with the reason instead of listening to nothing.
-			refused := make(chan error, 1)
-			nc, err := cf.connect(nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-				if errors.Is(err, nats.ErrPermissionViolation) {
-					select {
-					case refused <- err:
-					default:
-					}
-					return
-				}
-				fmt.Fprintf(d.stderr, "tether: %v\n", err)
-			}))
+			refused := newRefusals()
+			nc, err := cf.connect(refused.handler(d.stderr))
 			if err != nil {
 				return err
 			}

@@ -74,7 +74,10 @@ Programs can ask the same on the CLOUD subject ` + contract.ServiceList + ` (JSO
 			}
 			defer nc.Close()
 			req, _ := json.Marshal(contract.ServiceListRequest{Edge: edge})
-			resp, err := refused.request(nc, contract.ServiceList, req, 10*time.Second)
+			resp, refusal, err := refused.request(nc, &nats.Msg{Subject: contract.ServiceList, Data: req}, 10*time.Second)
+			if refusal != nil {
+				err = fmt.Errorf("refused by the server (this user may not ask %s): %w", contract.ServiceList, refusal)
+			}
 			if err != nil {
 				return fmt.Errorf("ask the hubs for the service table (%s): %w", contract.ServiceList, err)
 			}
@@ -152,24 +155,12 @@ allow fails at once, saying which (with the micro error code: 503, 404, 403;
 			if len(args) == 2 {
 				m.Data = []byte(args[1])
 			}
-			type answer struct {
-				msg *nats.Msg
-				err error
+			resp, refusal, err := refused.request(nc, m, timeout)
+			if refusal != nil {
+				return fmt.Errorf("call %s: not allowed: refused by the hub (code %d): the access policy does not let this user call %s (or receive its answer): %w", args[0], contract.CodeDenied, subject, refusal)
 			}
-			done := make(chan answer, 1)
-			go func() {
-				resp, err := nc.RequestMsg(m, timeout)
-				done <- answer{resp, err}
-			}()
-			var resp *nats.Msg
-			select {
-			case err := <-refused:
-				return fmt.Errorf("call %s: not allowed: refused by the hub (code %d): the access policy does not let this user call %s (or receive its answer): %w", args[0], contract.CodeDenied, subject, err)
-			case a := <-done:
-				if a.err != nil {
-					return fmt.Errorf("call %s: %w", args[0], a.err)
-				}
-				resp = a.msg
+			if err != nil {
+				return fmt.Errorf("call %s: %w", args[0], err)
 			}
 			if code := resp.Header.Get(contract.HeaderServiceErrorCode); code != "" {
 				return fmt.Errorf("call %s: %s (code %s)", args[0], resp.Header.Get(contract.HeaderServiceError), code)
