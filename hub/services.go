@@ -65,8 +65,11 @@ type pendingCall struct {
 	reply  string
 	edge   string
 	byEdge bool // an edge called: it learns nothing about the fleet
-	timer  *time.Timer
-	probe  *time.Timer // offlineProbe: is the edge still linked?
+	// timer fires every offlineProbe while the call is pending (is the
+	// edge still linked?) and fails it as timed out after deadline.
+	timer             *time.Timer
+	deadline          time.Time
+	service, endpoint string
 }
 
 type router struct {
@@ -268,15 +271,11 @@ func (r *router) forward(m *nats.Msg, edge, service, endpoint string, caller con
 	}
 	fwd.Header.Set(contract.HeaderCaller, string(cj))
 	fwd.Header.Set(contract.HeaderCallID, id)
-	p := &pendingCall{reply: m.Reply, edge: edge, byEdge: caller.Kind == "edge"}
+	p := &pendingCall{reply: m.Reply, edge: edge, byEdge: caller.Kind == "edge", deadline: time.Now().Add(callTimeout),
+		service: service, endpoint: endpoint}
 	r.mu.Lock()
 	r.pending[id] = p
-	p.timer = time.AfterFunc(callTimeout, func() {
-		if r.take(id) != nil {
-			callError(r.nc, p.reply, contract.CodeTimeout, fmt.Sprintf("edge %s: service %s.%s did not answer within %s", edge, service, endpoint, callTimeout))
-		}
-	})
-	p.probe = time.AfterFunc(offlineProbe, func() { r.probeLinked(id, p, fwd.Subject) })
+	p.timer = time.AfterFunc(min(offlineProbe, callTimeout), func() { r.watch(id, p, fwd.Subject) })
 	r.mu.Unlock()
 	if err := r.nc.PublishMsg(fwd); err != nil {
 		if r.take(id) != nil {
@@ -285,20 +284,27 @@ func (r *router) forward(m *nats.Msg, edge, service, endpoint string, caller con
 	}
 }
 
-// probeLinked fails pending call id as offline when nothing in the
-// cluster has interest in its subject any more (the edge is not linked);
-// otherwise it looks again after offlineProbe, until the call ends.
-func (r *router) probeLinked(id string, p *pendingCall, subject string) {
-	if !r.svc.SubscriptionInterest(subject) {
+// watch runs every offlineProbe while call id is pending: it fails the
+// call as offline when nothing in the cluster has interest in its subject
+// any more (the edge is not linked), as timed out once its deadline
+// passed, and otherwise looks again.
+func (r *router) watch(id string, p *pendingCall, subject string) {
+	switch {
+	case !r.svc.SubscriptionInterest(subject):
 		if r.take(id) != nil {
 			callError(r.nc, p.reply, contract.CodeEdgeOffline, offlineText(p))
+		}
+		return
+	case !time.Now().Before(p.deadline):
+		if r.take(id) != nil {
+			callError(r.nc, p.reply, contract.CodeTimeout, fmt.Sprintf("edge %s: service %s.%s did not answer within %s", p.edge, p.service, p.endpoint, callTimeout))
 		}
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.pending[id] == p {
-		p.probe.Reset(offlineProbe)
+		p.timer.Reset(min(offlineProbe, time.Until(p.deadline)))
 	}
 }
 
@@ -309,7 +315,6 @@ func (r *router) take(id string) *pendingCall {
 	if p != nil {
 		delete(r.pending, id)
 		p.timer.Stop()
-		p.probe.Stop()
 	}
 	return p
 }
