@@ -104,9 +104,7 @@ type Server struct {
 	lost chan struct{}
 	// upLogged is whether the current link held and was logged up.
 	upLogged bool
-	// refused is Link.Refused: why the hubs keep closing the link, while
-	// they do; refusedLogged is when that was last logged.
-	refused       string
+	// refusedLogged is when Link.Refused was last logged.
 	refusedLogged time.Time
 
 	cancel       context.CancelFunc
@@ -436,11 +434,11 @@ func (s *Server) sampleLink() {
 		s.upLogged = false
 	}
 	held := next.Connected && !s.upLogged && time.Since(next.Since) >= linkHeld
+	next.Refused = prev.Refused // until a link holds
 	if held {
 		s.upLogged = true
-		s.refused, s.refusedLogged = "", time.Time{}
+		next.Refused, s.refusedLogged = "", time.Time{}
 	}
-	next.Refused = s.refused
 	s.link = next
 	if prev.Connected && !next.Connected {
 		close(s.lost)
@@ -487,8 +485,7 @@ func (s *Server) noteShortLink(upFor time.Duration) {
 	const why = "the hubs keep closing this edge's link right after it opens: most likely another process is linked with this edge's identity (the hubs' logs name both; stop one, or rotate or revoke the edge if its creds were copied), unless the network to the hubs keeps dropping connections"
 	now := time.Now()
 	s.mu.Lock()
-	s.refused = fmt.Sprintf("%s (%d links in a row closed within %s, the last at %s)", why, n, linkHeld, now.UTC().Format(time.RFC3339))
-	s.link.Refused = s.refused
+	s.link.Refused = fmt.Sprintf("%s (%d links in a row closed within %s, the last at %s)", why, n, linkHeld, now.UTC().Format(time.RFC3339))
 	due := s.refusedLogged.IsZero() || now.Sub(s.refusedLogged) >= refusedLogEvery
 	if due {
 		s.refusedLogged = now
