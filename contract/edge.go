@@ -196,3 +196,10 @@ func EnrollPermissions() jwt.Permissions {
 	p.Sub.Allow.Add(EnrollInbox + ".>")
 	return p
 }
+
+// IsEnrollUser reports whether uc is an enroll user: its permissions are
+// EnrollPermissions (it may send $TETHER.ENROLL and nothing else).
+func IsEnrollUser(uc *jwt.UserClaims) bool {
+	allow := uc.Pub.Allow
+	return len(allow) == 1 && allow[0] == EnrollSubject
+}

@@ -210,19 +210,10 @@ func (s *Server) newLocalLink(l *server.LeafInfo, now time.Time) *localLink {
 	if len(ci.TLSPeerCerts) > 0 {
 		h.key = ci.TLSPeerCerts[0].SubjectPKISha256
 	}
-	if uc, err := jwt.DecodeUserClaims(ci.JWT); err == nil && isEnrollUser(uc) {
+	if uc, err := jwt.DecodeUserClaims(ci.JWT); err == nil && contract.IsEnrollUser(uc) {
 		h.enrollUser = uc.Subject
 	}
 	return h
-}
-
-// isEnrollUser reports whether a user JWT is an enrollment token's enroll
-// user: it may send $TETHER.ENROLL and nothing else (accounts.NewEnrollToken).
-// An edge's leaf users carry no permissions of their own (the scoped
-// key's template applies).
-func isEnrollUser(uc *jwt.UserClaims) bool {
-	allow := uc.Pub.Allow
-	return len(allow) == 1 && allow[0] == contract.EnrollSubject
 }
 
 // checkEnrollLink closes the link of a used token's enroll user once its

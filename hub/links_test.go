@@ -49,8 +49,8 @@ func TestIsEnrollUser(t *testing.T) {
 		uc   *jwt.UserClaims
 		want bool
 	}{{"enroll user", enroll, true}, {"leaf user", leaf, false}, {"wider user", other, false}} {
-		if got := isEnrollUser(tc.uc); got != tc.want {
-			t.Errorf("%s: isEnrollUser = %v, want %v", tc.name, got, tc.want)
+		if got := contract.IsEnrollUser(tc.uc); got != tc.want {
+			t.Errorf("%s: contract.IsEnrollUser = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
