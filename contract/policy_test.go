@@ -20,6 +20,7 @@ func TestPolicyGolden(t *testing.T) {
 		v    any
 	}{
 		{"telemetry-read-narrowed.json", CloudTelemetryReadPermissions(UserNameTemplate, []string{"plant-8", "plant-7"})},
+		{"group-read.json", CloudGroupReadPermissions(UserNameTemplate, "berlin")},
 		{"command-base.json", CloudCommandBasePermissions(UserNameTemplate)},
 		{"command-subject.json", []string{CloudCommandSubjectFor("plant-7", "config.>"), CloudCommandSubjectFor("*", "reboot")}},
 		{"serve.json", CloudServePermissions("billing")},
@@ -79,6 +80,26 @@ func TestPolicySubjectsStayInTheirSlice(t *testing.T) {
 	for _, s := range CloudTelemetryReadPermissions("dashboard", []string{"plant-7"}).Sub.Allow {
 		if strings.Contains(s, "*") {
 			t.Errorf("narrowed reader may subscribe %q", s)
+		}
+	}
+}
+
+// TestGroupReadStaysInItsGroup: a group reader's permissions name only its
+// group's stream and live subjects, its own consumers and inbox: no other
+// stream, no edge subject.
+func TestGroupReadStaysInItsGroup(t *testing.T) {
+	p := CloudGroupReadPermissions("dash", "berlin")
+	for _, s := range p.Pub.Allow {
+		if s != "$JS.API.INFO" && !strings.Contains(s, "."+GroupStream("berlin")+".") && !strings.HasSuffix(s, "."+GroupStream("berlin")) {
+			t.Errorf("group reader may publish %q, outside its group's stream", s)
+		}
+		if strings.Contains(s, ".CONSUMER.") && !strings.Contains(s, ".dash_") {
+			t.Errorf("group reader may publish %q, on a consumer it does not own", s)
+		}
+	}
+	for _, s := range p.Sub.Allow {
+		if s != GroupLiveSubject("berlin") && s != CloudInbox("dash") {
+			t.Errorf("group reader may subscribe %q", s)
 		}
 	}
 }

@@ -35,6 +35,9 @@ type Output struct {
 	// Gateways are the service gateway configurations, one per edge of the
 	// policy or of Facts, sorted by edge.
 	Gateways []Gateway
+	// Groups are the telemetry streams of the groups telemetry grants
+	// name, sorted by group.
+	Groups []GroupStream
 	// Notes say what the compiler skipped (edges of the policy that have
 	// no account yet), sorted.
 	Notes []string
@@ -81,6 +84,7 @@ func Compile(p *Policy, f Facts) (*Output, error) {
 	for _, e := range sortedKeys(edges) {
 		out.Gateways = append(out.Gateways, c.gateway(e))
 	}
+	out.Groups = c.groupStreams()
 	return out, nil
 }
 
@@ -179,10 +183,7 @@ func (c *compiler) cloud() (*jwt.AccountClaims, error) {
 		keys[k] = s
 	}
 	ac.SigningKeys = keys
-	for _, g := range append(append([]*Grantee{}, c.p.Roles...), c.p.Users...) {
-		if g.Role.Name != "" {
-			continue
-		}
+	for _, g := range c.grantees() {
 		sc := jwt.NewUserScope()
 		sc.Key = c.f.ScopeKeys[g.scopeName()]
 		sc.Role = g.scopeName()
@@ -226,13 +227,25 @@ func (c *compiler) permissions(g *Grantee) jwt.Permissions {
 			p.Resp = q.Resp
 		}
 	}
-	if len(g.Telemetry) > 0 {
-		edges, all := c.targetEdges(g.Telemetry)
-		if all {
-			edges = []string{"*"}
+	// Telemetry: every edge, or the edges named one by one, or a group
+	// through its own stream (groupStreams), so that the JWT does not grow
+	// with a group's members.
+	if readsAll(g) {
+		merge(contract.CloudTelemetryReadPermissions(contract.UserNameTemplate, []string{"*"}))
+	} else {
+		var edges []string
+		for _, t := range g.Telemetry {
+			switch t.Kind {
+			case TargetGroup:
+				merge(contract.CloudGroupReadPermissions(contract.UserNameTemplate, t.Name))
+			case TargetEdge:
+				if es, _ := c.ix.resolve(t); len(es) > 0 {
+					edges = append(edges, es...)
+				}
+			}
 		}
 		if len(edges) > 0 {
-			merge(contract.CloudTelemetryReadPermissions(contract.UserNameTemplate, edges))
+			merge(contract.CloudTelemetryReadPermissions(contract.UserNameTemplate, sortedNames(namesOf(edges))))
 		}
 	}
 	var cmds []string
@@ -350,10 +363,7 @@ func (c *compiler) gateway(e string) Gateway {
 	for _, s := range gw.Expose {
 		exposed[s] = true
 	}
-	for _, g := range append(append([]*Grantee{}, c.p.Roles...), c.p.Users...) {
-		if g.Role.Name != "" {
-			continue
-		}
+	for _, g := range c.grantees() {
 		caller := Principal{Kind: g.Kind, Name: g.Name, Key: c.f.ScopeKeys[g.scopeName()]}
 		for _, sr := range g.Services {
 			if !exposed[sr.Service.Name] && !exposed["*"] || !c.covers(sr.On, e) {

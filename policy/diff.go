@@ -34,11 +34,12 @@ func (c Change) String() string {
 	return fmt.Sprintf("%s: %s %s", who, verb, c.What)
 }
 
-// Diff lists what applying out changes over the facts in force (and the
-// gateways in force, nil when none), CLOUD first, then edges and gateways
-// by name.
-func Diff(f Facts, out *Output, gateways []Gateway) []Change {
+// Diff lists what applying out changes over the facts in force, the
+// gateways in force and the group streams in force (nil when none): CLOUD
+// and its group streams first, then edges and gateways by name.
+func Diff(f Facts, out *Output, gateways []Gateway, groups []GroupStream) []Change {
 	ch := DiffAccount("CLOUD", f.Cloud, out.Cloud)
+	ch = append(ch, DiffGroupStreams(groups, out.Groups)...)
 	for _, e := range sortedKeys(out.Edges) {
 		ch = append(ch, DiffAccount(contract.EdgeAccountName(e), f.Edges[e], out.Edges[e])...)
 	}
@@ -218,6 +219,9 @@ func edgeName(e string) string {
 
 func pubWords(s string) string {
 	t := strings.Split(s, ".")
+	if g := groupStreamToken(t); t[0] == "$JS" && g != "" {
+		return "read stored telemetry of group " + g + " (stream " + contract.GroupStream(g) + ")"
+	}
 	switch {
 	case len(t) >= 4 && t[0] == "edges" && t[2] == "cmd":
 		cmd := "command " + strings.Join(t[3:], ".")
@@ -248,9 +252,22 @@ func pubWords(s string) string {
 	return "publish " + s
 }
 
+// groupStreamToken returns the group of the first token that names a
+// group telemetry stream, or "".
+func groupStreamToken(t []string) string {
+	for _, x := range t {
+		if g, ok := strings.CutPrefix(x, contract.GroupStreamPrefix); ok && g != "" {
+			return g
+		}
+	}
+	return ""
+}
+
 func subWords(s string) string {
 	t := strings.Split(s, ".")
 	switch {
+	case len(t) == 3 && s == contract.GroupLiveSubject(t[1]):
+		return "receive live telemetry of group " + t[1]
 	case len(t) == 4 && t[0] == "edges" && t[2] == "telemetry" && t[3] == ">":
 		return "receive live telemetry of " + edgeName(t[1])
 	case len(t) == 4 && t[0] == "cloud" && t[1] == "svc" && t[3] == ">":

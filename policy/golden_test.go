@@ -111,8 +111,11 @@ func goldenOutputs(t *testing.T, src []byte) map[string][]byte {
 		got["edges-changed.json"] = mustJSON(t, changed)
 	}
 	got["gateways.json"] = mustJSON(t, out.Gateways)
+	if len(out.Groups) > 0 {
+		got["group-streams.json"] = mustJSON(t, out.Groups)
+	}
 	var words bytes.Buffer
-	for _, c := range Diff(f, out, nil) {
+	for _, c := range Diff(f, out, nil, nil) {
 		words.WriteString(c.String() + "\n")
 	}
 	got["diff.txt"] = words.Bytes()

@@ -56,6 +56,24 @@ func Verify(p *Policy, f Facts, out *Output) error {
 	for e, ac := range out.Edges {
 		verifyEdge(ix, f, e, ac, bad)
 	}
+	read := map[string]bool{}
+	for _, g := range byScope {
+		for _, t := range g.Telemetry {
+			if t.Kind == TargetGroup && !g.Admin {
+				read[t.Name] = true
+			}
+		}
+	}
+	for _, gs := range out.Groups {
+		if !read[gs.Group] {
+			bad("stream %s: no grant reads group %s", contract.GroupStream(gs.Group), gs.Group)
+		}
+		for _, e := range gs.Edges {
+			if !contains(ix.members[gs.Group], e) {
+				bad("stream %s holds edge %s, which is not a member of group %s", contract.GroupStream(gs.Group), e, gs.Group)
+			}
+		}
+	}
 	for _, gw := range out.Gateways {
 		for _, gr := range gw.Grants {
 			if !contains(gw.Expose, gr.Service) && !contains(gw.Expose, "*") {
@@ -121,6 +139,16 @@ func grantedPub(ix *index, g *Grantee, subj string) bool {
 			}
 		}
 	}
+	for _, t := range g.Telemetry {
+		if t.Kind != TargetGroup {
+			continue
+		}
+		for _, s := range contract.CloudGroupReadPermissions(contract.UserNameTemplate, t.Name).Pub.Allow {
+			if s == subj {
+				return true
+			}
+		}
+	}
 	for _, sv := range g.Serve {
 		for _, s := range contract.CloudServePermissions(sv.Name).Pub.Allow {
 			if s == subj {
@@ -175,6 +203,11 @@ func grantedSub(ix *index, g *Grantee, subj string) bool {
 			return true
 		}
 	}
+	for _, t := range g.Telemetry {
+		if t.Kind == TargetGroup && subj == contract.GroupLiveSubject(t.Name) {
+			return true
+		}
+	}
 	for _, s := range g.Serve {
 		if subj == contract.CloudServeSubject(s.Name) {
 			return true
@@ -192,9 +225,14 @@ func readsAll(g *Grantee) bool {
 	return false
 }
 
+// telemetryEdges returns the edges g reads telemetry of by name (a group
+// is read through its own stream, not its members' subjects).
 func telemetryEdges(ix *index, g *Grantee) []string {
 	var out []string
 	for _, t := range g.Telemetry {
+		if t.Kind != TargetEdge {
+			continue
+		}
 		edges, _ := ix.resolve(t)
 		out = append(out, edges...)
 	}
