@@ -30,6 +30,7 @@
 //	                                 default, policy.DefaultFile)
 //	policy/history.json, history/<N>.yaml   applied versions and their files
 //	policy/gateways.json             the compiled service gateways, per edge
+//	policy/groups.json               the group telemetry streams and their members
 //	policy/hubs.json                 hubs that answered a policy push
 //	pki/ca.pem, pki/ca-key.pem       fabric CA
 //	pki/hub.pem, pki/hub-key.pem     hub certificate (server and client auth)

@@ -26,6 +26,7 @@ import (
 //
 //	policy/applied.yaml              the policy in force (absent: policy.DefaultFile)
 //	policy/gateways.json             its compiled service gateways, one per edge
+//	policy/groups.json               its group telemetry streams and their members
 //	policy/history.json              every applied version (PolicyVersion)
 //	policy/history/<N>.yaml          the file of version N
 //	accounts/CLOUD/scopes/<S>.nk     scoped signing seed of policy scope S (a
@@ -144,6 +145,23 @@ func (s *Store) Gateways() ([]policy.Gateway, error) {
 	return gws, nil
 }
 
+// GroupStreams returns the group telemetry streams of the policy in force
+// (nil before any policy was applied, or when no grant reads a group).
+func (s *Store) GroupStreams() ([]policy.GroupStream, error) {
+	data, err := os.ReadFile(s.policyPath("groups.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("group streams: %w", err)
+	}
+	var gs []policy.GroupStream
+	if err := json.Unmarshal(data, &gs); err != nil {
+		return nil, fmt.Errorf("group streams %s: %w", s.policyPath("groups.json"), err)
+	}
+	return gs, nil
+}
+
 // PolicyFacts gathers the public facts the compiler needs: the CLOUD and
 // edge accounts' claims and the public keys of every scoped signing key
 // the store holds, creating the keys p needs that do not exist yet.
@@ -225,7 +243,11 @@ func (s *Store) PlanPolicy(source string, data []byte) (*PolicyPlan, error) {
 	if err != nil {
 		return plan, err
 	}
-	plan.Changes = policy.Diff(plan.Facts, plan.Output, gws)
+	groups, err := s.GroupStreams()
+	if err != nil {
+		return plan, err
+	}
+	plan.Changes = policy.Diff(plan.Facts, plan.Output, gws, groups)
 	if !sameClaims(plan.Facts.Cloud, plan.Output.Cloud) {
 		plan.Changed = append(plan.Changed, contract.CloudAccountName)
 	}
@@ -306,6 +328,10 @@ func (s *Store) ApplyPolicy(plan *PolicyPlan, rollbackOf int) (*PolicyVersion, [
 	if err != nil {
 		return nil, nil, err
 	}
+	groups, err := json.MarshalIndent(plan.Output.Groups, "", "  ")
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := os.MkdirAll(s.policyPath("history"), dirMode); err != nil {
 		return nil, nil, err
 	}
@@ -325,6 +351,7 @@ func (s *Store) ApplyPolicy(plan *PolicyPlan, rollbackOf int) (*PolicyVersion, [
 		data []byte
 	}{
 		{s.policyPath("gateways.json"), append(gws, '\n')},
+		{s.policyPath("groups.json"), append(groups, '\n')},
 		{s.policyPath("applied.yaml"), plan.Data},
 	} {
 		if err := securefile.Write(w.path, w.data, publicMode); err != nil {
@@ -360,7 +387,7 @@ func (s *Store) signChanged(plan *PolicyPlan) (map[string]string, error) {
 			return nil, fmt.Errorf("apply policy: sign %s: %w", name, err)
 		}
 		if len(ajwt) > MaxAccountJWT {
-			return nil, fmt.Errorf("apply policy: the %s account JWT would be %d B, more than the hubs take (%d B): grants naming many edges list each edge's subjects; grant \"*\" instead (nothing applied)", name, len(ajwt), MaxAccountJWT)
+			return nil, fmt.Errorf("apply policy: the %s account JWT would be %d B, more than the hubs take (%d B): grants naming many edges one by one list each edge's subjects; grant a group or \"*\" instead (nothing applied)", name, len(ajwt), MaxAccountJWT)
 		}
 		signed[name] = ajwt
 	}

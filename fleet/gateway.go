@@ -120,3 +120,13 @@ func pushGateway(ctx context.Context, s *accounts.Store, url, edge string, data 
 	d.Applied, d.Exposed, d.Grants, d.Error = r.Applied, r.Exposed, r.Grants, r.Error
 	return d
 }
+
+// ApplyGroupStreams makes the CLOUD group telemetry streams what groups
+// says (cloudjs.ApplyGroupStreams) through the cloud connection.
+func ApplyGroupStreams(ctx context.Context, cloud *nats.Conn, groups []policy.GroupStream) ([]cloudjs.GroupStreamChange, error) {
+	js, err := jetstream.NewWithDomain(cloud, contract.CloudDomain)
+	if err != nil {
+		return nil, err
+	}
+	return cloudjs.ApplyGroupStreams(ctx, js, groups)
+}

@@ -133,7 +133,7 @@ func (s *Server) ensureStreams(ctx context.Context, store *accounts.Store, edges
 	}); err != nil {
 		return fmt.Errorf("bucket %s: %w", contract.GatewayBucket, err)
 	}
-	s.loadGateways(ctx, kv, store)
+	s.loadGateways(ctx, js, kv, store)
 	for _, e := range edges {
 		if err := cloudjs.Retry(ctx, func(ctx context.Context) error { return cloudjs.EnsureCommandConsumer(ctx, js, e) }); err != nil {
 			return err
@@ -145,10 +145,10 @@ func (s *Server) ensureStreams(ctx context.Context, store *accounts.Store, edges
 // loadGateways puts the gateway configurations of the store's applied
 // policy into the bucket, so that a policy applied with --store-only
 // reaches the edges once a hub starts from that store (each edge takes
-// its own when its link comes up). A hub started from an older copy of
-// the store than the bucket's policy version leaves the bucket alone.
-// Not fatal: the bucket keeps what it held.
-func (s *Server) loadGateways(ctx context.Context, kv jetstream.KeyValue, store *accounts.Store) {
+// its own when its link comes up), and makes its group telemetry streams.
+// A hub started from an older copy of the store than the bucket's policy
+// version leaves both alone. Not fatal: the cloud keeps what it held.
+func (s *Server) loadGateways(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, store *accounts.Store) {
 	_, version, err := store.AppliedPolicy()
 	if err == nil && version == 0 {
 		return // no policy applied: nothing to hand out
@@ -161,11 +161,18 @@ func (s *Server) loadGateways(ctx context.Context, kv jetstream.KeyValue, store 
 	if err == nil {
 		changed, err = cloudjs.PutGateways(ctx, kv, gws, version)
 	}
+	var groups []policy.GroupStream
+	if err == nil {
+		groups, err = store.GroupStreams()
+	}
+	if err == nil {
+		_, err = cloudjs.ApplyGroupStreams(ctx, js, groups)
+	}
 	switch {
 	case errors.Is(err, cloudjs.ErrStaleGateways):
-		s.log.Warn("this hub's store holds an older policy than the cloud: its gateway configurations are not loaded", "version", version, "err", err)
+		s.log.Warn("this hub's store holds an older policy than the cloud: its gateway configurations and group streams are not loaded", "version", version, "err", err)
 	case err != nil:
-		s.log.Error("gateway configurations of the store's policy not loaded", "version", version, "err", err)
+		s.log.Error("gateway configurations or group streams of the store's policy not loaded", "version", version, "err", err)
 	case len(changed) > 0:
 		s.log.Info("gateway configurations of the store's policy loaded", "version", version, "edges", len(changed))
 	}

@@ -81,6 +81,9 @@ func applyPolicy(t *testing.T, store *accounts.Store, h *hub.Server, src string)
 	if _, err := fleet.DeliverGateways(ctx, store, cloud, h.ClientURL(), plan.Output.Gateways, v.Version); err != nil {
 		t.Fatalf("deliver gateways: %v", err)
 	}
+	if _, err := fleet.ApplyGroupStreams(ctx, cloud, plan.Output.Groups); err != nil {
+		t.Fatalf("group streams: %v", err)
+	}
 	for _, acc := range push {
 		tethertest.PushAccount(t, store, acc.Name, h)
 	}

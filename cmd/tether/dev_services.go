@@ -84,6 +84,13 @@ func deliverDevGateways(ctx context.Context, store *accounts.Store, url string, 
 	for _, r := range res {
 		log.Debug("dev gateway configuration", "edge", r.Edge, "applied", r.Applied, "pending", r.Pending, "err", r.Error)
 	}
+	groups, err := store.GroupStreams()
+	if err == nil {
+		_, err = fleet.ApplyGroupStreams(ctx, nc, groups)
+	}
+	if err != nil {
+		return fmt.Errorf("dev group streams: %w", err)
+	}
 	return nil
 }
 

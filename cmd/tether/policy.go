@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/accounts"
+	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/fleet"
 	"github.com/tether-fabric/tether/policy"
 )
@@ -267,6 +268,12 @@ func applyPlan(cmd *cobra.Command, d *deps, s *accounts.Store, plan *accounts.Po
 	if err := deliverGateways(cmd.Context(), d, s, url, plan.Output.Gateways, v.Version, timeout); err != nil {
 		return fmt.Errorf("policy version %d is in the store but not in force everywhere: the edges' gateway configurations: %w; run the apply again to converge", v.Version, err)
 	}
+	// The group streams before the accounts too: a reader granted a group
+	// finds its stream, and an edge that left a group is purged from it
+	// before anything else changes.
+	if err := applyGroupStreams(cmd.Context(), d, s, url, plan.Output.Groups, timeout); err != nil {
+		return fmt.Errorf("policy version %d is in the store but not in force everywhere: the group telemetry streams: %w; run the apply again to converge", v.Version, err)
+	}
 	if len(push) > 0 {
 		if err := pushPolicy(cmd.Context(), d, s, url, push, timeout); err != nil {
 			return fmt.Errorf("policy version %d is in the store but not in force everywhere: %w; run the apply again to converge", v.Version, err)
@@ -319,6 +326,31 @@ func deliverGateways(ctx context.Context, d *deps, s *accounts.Store, url string
 		return fmt.Errorf("edge(s) %s did not apply their gateway configuration", strings.Join(refused, ", "))
 	}
 	return nil
+}
+
+// applyGroupStreams makes the cloud's group telemetry streams those of the
+// policy and says what changed.
+func applyGroupStreams(ctx context.Context, d *deps, s *accounts.Store, url string, groups []policy.GroupStream, timeout time.Duration) error {
+	nc, err := fleet.ConnectCloud(s, url)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := fleet.ApplyGroupStreams(ctx, nc, groups)
+	for _, r := range res {
+		stream := contract.GroupStream(r.Group)
+		switch {
+		case r.Deleted:
+			fmt.Fprintf(d.stdout, "group stream %s: deleted (no grant reads group %s any more)\n", stream, r.Group)
+		case r.Created:
+			fmt.Fprintf(d.stdout, "group stream %s: created with %d edge(s)\n", stream, len(r.Joined))
+		default:
+			fmt.Fprintf(d.stdout, "group stream %s: %d edge(s) joined, %d left (purged)\n", stream, len(r.Joined), len(r.Left))
+		}
+	}
+	return err
 }
 
 func newPolicyShowCmd(d *deps) *cobra.Command {
