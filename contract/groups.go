@@ -2,14 +2,20 @@ package contract
 
 import "github.com/nats-io/jwt/v2"
 
-// Group telemetry streams. A policy grant that reads a group's telemetry
-// must not list the group's edges in the CLOUD account JWT (it would grow
-// with the fleet), so every group a telemetry grant names gets a stream of
-// its own in CLOUD that sources the TELEMETRY stream filtered on the
-// group's members: the member list lives in that stream's configuration
-// (written by 'tether policy apply'), and the grant names only the stream
-// and the group's live subject, a constant number of subjects whatever
-// the group's size.
+// Group streams. A policy grant on a group must not list the group's edges
+// in the CLOUD account JWT (it would grow with the fleet), so the member
+// list lives in stream configurations that 'tether policy apply' writes,
+// and a grant names only its group's subjects, a constant number whatever
+// the group's size:
+//
+//   - every group a telemetry grant names gets a stream (GroupStream) that
+//     sources TELEMETRY filtered on the members' subjects and republishes
+//     what it stores on groups.<group>.edges.<edge>.telemetry.>;
+//   - every group a command grant names gets a stream
+//     (GroupCommandStream) whose subjects are its members'
+//     groups.<group>.edges.<edge>.cmd.>, which COMMANDS sources as
+//     edges.<edge>.cmd.>: a commander sends through the group, and a
+//     command for an edge outside it finds no stream and is refused.
 
 // GroupStreamPrefix starts the name of every group telemetry stream.
 // Streams with it and GroupStreamMetadataKey are the policy's: an apply
@@ -24,13 +30,49 @@ const GroupStreamMetadataKey = "tether.group"
 // (group names are lowercase DNS labels, valid in a stream name).
 func GroupStream(group string) string { return GroupStreamPrefix + group }
 
-// GroupLivePrefix is where group streams republish what they store, for
-// live readers: groups.<group>.edges.<edge>.telemetry.<subject>.
-const GroupLivePrefix = "groups."
+// GroupPrefix starts the subjects a group grant reaches edges through:
+// groups.<group>.edges.<edge>.…
+const GroupPrefix = "groups."
+
+// GroupEdgeSubject returns edge's subject rel (telemetry.>, cmd.reboot,
+// …) through group: groups.<group>.edges.<edge>.<rel> (edge "*" for
+// every member).
+func GroupEdgeSubject(group, edge, rel string) string {
+	return GroupPrefix + group + ".edges." + edge + "." + rel
+}
 
 // GroupLiveSubject returns the subjects group's stream republishes its
-// members' telemetry on: groups.<group>.>.
-func GroupLiveSubject(group string) string { return GroupLivePrefix + group + ".>" }
+// members' telemetry on: groups.<group>.edges.*.telemetry.>.
+func GroupLiveSubject(group string) string { return GroupEdgeSubject(group, "*", "telemetry.>") }
+
+// GroupCommandStreamPrefix starts the name of every group command stream.
+const GroupCommandStreamPrefix = "GROUPCMD_"
+
+// GroupCommandStream returns the name of group's command stream:
+// GROUPCMD_<group>.
+func GroupCommandStream(group string) string { return GroupCommandStreamPrefix + group }
+
+// GroupCommandSubject returns the subject a commander granted commands to
+// group sends command rel (reboot, config.set, …) to edge on:
+// groups.<group>.edges.<edge>.cmd.<rel> ("*" and ">" as in the grant).
+func GroupCommandSubject(group, edge, rel string) string {
+	return GroupEdgeSubject(group, edge, "cmd."+rel)
+}
+
+// CloudGroupCommandPermissions returns what the cloud user named user (or
+// UserNameTemplate) needs to send the commands rels (relative to an
+// edge's cmd.) to the members of group through its command stream: publish
+// GroupCommandSubject(group, "*", rel) for each, the JetStream info calls
+// of a publisher, and its own inbox.
+func CloudGroupCommandPermissions(user, group string, rels []string) jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Allow.Add("$JS.API.INFO", "$JS.API.STREAM.INFO."+GroupCommandStream(group))
+	for _, r := range sortedCopy(rels) {
+		p.Pub.Allow.Add(GroupCommandSubject(group, "*", r))
+	}
+	p.Sub.Allow.Add(CloudInbox(user))
+	return p
+}
 
 // CloudGroupReadPermissions returns what the cloud user named user (or
 // UserNameTemplate) needs to read group's telemetry, live (GroupLiveSubject)

@@ -21,6 +21,7 @@ func TestPolicyGolden(t *testing.T) {
 	}{
 		{"telemetry-read-narrowed.json", CloudTelemetryReadPermissions(UserNameTemplate, []string{"plant-8", "plant-7"})},
 		{"group-read.json", CloudGroupReadPermissions(UserNameTemplate, "berlin")},
+		{"group-commands.json", CloudGroupCommandPermissions(UserNameTemplate, "berlin", []string{"reboot", "config.>"})},
 		{"command-base.json", CloudCommandBasePermissions(UserNameTemplate)},
 		{"command-subject.json", []string{CloudCommandSubjectFor("plant-7", "config.>"), CloudCommandSubjectFor("*", "reboot")}},
 		{"serve.json", CloudServePermissions("billing")},
@@ -100,6 +101,11 @@ func TestGroupReadStaysInItsGroup(t *testing.T) {
 	for _, s := range p.Sub.Allow {
 		if s != GroupLiveSubject("berlin") && s != CloudInbox("dash") {
 			t.Errorf("group reader may subscribe %q", s)
+		}
+	}
+	for _, s := range CloudGroupCommandPermissions("ops", "berlin", []string{"reboot"}).Pub.Allow {
+		if !strings.HasPrefix(s, GroupPrefix+"berlin.edges.*.cmd.") && !strings.HasPrefix(s, "$JS.API.") {
+			t.Errorf("group commander may publish %q, outside its group's commands", s)
 		}
 	}
 }

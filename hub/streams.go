@@ -180,7 +180,13 @@ func (s *Server) loadGateways(ctx context.Context, js jetstream.JetStream, kv je
 
 func (s *Server) ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
 	err := cloudjs.Retry(ctx, func(ctx context.Context) error {
-		_, err := js.CreateOrUpdateStream(ctx, cfg)
+		c := cfg
+		// COMMANDS' sources are the access policy's group command streams
+		// (cloudjs.ApplyGroupStreams): a hub's start keeps them.
+		if cur, err := js.Stream(ctx, cfg.Name); err == nil && len(c.Sources) == 0 {
+			c.Sources = cur.CachedInfo().Config.Sources
+		}
+		_, err := js.CreateOrUpdateStream(ctx, c)
 		return err
 	})
 	if err != nil {

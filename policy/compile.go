@@ -249,9 +249,24 @@ func (c *compiler) permissions(g *Grantee) jwt.Permissions {
 		}
 	}
 	var cmds []string
+	groupCmds := map[string][]string{} // group -> relative subjects
 	for _, cg := range g.Commands {
-		edges, all := c.targetEdges(cg.To)
-		if all {
+		var edges []string
+		for _, t := range cg.To {
+			switch t.Kind {
+			case TargetAll:
+				edges = append(edges, "*")
+			case TargetEdge:
+				es, _ := c.ix.resolve(t)
+				edges = append(edges, es...)
+			case TargetGroup:
+				// Through the group's command stream (groupStreams).
+				for _, s := range cg.Subjects {
+					groupCmds[t.Name] = append(groupCmds[t.Name], s.Name)
+				}
+			}
+		}
+		if contains(edges, "*") {
 			edges = []string{"*"}
 		}
 		for _, e := range edges {
@@ -264,6 +279,9 @@ func (c *compiler) permissions(g *Grantee) jwt.Permissions {
 		merge(contract.CloudCommandBasePermissions(contract.UserNameTemplate))
 		sort.Strings(cmds)
 		p.Pub.Allow.Add(cmds...)
+	}
+	for _, grp := range sortedKeys(groupCmds) {
+		merge(contract.CloudGroupCommandPermissions(contract.UserNameTemplate, grp, groupCmds[grp]))
 	}
 	var calls []string
 	for _, sr := range g.Services {

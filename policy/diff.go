@@ -175,7 +175,7 @@ func permLines(p jwt.Permissions, present bool) []string {
 	seen := map[string]bool{}
 	var out []string
 	line := func(l string) {
-		if !seen[l] {
+		if l != "" && !seen[l] {
 			seen[l] = true
 			out = append(out, l)
 		}
@@ -222,7 +222,16 @@ func pubWords(s string) string {
 	if g := groupStreamToken(t); t[0] == "$JS" && g != "" {
 		return "read stored telemetry of group " + g + " (stream " + contract.GroupStream(g) + ")"
 	}
+	if strings.HasPrefix(s, "$JS.API.STREAM.INFO."+contract.GroupCommandStreamPrefix) {
+		return "" // plumbing of a group command grant, which says enough
+	}
 	switch {
+	case len(t) >= 6 && t[0]+"." == contract.GroupPrefix && t[2] == "edges" && t[3] == "*" && t[4] == "cmd":
+		cmd := "command " + strings.Join(t[5:], ".")
+		if len(t) == 6 && t[5] == ">" {
+			cmd = "any command"
+		}
+		return fmt.Sprintf("send %s to the edges of group %s (on %s)", cmd, t[1], s)
 	case len(t) >= 4 && t[0] == "edges" && t[2] == "cmd":
 		cmd := "command " + strings.Join(t[3:], ".")
 		if len(t) == 4 && t[3] == ">" {
@@ -266,7 +275,7 @@ func groupStreamToken(t []string) string {
 func subWords(s string) string {
 	t := strings.Split(s, ".")
 	switch {
-	case len(t) == 3 && s == contract.GroupLiveSubject(t[1]):
+	case len(t) > 1 && s == contract.GroupLiveSubject(t[1]):
 		return "receive live telemetry of group " + t[1]
 	case len(t) == 4 && t[0] == "edges" && t[2] == "telemetry" && t[3] == ">":
 		return "receive live telemetry of " + edgeName(t[1])

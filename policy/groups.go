@@ -2,37 +2,50 @@ package policy
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/tether-fabric/tether/contract"
 )
 
-// GroupStream is the telemetry stream of one group a telemetry grant
-// names (contract.GroupStream): it sources the TELEMETRY stream filtered
-// on Edges, the group's members. The member list lives here, in the
-// stream's configuration, so that a grant on a group costs the CLOUD
-// account JWT the same whatever the group's size.
+// GroupStream is what the cloud keeps for one group a grant names: its
+// telemetry stream (contract.GroupStream, sourcing TELEMETRY filtered on
+// Edges) when a telemetry grant names it, its command stream
+// (contract.GroupCommandStream, taking commands for Edges only) when a
+// command grant does. The member list lives here, in the streams'
+// configuration, so that a grant on a group costs the CLOUD account JWT
+// the same whatever the group's size.
 type GroupStream struct {
-	Group string   `json:"group"`
-	Edges []string `json:"edges"`
+	Group     string   `json:"group"`
+	Edges     []string `json:"edges"`
+	Telemetry bool     `json:"telemetry,omitempty"`
+	Commands  bool     `json:"commands,omitempty"`
 }
 
 // groupStreams returns the streams of every group a non-admin principal
-// reads telemetry of without reading every edge, sorted by group.
+// reads telemetry of (without reading every edge) or sends commands
+// through, sorted by group.
 func (c *compiler) groupStreams() []GroupStream {
-	set := map[string]bool{}
+	tel, cmd := map[string]bool{}, map[string]bool{}
 	for _, g := range c.grantees() {
-		if g.Admin || readsAll(g) {
+		if g.Admin {
 			continue
 		}
 		for _, t := range g.Telemetry {
-			if t.Kind == TargetGroup {
-				set[t.Name] = true
+			if t.Kind == TargetGroup && !readsAll(g) {
+				tel[t.Name] = true
+			}
+		}
+		for _, cg := range g.Commands {
+			for _, t := range cg.To {
+				if t.Kind == TargetGroup {
+					cmd[t.Name] = true
+				}
 			}
 		}
 	}
 	var out []GroupStream
-	for _, name := range sortedKeys(set) {
-		out = append(out, GroupStream{Group: name, Edges: append([]string{}, c.ix.members[name]...)})
+	for _, name := range sortedKeys(union(tel, cmd)) {
+		out = append(out, GroupStream{Group: name, Edges: append([]string{}, c.ix.members[name]...), Telemetry: tel[name], Commands: cmd[name]})
 	}
 	return out
 }
@@ -49,8 +62,8 @@ func (c *compiler) grantees() []*Grantee {
 	return out
 }
 
-// DiffGroupStreams lists the changes between two sets of group telemetry
-// streams: streams made or removed and members joining or leaving.
+// DiffGroupStreams lists the changes between two sets of group streams:
+// streams made or removed and members joining or leaving.
 func DiffGroupStreams(old, new []GroupStream) []Change {
 	om, nm := map[string]GroupStream{}, map[string]GroupStream{}
 	for _, g := range old {
@@ -61,26 +74,35 @@ func DiffGroupStreams(old, new []GroupStream) []Change {
 	}
 	var ch []Change
 	for _, name := range sortedKeys(union(om, nm)) {
-		o, inOld := om[name]
-		n, inNew := nm[name]
-		acc := "CLOUD stream " + contract.GroupStream(name)
-		switch {
-		case !inOld:
-			ch = append(ch, Change{Account: acc, Action: "add", What: "the telemetry of group " + name + " (" + plural(len(n.Edges), "edge") + ") for the roles and users reading it"})
-			for _, e := range n.Edges {
-				ch = append(ch, Change{Account: acc, Action: "add", What: "the telemetry of edge " + e + " (what TELEMETRY holds of it, then new)"})
+		o, n := om[name], nm[name]
+		for _, k := range []struct {
+			stream, what, joined string
+			had, has             bool
+		}{
+			{contract.GroupStream(name), "the telemetry of", "(what TELEMETRY holds of it, then new)", o.Telemetry, n.Telemetry},
+			{contract.GroupCommandStream(name), "commands for", "", o.Commands, n.Commands},
+		} {
+			acc := "CLOUD stream " + k.stream
+			switch {
+			case !k.had && !k.has:
+				continue
+			case !k.had:
+				ch = append(ch, Change{Account: acc, Action: "add", What: k.what + " group " + name + " (" + plural(len(n.Edges), "edge") + ") for the roles and users granted it"})
+				for _, e := range n.Edges {
+					ch = append(ch, Change{Account: acc, Action: "add", What: strings.TrimSpace(k.what + " edge " + e + " " + k.joined)})
+				}
+				continue
+			case !k.has:
+				ch = append(ch, Change{Account: acc, Action: "remove", What: k.what + " group " + name + ": no grant names it any more"})
+				continue
 			}
-			continue
-		case !inNew:
-			ch = append(ch, Change{Account: acc, Action: "remove", What: "the telemetry of group " + name + ": no grant reads it any more"})
-			continue
-		}
-		adds, removes := diffLines(o.Edges, n.Edges)
-		for _, e := range adds {
-			ch = append(ch, Change{Account: acc, Action: "add", What: "the telemetry of edge " + e + " (from now on)"})
-		}
-		for _, e := range removes {
-			ch = append(ch, Change{Account: acc, Action: "remove", What: "the telemetry of edge " + e + " (what it holds of it is purged)"})
+			adds, removes := diffLines(o.Edges, n.Edges)
+			for _, e := range adds {
+				ch = append(ch, Change{Account: acc, Action: "add", What: k.what + " edge " + e + " (from now on)"})
+			}
+			for _, e := range removes {
+				ch = append(ch, Change{Account: acc, Action: "remove", What: k.what + " edge " + e + " (what it holds of it is purged)"})
+			}
 		}
 	}
 	return ch

@@ -12,7 +12,8 @@ import (
 // fleetPolicy writes a policy of n edges in 4 groups: roles reading and
 // commanding every edge, a role calling a service exposed by a group,
 // groups calling a cloud service and linked pairwise, a role reading the
-// telemetry of two groups (a quarter of the fleet each).
+// telemetry of two groups (a quarter of the fleet each) and commanding
+// one.
 func fleetPolicy(n int) string {
 	var b strings.Builder
 	b.WriteString("version: 1\nedges:\n")
@@ -25,7 +26,7 @@ func fleetPolicy(n int) string {
 	}
 	b.WriteString(`roles:
   reader: {telemetry: ["*"]}
-  site-dash: {telemetry: ["group:g0", "group:g1"]}
+  site-dash: {telemetry: ["group:g0", "group:g1"], commands: [{to: ["group:g0"], subjects: [reboot, "config.>"]}]}
   commander: {commands: [{to: ["*"], subjects: [">"]}]}
   admin: {admin: true}
   quality: {services: [{service: vision, on: ["*"], rate: 5/s, audit: true}]}
@@ -35,7 +36,7 @@ func fleetPolicy(n int) string {
 }
 
 // TestCloudJWTSizeIndependentOfEdges: with grants on every edge ("*"), on
-// groups' telemetry and on services, the CLOUD account JWT has the same
+// groups' telemetry and commands and on services, the CLOUD account JWT has the same
 // size for a fleet of 0 and of 1,000 edges (labelled, grouped, calling
 // cloud services and exposing services): only the edges' own accounts,
 // gateways and the group streams' member lists grow.
@@ -66,8 +67,8 @@ func TestCloudJWTSizeIndependentOfEdges(t *testing.T) {
 		if n > 0 && len(out.Gateways[0].Grants) == 0 {
 			t.Fatal("no gateway grant compiled: the fleet policy does not exercise services")
 		}
-		if len(out.Groups) != 2 || n > 0 && len(out.Groups[0].Edges) != n/4 {
-			t.Fatalf("group streams %+v: want g0 and g1 with %d members each", out.Groups, n/4)
+		if len(out.Groups) != 2 || n > 0 && len(out.Groups[0].Edges) != n/4 || !out.Groups[0].Commands || out.Groups[1].Commands {
+			t.Fatalf("group streams %+v: want g0 (telemetry, commands) and g1 (telemetry) with %d members each", out.Groups, n/4)
 		}
 		return len(ajwt)
 	}

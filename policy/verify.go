@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/jwt/v2"
@@ -56,17 +57,27 @@ func Verify(p *Policy, f Facts, out *Output) error {
 	for e, ac := range out.Edges {
 		verifyEdge(ix, f, e, ac, bad)
 	}
-	read := map[string]bool{}
+	read, command := map[string]bool{}, map[string]bool{}
 	for _, g := range byScope {
 		for _, t := range g.Telemetry {
 			if t.Kind == TargetGroup && !g.Admin {
 				read[t.Name] = true
 			}
 		}
+		for _, cg := range g.Commands {
+			for _, t := range cg.To {
+				if t.Kind == TargetGroup && !g.Admin {
+					command[t.Name] = true
+				}
+			}
+		}
 	}
 	for _, gs := range out.Groups {
-		if !read[gs.Group] {
+		if gs.Telemetry && !read[gs.Group] {
 			bad("stream %s: no grant reads group %s", contract.GroupStream(gs.Group), gs.Group)
+		}
+		if gs.Commands && !command[gs.Group] {
+			bad("stream %s: no grant sends commands to group %s", contract.GroupCommandStream(gs.Group), gs.Group)
 		}
 		for _, e := range gs.Edges {
 			if !contains(ix.members[gs.Group], e) {
@@ -174,6 +185,16 @@ func grantedPub(ix *index, g *Grantee, subj string) bool {
 	}
 	for _, c := range g.Commands {
 		for _, t := range c.To {
+			if t.Kind == TargetGroup {
+				var rels []string
+				for _, s := range c.Subjects {
+					rels = append(rels, s.Name)
+				}
+				if slices.Contains(contract.CloudGroupCommandPermissions(contract.UserNameTemplate, t.Name, rels).Pub.Allow, subj) {
+					return true
+				}
+				continue
+			}
 			edges, all := ix.resolve(t)
 			if all {
 				edges = []string{"*"}

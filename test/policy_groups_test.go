@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -16,7 +17,8 @@ import (
 )
 
 // groupPolicy is a fleet of three edges, berlin holding the edges
-// labelled site: berlin, and a dashboard role reading group berlin.
+// labelled site: berlin, a dashboard role reading group berlin and an ops
+// role sending reboot to its edges.
 func groupPolicy(berlin ...string) string {
 	var b strings.Builder
 	b.WriteString("version: 1\nedges:\n")
@@ -30,21 +32,25 @@ func groupPolicy(berlin ...string) string {
 		fmt.Fprintf(&b, "  %s: {labels: {site: %s}}\n", e, site)
 	}
 	b.WriteString("groups:\n  berlin: {match_labels: {site: berlin}}\nroles:\n  dash: {telemetry: [\"group:berlin\"]}\n")
+	b.WriteString("  ops: {commands: [{to: [\"group:berlin\"], subjects: [reboot]}]}\n")
 	return b.String()
 }
 
-// TestPolicyGroupTelemetry: a role granted a group's telemetry reads its
-// members' telemetry, stored (the group's stream, through its own
-// consumers) and live (the group's live subjects), and nothing of other
-// edges; when an edge changes groups, an apply changes what the group's
-// readers get without re-signing any account, reconnecting anyone or
-// reissuing creds: the edge that left is purged from the group's stream
-// at once, the one that joined comes in from then on, and no member's
-// message is taken twice; when no grant reads the group any more its
-// stream is gone.
-func TestPolicyGroupTelemetry(t *testing.T) {
+// TestPolicyGroups: a role granted a group's telemetry reads its members'
+// telemetry, stored (the group's stream, through its own consumers) and
+// live (the group's live subjects), and nothing of other edges; a role
+// granted commands to a group sends them to its members through the group
+// (groups.<g>.edges.<e>.cmd.…) and reaches the edge's site clients, and a
+// command for an edge outside the group is refused at once. When an edge
+// changes groups, an apply changes both without re-signing any account,
+// reconnecting anyone or reissuing creds: the edge that left is purged
+// from the group's stream at once and refused commands, the one that
+// joined comes in from then on, and no member's message is taken twice;
+// when no grant names the group any more its streams are gone.
+func TestPolicyGroups(t *testing.T) {
 	store := tethertest.NewStore(t)
 	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+
 	admin := tethertest.ConnectCloud(t, store, h)
 	ajs, err := jetstream.NewWithDomain(admin, contract.CloudDomain)
 	if err != nil {
@@ -69,14 +75,56 @@ func TestPolicyGroupTelemetry(t *testing.T) {
 	}
 
 	applyPolicy(t, store, h, groupPolicy("ber-1", "ber-2"))
-	path, err := store.AddCloudUser("dash-u", "dash", nil, time.Time{})
+	// mun-1 is a real edge: it joins berlin in v2 and gets its command.
+	// It links after v1, which re-signs CLOUD: nats-server forgets the
+	// replies of requests in flight into an account whose JWT changes,
+	// which would hold its first pull of commands for up to 33 s
+	// (docs/ARCHITECTURE.md); v2 does not change CLOUD.
+	mun := tethertest.RunLeaf(t, tethertest.LeafConfig(t, tethertest.WriteBundle(t, store, "mun-1", h)), nil)
+	tethertest.WaitLinked(t, mun, 10*time.Second)
+	site := tethertest.Connect(t, mun.ClientURL())
+	cmds, err := site.SubscribeSync("cmd.>")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dash := connectPolicyClient(t, h.ClientURL(), append(cloudUserOptions(t, path), nats.RootCAs(store.CAFile()))...)
-	djs, err := jetstream.NewWithDomain(dash.nc, contract.CloudDomain, jetstream.WithDefaultTimeout(5*time.Second))
-	if err != nil {
+	if err := site.Flush(); err != nil {
 		t.Fatal(err)
+	}
+	user := func(name, role string) (*policyClient, jetstream.JetStream) {
+		t.Helper()
+		path, err := store.AddCloudUser(name, role, nil, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := connectPolicyClient(t, h.ClientURL(), append(cloudUserOptions(t, path), nats.RootCAs(store.CAFile()))...)
+		js, err := jetstream.NewWithDomain(c.nc, contract.CloudDomain, jetstream.WithDefaultTimeout(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, js
+	}
+	dash, djs := user("dash-u", "dash")
+	ops, ojs := user("ops-u", "ops")
+	// command sends reboot to edge through group berlin.
+	command := func(edge string) error {
+		_, err := ojs.Publish(ctx, contract.GroupCommandSubject("berlin", edge, "reboot"), []byte("now"))
+		return err
+	}
+	queued := func(edge string) uint64 {
+		t.Helper()
+		s, err := ajs.Stream(ctx, contract.CommandsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(contract.CloudCommandSubject(edge)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+		return n
 	}
 	live, err := dash.nc.SubscribeSync(contract.GroupLiveSubject("berlin"))
 	if err != nil {
@@ -92,7 +140,7 @@ func TestPolicyGroupTelemetry(t *testing.T) {
 		if err != nil {
 			t.Fatalf("live telemetry of group berlin: %v", err)
 		}
-		return strings.Split(strings.TrimPrefix(m.Subject, contract.GroupLivePrefix+"berlin."), ".")[1]
+		return strings.Split(strings.TrimPrefix(m.Subject, contract.GroupPrefix+"berlin."), ".")[1]
 	}
 	// stored returns the messages per edge in the group's stream, read
 	// through one of the reader's own consumers.
@@ -152,9 +200,33 @@ func TestPolicyGroupTelemetry(t *testing.T) {
 	cancelShort()
 	dash.refused(t, "Publish", "$JS.API.CONSUMER.CREATE.TELEMETRY.")
 
+	// Commands through the group reach its members' queues, and nothing
+	// else does.
+	if err := command("ber-1"); err != nil {
+		t.Fatalf("reboot ber-1 through berlin: %v", err)
+	}
+	tethertest.WaitFor(t, 10*time.Second, func() error {
+		if n := queued("ber-1"); n != 1 {
+			return fmt.Errorf("COMMANDS holds %d command(s) for ber-1, want 1", n)
+		}
+		return nil
+	})
+	if err := command("mun-1"); !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("reboot mun-1 (not in berlin) through berlin: %v, want no stream", err)
+	}
+	short, cancelShort = context.WithTimeout(ctx, 2*time.Second)
+	if _, err := ojs.Publish(short, contract.CloudCommandSubject("mun-1")[:len(contract.CloudCommandSubject("mun-1"))-1]+"reboot", nil); err == nil {
+		t.Error("the group commander sent a command on mun-1's own subject")
+	}
+	cancelShort()
+	ops.refused(t, "Publish", "edges.mun-1.cmd.reboot")
+	if _, err := cmds.NextMsg(200 * time.Millisecond); err == nil {
+		t.Fatal("mun-1 got a command while outside berlin")
+	}
+
 	// v2: ber-2 moves to munich, mun-1 to berlin. The grant's words do not
 	// change, so no account JWT does.
-	reconnects := dash.nc.Stats().Reconnects
+	reconnects := dash.nc.Stats().Reconnects + ops.nc.Stats().Reconnects
 	plan := applyPolicy(t, store, h, groupPolicy("ber-1", "mun-1"))
 	if len(plan.Changed) != 0 {
 		t.Errorf("moving edges between groups re-signed %v, want no account", plan.Changed)
@@ -169,13 +241,33 @@ func TestPolicyGroupTelemetry(t *testing.T) {
 		}
 	}
 	waitStored(map[string]int{"ber-1": 2, "mun-1": 1})
-	if r := dash.nc.Stats().Reconnects; r != reconnects {
-		t.Errorf("the reader reconnected %d times during the move, want none", r-reconnects)
+	if err := command("mun-1"); err != nil {
+		t.Fatalf("reboot mun-1 through berlin after it joined: %v", err)
+	}
+	if m, err := cmds.NextMsg(10 * time.Second); err != nil || m.Subject != "cmd.reboot" {
+		t.Fatalf("mun-1's site: %v %v, want cmd.reboot (COMMANDS holds %d for mun-1; edge %+v)", m, err, queued("mun-1"), mun.Status().Commands)
+	}
+	if err := command("ber-2"); err == nil {
+		t.Fatal("reboot ber-2 through berlin after it left was taken")
+	}
+	if r := dash.nc.Stats().Reconnects + ops.nc.Stats().Reconnects; r != reconnects {
+		t.Errorf("the reader and the commander reconnected %d times during the move, want none", r-reconnects)
 	}
 
-	// v3: no grant reads berlin any more: its stream is deleted.
-	applyPolicy(t, store, h, strings.Replace(groupPolicy("ber-1"), `  dash: {telemetry: ["group:berlin"]}`, `  dash: {telemetry: [ber-1]}`, 1))
-	if _, err := ajs.Stream(ctx, contract.GroupStream("berlin")); err != jetstream.ErrStreamNotFound {
-		t.Fatalf("stream %s after its last grant went: %v, want not found", contract.GroupStream("berlin"), err)
+	// v3: no grant names berlin any more: its streams are deleted, and
+	// COMMANDS no longer sources the command stream.
+	v3 := strings.Replace(groupPolicy("ber-1"), `  dash: {telemetry: ["group:berlin"]}`, `  dash: {telemetry: [ber-1]}`, 1)
+	applyPolicy(t, store, h, strings.Replace(v3, `to: ["group:berlin"]`, `to: [ber-1]`, 1))
+	for _, s := range []string{contract.GroupStream("berlin"), contract.GroupCommandStream("berlin")} {
+		if _, err := ajs.Stream(ctx, s); !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Errorf("stream %s after its last grant went: %v, want not found", s, err)
+		}
+	}
+	s, err := ajs.Stream(ctx, contract.CommandsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src := s.CachedInfo().Config.Sources; len(src) != 0 {
+		t.Errorf("COMMANDS still sources %+v", src[0])
 	}
 }

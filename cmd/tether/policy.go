@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tether-fabric/tether/accounts"
-	"github.com/tether-fabric/tether/contract"
 	"github.com/tether-fabric/tether/fleet"
 	"github.com/tether-fabric/tether/policy"
 )
@@ -340,10 +339,10 @@ func applyGroupStreams(ctx context.Context, d *deps, s *accounts.Store, url stri
 	defer cancel()
 	res, err := fleet.ApplyGroupStreams(ctx, nc, groups)
 	for _, r := range res {
-		stream := contract.GroupStream(r.Group)
+		stream := r.Stream
 		switch {
 		case r.Deleted:
-			fmt.Fprintf(d.stdout, "group stream %s: deleted (no grant reads group %s any more)\n", stream, r.Group)
+			fmt.Fprintf(d.stdout, "group stream %s: deleted (no grant names group %s any more)\n", stream, r.Group)
 		case r.Created:
 			fmt.Fprintf(d.stdout, "group stream %s: created with %d edge(s)\n", stream, len(r.Joined))
 		default:

@@ -18,6 +18,7 @@ import (
 // GroupStreamChange is what ApplyGroupStreams did to one group's stream.
 type GroupStreamChange struct {
 	Group   string   `json:"group"`
+	Stream  string   `json:"stream"`
 	Created bool     `json:"created,omitempty"`
 	Deleted bool     `json:"deleted,omitempty"`
 	Joined  []string `json:"joined,omitempty"`
@@ -30,14 +31,22 @@ type GroupStreamChange struct {
 // repeats.
 const groupDedupWindow = 2 * time.Minute
 
-// ApplyGroupStreams makes the CLOUD group telemetry streams what groups
-// says (contract.GroupStream): each sources TELEMETRY filtered on its
-// members' subjects and republishes what it stores on
-// contract.GroupLiveSubject; it has TELEMETRY's replicas, age and size
-// limits. A new stream takes what TELEMETRY holds of its members; a member
-// that joins an existing stream is taken from then on, and one that leaves
-// is purged from it, so a group's readers lose its history at once.
-// Streams of groups no grant reads any more are deleted (only streams
+// ApplyGroupStreams makes the CLOUD group streams what groups says.
+//
+// Telemetry (contract.GroupStream): each sources TELEMETRY filtered on its
+// members' subjects and republishes what it stores below
+// contract.GroupPrefix; it has TELEMETRY's replicas, age and size limits.
+// A new stream takes what TELEMETRY holds of its members; a member that
+// joins an existing stream is taken from then on, and one that leaves is
+// purged from it, so a group's readers lose its history at once.
+//
+// Commands (contract.GroupCommandStream): its subjects are its members'
+// contract.GroupCommandSubject, so a command for another edge finds no
+// stream; COMMANDS sources it as edges.<edge>.cmd.>, and the edge's own
+// command consumer delivers it. A group without members has no command
+// stream.
+//
+// Streams of groups no grant names any more are deleted (only streams
 // marked contract.GroupStreamMetadataKey: an operator's own stream named
 // GROUP_x is left alone). It returns what changed, sorted by group.
 func ApplyGroupStreams(ctx context.Context, js jetstream.JetStream, groups []policy.GroupStream) ([]GroupStreamChange, error) {
@@ -45,23 +54,44 @@ func ApplyGroupStreams(ctx context.Context, js jetstream.JetStream, groups []pol
 	if err != nil {
 		return nil, fmt.Errorf("group streams: stream %s: %w", contract.TelemetryStream, err)
 	}
-	tcfg := tel.CachedInfo().Config
+	cmds, err := js.Stream(ctx, contract.CommandsStream)
+	if err != nil {
+		return nil, fmt.Errorf("group streams: stream %s: %w", contract.CommandsStream, err)
+	}
 	want := map[string]bool{}
 	var out []GroupStreamChange
+	var sources []*jetstream.StreamSource // of COMMANDS, from the group command streams
 	for _, g := range groups {
-		want[contract.GroupStream(g.Group)] = true
-		ch, err := applyGroupStream(ctx, js, tcfg, g)
-		if err != nil {
-			return out, fmt.Errorf("group stream %s: %w", contract.GroupStream(g.Group), err)
+		g.Edges = slices.Compact(slices.Sorted(slices.Values(g.Edges)))
+		if g.Telemetry {
+			want[contract.GroupStream(g.Group)] = true
+			ch, err := applyGroupStream(ctx, js, tel.CachedInfo().Config, g)
+			if err != nil {
+				return out, fmt.Errorf("group stream %s: %w", contract.GroupStream(g.Group), err)
+			}
+			if ch.Created || len(ch.Joined) > 0 || len(ch.Left) > 0 {
+				out = append(out, ch)
+			}
 		}
-		if ch.Created || len(ch.Joined) > 0 || len(ch.Left) > 0 {
-			out = append(out, ch)
+		if g.Commands && len(g.Edges) > 0 {
+			want[contract.GroupCommandStream(g.Group)] = true
+			ch, err := applyGroupCommandStream(ctx, js, cmds.CachedInfo().Config, g)
+			if err != nil {
+				return out, fmt.Errorf("group stream %s: %w", contract.GroupCommandStream(g.Group), err)
+			}
+			if ch.Created || len(ch.Joined) > 0 || len(ch.Left) > 0 {
+				out = append(out, ch)
+			}
+			sources = append(sources, commandSource(g.Group))
 		}
+	}
+	if err := setCommandSources(ctx, js, cmds.CachedInfo().Config, sources); err != nil {
+		return out, err
 	}
 	names := js.StreamNames(ctx)
 	var stale []string
 	for n := range names.Name() {
-		if strings.HasPrefix(n, contract.GroupStreamPrefix) && !want[n] {
+		if (strings.HasPrefix(n, contract.GroupStreamPrefix) || strings.HasPrefix(n, contract.GroupCommandStreamPrefix)) && !want[n] {
 			stale = append(stale, n)
 		}
 	}
@@ -83,10 +113,109 @@ func ApplyGroupStreams(ctx context.Context, js jetstream.JetStream, groups []pol
 		if err := js.DeleteStream(ctx, n); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return out, fmt.Errorf("group stream %s: delete: %w", n, err)
 		}
-		out = append(out, GroupStreamChange{Group: g, Deleted: true})
+		out = append(out, GroupStreamChange{Group: g, Stream: n, Deleted: true})
 	}
-	slices.SortFunc(out, func(a, b GroupStreamChange) int { return strings.Compare(a.Group, b.Group) })
+	slices.SortFunc(out, func(a, b GroupStreamChange) int { return strings.Compare(a.Stream, b.Stream) })
 	return out, nil
+}
+
+// commandSource is COMMANDS' source of group's command stream: its
+// groups.<group>.edges.<edge>.cmd.> become edges.<edge>.cmd.>.
+func commandSource(group string) *jetstream.StreamSource {
+	return &jetstream.StreamSource{Name: contract.GroupCommandStream(group), SubjectTransforms: []jetstream.SubjectTransformConfig{{
+		Source:      contract.GroupCommandSubject(group, "*", ">"),
+		Destination: "edges.{{wildcard(1)}}.cmd.>",
+	}}}
+}
+
+// setCommandSources makes COMMANDS source exactly the group command
+// streams of sources (its other sources, if an operator added any, stay).
+// A source that stays keeps its position.
+func setCommandSources(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, sources []*jetstream.StreamSource) error {
+	var next []*jetstream.StreamSource
+	for _, s := range cfg.Sources {
+		if !strings.HasPrefix(s.Name, contract.GroupCommandStreamPrefix) {
+			next = append(next, s)
+		}
+	}
+	next = append(next, sources...)
+	key := func(ss []*jetstream.StreamSource) string {
+		var b strings.Builder
+		for _, s := range ss {
+			fmt.Fprintf(&b, "%s %v;", s.Name, s.SubjectTransforms)
+		}
+		return b.String()
+	}
+	if key(next) == key(cfg.Sources) {
+		return nil
+	}
+	cfg.Sources = next
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("stream %s: sources of the group command streams: %w", contract.CommandsStream, err)
+	}
+	return nil
+}
+
+// applyGroupCommandStream makes g's command stream take commands for its
+// members: COMMANDS' limits, subjects one per member.
+func applyGroupCommandStream(ctx context.Context, js jetstream.JetStream, ccfg jetstream.StreamConfig, g policy.GroupStream) (GroupStreamChange, error) {
+	ch := GroupStreamChange{Group: g.Group, Stream: contract.GroupCommandStream(g.Group)}
+	cfg := jetstream.StreamConfig{
+		Name:        ch.Stream,
+		Description: "Tether: commands for the edges of group " + g.Group + " (access policy); COMMANDS takes them",
+		Storage:     jetstream.FileStorage,
+		Replicas:    ccfg.Replicas,
+		MaxAge:      ccfg.MaxAge,
+		MaxBytes:    ccfg.MaxBytes,
+		MaxMsgSize:  ccfg.MaxMsgSize,
+		Duplicates:  ccfg.Duplicates,
+		Discard:     jetstream.DiscardNew,
+		Metadata:    map[string]string{contract.GroupStreamMetadataKey: g.Group},
+	}
+	for _, e := range g.Edges {
+		cfg.Subjects = append(cfg.Subjects, contract.GroupCommandSubject(g.Group, e, ">"))
+	}
+	s, err := js.Stream(ctx, ch.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			return ch, err
+		}
+		ch.Created, ch.Joined = true, g.Edges
+		return ch, nil
+	}
+	if err != nil {
+		return ch, err
+	}
+	var had []string
+	for _, subj := range s.CachedInfo().Config.Subjects {
+		if t := strings.Split(subj, "."); len(t) > 3 {
+			had = append(had, t[3])
+		}
+	}
+	ch.Joined, ch.Left = joinedLeft(had, g.Edges)
+	if len(ch.Joined) == 0 && len(ch.Left) == 0 {
+		return ch, nil
+	}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return ch, err
+	}
+	return ch, nil
+}
+
+// joinedLeft returns the edges of now not in had, and those of had not in
+// now.
+func joinedLeft(had, now []string) (joined, left []string) {
+	for _, e := range now {
+		if !slices.Contains(had, e) {
+			joined = append(joined, e)
+		}
+	}
+	for _, e := range had {
+		if !slices.Contains(now, e) {
+			left = append(left, e)
+		}
+	}
+	return joined, left
 }
 
 // groupStreamConfig is the configuration of g's stream, its source
@@ -106,7 +235,8 @@ func groupStreamConfig(tcfg jetstream.StreamConfig, g policy.GroupStream, start 
 		Duplicates:  dedup,
 		Discard:     jetstream.DiscardOld,
 		Metadata:    map[string]string{contract.GroupStreamMetadataKey: g.Group},
-		RePublish:   &jetstream.RePublish{Source: ">", Destination: contract.GroupLiveSubject(g.Group)},
+		// groups.<group>.edges.<edge>.telemetry.<subject>
+		RePublish: &jetstream.RePublish{Source: ">", Destination: contract.GroupPrefix + g.Group + ".>"},
 	}
 	if len(g.Edges) == 0 {
 		return cfg // no source at all: a source without filters would take every edge
@@ -135,10 +265,8 @@ func members(cfg jetstream.StreamConfig) []string {
 }
 
 func applyGroupStream(ctx context.Context, js jetstream.JetStream, tcfg jetstream.StreamConfig, g policy.GroupStream) (GroupStreamChange, error) {
-	ch := GroupStreamChange{Group: g.Group}
-	edges := slices.Sorted(slices.Values(g.Edges))
-	g.Edges = slices.Compact(edges)
-	s, err := js.Stream(ctx, contract.GroupStream(g.Group))
+	ch := GroupStreamChange{Group: g.Group, Stream: contract.GroupStream(g.Group)}
+	s, err := js.Stream(ctx, ch.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		if _, err := js.CreateStream(ctx, groupStreamConfig(tcfg, g, 0)); err != nil {
 			return ch, err
@@ -150,17 +278,7 @@ func applyGroupStream(ctx context.Context, js jetstream.JetStream, tcfg jetstrea
 		return ch, err
 	}
 	cur := s.CachedInfo()
-	had := members(cur.Config)
-	for _, e := range g.Edges {
-		if !slices.Contains(had, e) {
-			ch.Joined = append(ch.Joined, e)
-		}
-	}
-	for _, e := range had {
-		if !slices.Contains(g.Edges, e) {
-			ch.Left = append(ch.Left, e)
-		}
-	}
+	ch.Joined, ch.Left = joinedLeft(members(cur.Config), g.Edges)
 	// The start of the source in force stays as it is when the members do
 	// not change (the server keeps its position); a new member list is a
 	// new source to the server, which would start it at TELEMETRY's first
