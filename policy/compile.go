@@ -285,8 +285,19 @@ func (c *compiler) permissions(g *Grantee) jwt.Permissions {
 	}
 	var calls []string
 	for _, sr := range g.Services {
-		edges, all := c.targetEdges(sr.On)
-		if all {
+		// The hub checks the service, and the edge for edges named one
+		// by one; for a group, every edge: the member list would grow the
+		// JWT with the group. Each edge's gateway holds the exact grant
+		// (gateway below) and refuses the rest at once (403).
+		var edges []string
+		for _, t := range sr.On {
+			es, all := c.ix.resolve(t)
+			if all || t.Kind == TargetGroup {
+				es = []string{"*"}
+			}
+			edges = append(edges, es...)
+		}
+		if contains(edges, "*") {
 			edges = []string{"*"}
 		}
 		for _, e := range edges {
@@ -308,21 +319,6 @@ func (c *compiler) permissions(g *Grantee) jwt.Permissions {
 	sort.Strings(p.Pub.Allow)
 	sort.Strings(p.Sub.Allow)
 	return p
-}
-
-// targetEdges returns the sorted edges targets name, or all.
-func (c *compiler) targetEdges(ts []Target) ([]string, bool) {
-	set := map[string]bool{}
-	for _, t := range ts {
-		edges, all := c.ix.resolve(t)
-		if all {
-			return nil, true
-		}
-		for _, e := range edges {
-			set[e] = true
-		}
-	}
-	return sortedKeys(set), false
 }
 
 // edge compiles one edge account: the contract's imports and exports

@@ -250,6 +250,9 @@ func pubWords(s string) string {
 		if t[3] == "*" {
 			return "call every service of " + edgeName(t[1]) + " that its gateway admits"
 		}
+		if t[1] == "*" {
+			return fmt.Sprintf("call service %s on the edges whose gateway admits it (the gateway grants say which)", t[3])
+		}
 		return fmt.Sprintf("call service %s on %s", t[3], edgeName(t[1]))
 	case s == contract.ServiceList:
 		return "list the fleet's services (" + s + ")"

@@ -173,7 +173,10 @@ func grantedPub(ix *index, g *Grantee, subj string) bool {
 		}
 		for _, t := range sr.On {
 			edges, all := ix.resolve(t)
-			if all {
+			// A group's grant is checked per edge by the gateways only
+			// (gateway grants are verified below): the hub lets the
+			// service through to any edge.
+			if all || t.Kind == TargetGroup {
 				edges = []string{"*"}
 			}
 			for _, e := range edges {

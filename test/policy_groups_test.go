@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +18,9 @@ import (
 )
 
 // groupPolicy is a fleet of three edges, berlin holding the edges
-// labelled site: berlin, a dashboard role reading group berlin and an ops
-// role sending reboot to its edges.
+// labelled site: berlin, each exposing echo, a dashboard role reading
+// group berlin, an ops role sending reboot to its edges and a quality role
+// calling their echo service.
 func groupPolicy(berlin ...string) string {
 	var b strings.Builder
 	b.WriteString("version: 1\nedges:\n")
@@ -29,10 +31,11 @@ func groupPolicy(berlin ...string) string {
 				site = "berlin"
 			}
 		}
-		fmt.Fprintf(&b, "  %s: {labels: {site: %s}}\n", e, site)
+		fmt.Fprintf(&b, "  %s: {labels: {site: %s}, expose: [echo]}\n", e, site)
 	}
 	b.WriteString("groups:\n  berlin: {match_labels: {site: berlin}}\nroles:\n  dash: {telemetry: [\"group:berlin\"]}\n")
 	b.WriteString("  ops: {commands: [{to: [\"group:berlin\"], subjects: [reboot]}]}\n")
+	b.WriteString("  quality: {services: [{service: echo, on: [\"group:berlin\"]}]}\n")
 	return b.String()
 }
 
@@ -41,7 +44,9 @@ func groupPolicy(berlin ...string) string {
 // live (the group's live subjects), and nothing of other edges; a role
 // granted commands to a group sends them to its members through the group
 // (groups.<g>.edges.<e>.cmd.…) and reaches the edge's site clients, and a
-// command for an edge outside the group is refused at once. When an edge
+// command for an edge outside the group is refused at once; a role
+// granted a service on a group calls it on members, and an edge outside
+// the group refuses the call at once (its gateway). When an edge
 // changes groups, an apply changes both without re-signing any account,
 // reconnecting anyone or reissuing creds: the edge that left is purged
 // from the group's stream at once and refused commands, the one that
@@ -87,6 +92,9 @@ func TestPolicyGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := site.Subscribe("svc.echo.echo", func(m *nats.Msg) { _ = m.Respond([]byte("echo from mun-1")) }); err != nil {
+		t.Fatal(err)
+	}
 	if err := site.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +113,22 @@ func TestPolicyGroups(t *testing.T) {
 	}
 	dash, djs := user("dash-u", "dash")
 	ops, ojs := user("ops-u", "ops")
+	quality, _ := user("quality-u", "quality")
+	// call calls mun-1's echo as quality and returns the answer's error
+	// code (0: answered).
+	call := func() int {
+		t.Helper()
+		start := time.Now()
+		m, err := quality.nc.Request(contract.CloudServiceSubject("mun-1", "echo", "echo"), []byte("x"), 5*time.Second)
+		if err != nil {
+			t.Fatalf("call mun-1's echo: %v", err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("call mun-1's echo answered after %s, want at once", took)
+		}
+		code, _ := strconv.Atoi(m.Header.Get(contract.HeaderServiceErrorCode))
+		return code
+	}
 	// command sends reboot to edge through group berlin.
 	command := func(edge string) error {
 		_, err := ojs.Publish(ctx, contract.GroupCommandSubject("berlin", edge, "reboot"), []byte("now"))
@@ -136,11 +160,16 @@ func TestPolicyGroups(t *testing.T) {
 	// nextLive returns the edge of the next live message.
 	nextLive := func() string {
 		t.Helper()
-		m, err := live.NextMsg(10 * time.Second)
-		if err != nil {
-			t.Fatalf("live telemetry of group berlin: %v", err)
+		for {
+			m, err := live.NextMsg(10 * time.Second)
+			if err != nil {
+				t.Fatalf("live telemetry of group berlin: %v", err)
+			}
+			// mun-1's own audit records (of the calls below) count for nothing here.
+			if strings.HasSuffix(m.Subject, ".telemetry.temp") {
+				return strings.Split(strings.TrimPrefix(m.Subject, contract.GroupPrefix+"berlin."), ".")[1]
+			}
 		}
-		return strings.Split(strings.TrimPrefix(m.Subject, contract.GroupPrefix+"berlin."), ".")[1]
 	}
 	// stored returns the messages per edge in the group's stream, read
 	// through one of the reader's own consumers.
@@ -162,7 +191,9 @@ func TestPolicyGroups(t *testing.T) {
 			t.Fatal(err)
 		}
 		for m := range batch.Messages() {
-			got[strings.Split(m.Subject(), ".")[1]]++
+			if strings.HasSuffix(m.Subject(), ".telemetry.temp") {
+				got[strings.Split(m.Subject(), ".")[1]]++
+			}
 		}
 		if err := batch.Error(); err != nil {
 			t.Fatalf("stored telemetry of group berlin: %v", err)
@@ -223,10 +254,16 @@ func TestPolicyGroups(t *testing.T) {
 	if _, err := cmds.NextMsg(200 * time.Millisecond); err == nil {
 		t.Fatal("mun-1 got a command while outside berlin")
 	}
+	tethertest.WaitFor(t, 10*time.Second, func() error { // mun-1's gateway has its configuration
+		if c := call(); c != contract.CodeDenied {
+			return fmt.Errorf("quality calling mun-1 (not in berlin): code %d, want %d", c, contract.CodeDenied)
+		}
+		return nil
+	})
 
 	// v2: ber-2 moves to munich, mun-1 to berlin. The grant's words do not
 	// change, so no account JWT does.
-	reconnects := dash.nc.Stats().Reconnects + ops.nc.Stats().Reconnects
+	reconnects := dash.nc.Stats().Reconnects + ops.nc.Stats().Reconnects + quality.nc.Stats().Reconnects
 	plan := applyPolicy(t, store, h, groupPolicy("ber-1", "mun-1"))
 	if len(plan.Changed) != 0 {
 		t.Errorf("moving edges between groups re-signed %v, want no account", plan.Changed)
@@ -250,8 +287,11 @@ func TestPolicyGroups(t *testing.T) {
 	if err := command("ber-2"); err == nil {
 		t.Fatal("reboot ber-2 through berlin after it left was taken")
 	}
-	if r := dash.nc.Stats().Reconnects + ops.nc.Stats().Reconnects; r != reconnects {
-		t.Errorf("the reader and the commander reconnected %d times during the move, want none", r-reconnects)
+	if c := call(); c != 0 {
+		t.Fatalf("quality calling mun-1 after it joined berlin: code %d, want an answer", c)
+	}
+	if r := dash.nc.Stats().Reconnects + ops.nc.Stats().Reconnects + quality.nc.Stats().Reconnects; r != reconnects {
+		t.Errorf("the reader, the commander and the caller reconnected %d times during the move, want none", r-reconnects)
 	}
 
 	// v3: no grant names berlin any more: its streams are deleted, and
