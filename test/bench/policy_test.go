@@ -34,7 +34,7 @@ import (
 // benchPolicy writes a fleet policy: n edges labelled with one of g sites
 // (a group each, exposing vision and calling billing), lines linked in
 // pairs, roles over every edge, a maintenance role calling a service on
-// each group and a regional role reading one group.
+// each group and a site role reading and commanding one group.
 func benchPolicy(n, g int, changed bool) string {
 	var b strings.Builder
 	b.WriteString("version: 1\nedges:\n")
@@ -158,12 +158,35 @@ func TestBenchPolicy(t *testing.T) {
 		}
 		pushed := time.Since(t0)
 		nc.Close()
+		cloudNC, err := fleet.ConnectCloud(store, h.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 = time.Now()
+		gctx, gcancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		changes, err := fleet.ApplyGroupStreams(gctx, cloudNC, plan.Output.Groups)
+		gcancel()
+		grouped := time.Since(t0)
+		cloudNC.Close()
+		if err != nil {
+			t.Fatalf("group streams: %v", err)
+		}
+		var made, moved int
+		for _, c := range changes {
+			if c.Created {
+				made++
+			} else {
+				moved += len(c.Joined) + len(c.Left)
+			}
+		}
 		if failed == 0 {
 			if err := store.MarkPolicyPushed(v.Version); err != nil {
 				t.Fatal(err)
 			}
 		}
 		t.Logf("%s: %d bytes of YAML, %d changes in words", label, len(src), len(plan.Changes))
+		t.Logf("%s: group streams: %d in the policy, %d created, %d member changes, applied in %s",
+			label, len(plan.Output.Groups), made, moved, grouped.Round(time.Millisecond))
 		t.Logf("%s: check %s, diff (facts+compile+verify+diff) %s, apply (sign+write) %s, push to the hub %s (%d JWTs, %.0f/s, %d failed)",
 			label, check.Round(time.Millisecond), diff.Round(time.Millisecond), apply.Round(time.Millisecond),
 			pushed.Round(time.Millisecond), len(push), float64(len(push))/pushed.Seconds(), failed)
@@ -176,6 +199,14 @@ func TestBenchPolicy(t *testing.T) {
 	run("one rule changed (a rate)", []byte(benchPolicy(n, g, true)))
 	src := strings.Replace(benchPolicy(n, g, true), "subjects: [reboot]", "subjects: [reboot, diag]", 1)
 	run("one role changed (a command)", []byte(src))
+	// Ten edges move from site 00 to site 01: the groups' streams change,
+	// no account JWT does.
+	moved := src
+	for i := 0; i < 10*g && i < n; i += g {
+		moved = strings.Replace(moved, fmt.Sprintf("  e%05d: {labels: {site: s00,", i), fmt.Sprintf("  e%05d: {labels: {site: s01,", i), 1)
+	}
+	run("ten edges moved between groups", []byte(moved))
+	src = moved
 
 	// Every edge changed, applied by the command an operator runs (its
 	// push has several JWTs in flight).
