@@ -64,25 +64,90 @@ func DeliverGateways(ctx context.Context, s *accounts.Store, cloud *nats.Conn, u
 	if err != nil {
 		return nil, err
 	}
+	put := time.Now()
 	out := make([]GatewayDelivery, len(changed))
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range min(gatewayPushWorkers, len(changed)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				out[i] = pushGateway(ctx, s, url, changed[i].Edge, changed[i].Data, changed[i].Rev)
+	// Only linked edges are pushed to (a push is a connection as the
+	// edge's control user: thousands of edges that are not linked cost
+	// minutes to learn that); the others fetch their configuration from
+	// the bucket when their link comes up. The hubs record every link in
+	// contract.LinksBucket within a second of its coming up: an edge
+	// that linked while the bucket was written, before its record, may
+	// have fetched the older value, so the records are read again
+	// linkRecordDelay after the put and those edges are pushed to then.
+	// Without the records (older hubs), every changed edge is pushed to.
+	linked, known := linkedAccounts(ctx, js)
+	accs := make([]string, len(changed))
+	var now, later []int
+	for i, c := range changed {
+		if e, err := s.Edge(c.Edge); err == nil {
+			accs[i] = e.Account.Pub
+		}
+		if !known || accs[i] == "" || linked[accs[i]] {
+			now = append(now, i) // a changed edge without account is reported by pushGateway
+		} else {
+			out[i] = GatewayDelivery{Edge: c.Edge, Pending: true}
+			later = append(later, i)
+		}
+	}
+	push := func(idx []int) {
+		work := make(chan int)
+		var wg sync.WaitGroup
+		for range min(gatewayPushWorkers, len(idx)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range work {
+					out[i] = pushGateway(ctx, s, url, changed[i].Edge, changed[i].Data, changed[i].Rev)
+				}
+			}()
+		}
+		for _, i := range idx {
+			work <- i
+		}
+		close(work)
+		wg.Wait()
+	}
+	push(now)
+	if len(later) > 0 {
+		select {
+		case <-time.After(time.Until(put.Add(linkRecordDelay))):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		again, _ := linkedAccounts(ctx, js)
+		var idx []int
+		for _, i := range later {
+			if again[accs[i]] {
+				idx = append(idx, i)
 			}
-		}()
+		}
+		push(idx)
 	}
-	for i := range changed {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
 	sort.Slice(out, func(i, j int) bool { return out[i].Edge < out[j].Edge })
 	return out, nil
+}
+
+// linkRecordDelay bounds how long after a link comes up the hubs have
+// recorded it in contract.LinksBucket (they look every 100 ms; up to a
+// second while the server has not reported a closed link).
+const linkRecordDelay = 2 * time.Second
+
+// linkedAccounts returns the edge accounts the hubs record a link for,
+// and whether the record could be read.
+func linkedAccounts(ctx context.Context, js jetstream.JetStream) (map[string]bool, bool) {
+	kv, err := js.KeyValue(ctx, contract.LinksBucket)
+	if err != nil {
+		return nil, false
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, false
+	}
+	out := map[string]bool{}
+	for k := range keys.Keys() {
+		out[k] = true
+	}
+	return out, true
 }
 
 // pushGateway hands one linked edge its configuration, of bucket

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/tether-fabric/tether/fleet"
 
 	"github.com/tether-fabric/tether/contract"
@@ -73,4 +75,63 @@ func TestServiceGatewayPush(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestGatewayDeliveryOnlyToLinkedEdges: delivering gateway configurations
+// connects only for the edges the hubs record as linked (a push is a
+// connection as the edge's control user: for thousands of edges that are
+// not linked it took minutes to learn that); the others are reported
+// pending and take theirs from the cloud bucket when they link.
+func TestGatewayDeliveryOnlyToLinkedEdges(t *testing.T) {
+	store := tethertest.NewStore(t)
+	h := tethertest.RunHub(t, tethertest.HubConfig(t, store, "hub-1"), nil)
+	l := tethertest.RunLeaf(t, tethertest.LeafConfig(t, tethertest.WriteBundle(t, store, "plant-0", h)), nil)
+	tethertest.WaitLinked(t, l, 15*time.Second)
+	gws := []policy.Gateway{{Edge: "plant-0", Expose: []string{"echo"}}}
+	for i := 1; i <= 20; i++ {
+		name := fmt.Sprintf("plant-%d", i)
+		if _, err := store.AddEdgeForEnrollment(name); err != nil {
+			t.Fatal(err)
+		}
+		gws = append(gws, policy.Gateway{Edge: name, Expose: []string{"echo"}})
+	}
+	cloud := tethertest.ConnectCloud(t, store, h)
+	// The hubs record the link within a second of its coming up.
+	js, err := jetstream.NewWithDomain(cloud, contract.CloudDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := store.Account(contract.EdgeAccountName("plant-0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tethertest.WaitFor(t, 5*time.Second, func() error {
+		kv, err := js.KeyValue(context.Background(), contract.LinksBucket)
+		if err == nil {
+			_, err = kv.Get(context.Background(), acc.Pub)
+		}
+		return err
+	})
+	total := func() uint64 {
+		v, err := h.NATS().Varz(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.TotalConnections
+	}
+	before := total()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := fleet.DeliverGateways(ctx, store, cloud, h.ClientURL(), gws, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := total() - before; n > 1 {
+		t.Errorf("delivering to 1 linked and 20 unlinked edges opened %d connections, want 1", n)
+	}
+	for _, r := range res {
+		if r.Edge == "plant-0" && !r.Applied || r.Edge != "plant-0" && !r.Pending {
+			t.Errorf("%+v: want plant-0 applied, the others pending", r)
+		}
+	}
 }
