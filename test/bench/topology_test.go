@@ -108,15 +108,23 @@ func startPlain(t *testing.T, compression string) *topology {
 // as on a Tether hub; it isolates what client TLS costs a cloud requester.
 func startPlainTLS(t *testing.T, compression string) *topology {
 	t.Helper()
+	top, _, _ := startPlainTLSPair(t, "plain-tls", compression)
+	return top
+}
+
+// startPlainTLSPair is startPlainTLS under another name; it also returns
+// the servers.
+func startPlainTLSPair(t *testing.T, name, compression string) (top *topology, hub, edge *server.Server) {
+	t.Helper()
 	var clientTLS *tls.Config
-	hub, edge := startPlainPair(t, "plain-tls", compression, plainOpts{clientTLS: &clientTLS})
+	hub, edge = startPlainPair(t, name, compression, plainOpts{clientTLS: &clientTLS})
 	return &topology{
-		name:        "plain-tls",
+		name:        name,
 		edgeURL:     edge.ClientURL(),
 		reqURL:      strings.Replace(hub.ClientURL(), "nats://", "tls://", 1),
 		reqOpts:     []nats.Option{nats.Secure(clientTLS)},
 		compression: func() string { return leafCompression(edge) },
-	}
+	}, hub, edge
 }
 
 // plainDomain is the JetStream domain of the plain durable twin's leaf.
