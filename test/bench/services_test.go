@@ -13,7 +13,8 @@
 // edge accounts on the hub (-run '^TestBenchServices$/^$' skips it).
 // TETHER_BENCH_NOAUDIT=1 turns the grant's audit off;
 // TETHER_BENCH_CPUPROFILE=<file> writes a CPU profile of each system's
-// 32-in-flight run (of the last rep) to <file>.<system>. Run (about 3
+// 32-in-flight run (of the last rep) to <file>.<system>, and
+// TETHER_BENCH_SVC_CALLS=<n> makes that run n calls (default 20,000). Run (about 3
 // minutes):
 //
 //	go test -tags bench -run '^TestBenchServices$' -count=1 -v -timeout 30m ./test/bench
@@ -99,7 +100,11 @@ func TestBenchServices(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("TETHER_BENCH_REPS")); err == nil && v > 0 {
 		reps = v
 	}
-	t.Logf("GOMAXPROCS %d, %d reps, load average %s", runtime.GOMAXPROCS(0), reps, loadAvg())
+	total := svcBenchTotal
+	if v, err := strconv.Atoi(os.Getenv("TETHER_BENCH_SVC_CALLS")); err == nil && v >= reqInflight {
+		total = v
+	}
+	t.Logf("GOMAXPROCS %d, %d reps, %d calls in flight runs, load average %s", runtime.GOMAXPROCS(0), reps, total, loadAvg())
 	n := len(svcSystems)
 	p50s, p99s, rps, cpus := make([][]float64, n), make([][]float64, n), make([][]float64, n), make([][]float64, n)
 	for rep := range reps {
@@ -121,8 +126,8 @@ func TestBenchServices(t *testing.T) {
 		for _, e := range pairs {
 			stop := profileCatchUp(t, e.top.name)
 			cpu0 := processCPU()
-			rate, failed := measureInflight(e, svcBenchTotal, reqInflight)
-			perCall := (processCPU() - cpu0) / svcBenchTotal
+			rate, failed := measureInflight(e, total, reqInflight)
+			perCall := (processCPU() - cpu0) / time.Duration(total)
 			stop()
 			t.Logf("rep %d %-12s call 128 B: %s req/s with %d in flight, errors %d, process CPU %s per call",
 				rep+1, e.top.name, fmtRate(rate), reqInflight, failed, perCall)
