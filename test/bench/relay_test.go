@@ -21,7 +21,9 @@ import (
 // takes a request, sends it on under a reply subject of its own that it
 // tracks (as the router does), and relays the answer: the least any
 // client on the path can do. It does no access check, no header, no
-// timer and no goroutine per call.
+// timer and no goroutine per call. plain-imports adds the hub's accounts
+// and imports of Tether's path (accounts are the server's, so the caller's
+// identity is still stamped by the server).
 
 // relay is one do-nothing relay client.
 type relay struct {
@@ -35,10 +37,11 @@ type relay struct {
 }
 
 // startRelay relays requests on in (taken on recv) to out (sent on call,
-// which may be recv); it stops at cleanup.
-func startRelay(t *testing.T, recv, call *nats.Conn, in, out string) {
+// which may be recv) with reply subjects prefix.<nuid>.<n>; it stops at
+// cleanup.
+func startRelay(t *testing.T, recv, call *nats.Conn, in, out, prefix string) {
 	t.Helper()
-	r := &relay{recv: recv, call: call, out: out, prefix: "relay." + nuid.Next(), pending: map[string]string{}}
+	r := &relay{recv: recv, call: call, out: out, prefix: prefix + "." + nuid.Next(), pending: map[string]string{}}
 	if _, err := call.Subscribe(r.prefix+".*", r.answer); err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +80,9 @@ func (r *relay) answer(m *nats.Msg) {
 
 // inProcess connects to s in process, as Tether's gateway and router do;
 // it is closed at cleanup.
-func inProcess(t *testing.T, s *server.Server, name string) *nats.Conn {
+func inProcess(t *testing.T, s *server.Server, name string, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect("", nats.InProcessServer(s), nats.Name(name))
+	nc, err := nats.Connect("", append([]nats.Option{nats.InProcessServer(s), nats.Name(name)}, opts...)...)
 	if err != nil {
 		t.Fatalf("connect %s in process: %v", name, err)
 	}
@@ -87,31 +90,81 @@ func inProcess(t *testing.T, s *server.Server, name string) *nats.Conn {
 	return nc
 }
 
+// relayShape is what a plain floor system puts on the path.
+type relayShape int
+
+const (
+	// edgeRelay: a relay at the edge (where the gateway is).
+	edgeRelay relayShape = iota
+	// twoRelays: and a relay at the hub (where the router is).
+	twoRelays
+	// twoRelaysImports: and the hub's accounts and imports of Tether's
+	// path: the requester in CLOUD calls edges.e1.svc.echo.echo through
+	// CLOUD's service import from SVC (caller's identity shared), the hub
+	// relay in SVC sends it on as tether.svc.req.e1.echo.echo through a
+	// stream import into E1 (the leaf link's account) with a reply
+	// tether.svc.rep.e1.<n>, which comes back through E1's service import
+	// from SVC.
+	twoRelaysImports
+)
+
 // startRelayEcho starts the plain TLS pair (s2_fast) with a responder on
-// local.echo at the edge and a relay at the edge from svc.echo to it, on
-// two connections like the gateway's (one takes the calls, one calls the
-// site's service). With hubRelay, a relay at the hub too, on one
-// connection like the router, from cloud.echo to svc.echo; the requester
-// calls cloud.echo then, svc.echo otherwise.
-func startRelayEcho(t *testing.T, name string, hubRelay bool, size int) *echo {
+// local.echo at the edge and a relay at the edge to it, on two connections
+// like the gateway's (one takes the calls, one calls the site's service),
+// and what shape adds: a relay at the hub on one connection, like the
+// router, and the hub's accounts and imports.
+func startRelayEcho(t *testing.T, name string, shape relayShape, size int) *echo {
 	t.Helper()
-	top, hub, edge := startPlainTLSPair(t, name, "s2_fast")
+	top, hub, edge := startPlainTLSPair(t, name, "s2_fast", shape == twoRelaysImports)
+	edgeIn := "svc.echo"
+	var hubOpts []nats.Option
+	if shape == twoRelaysImports {
+		edgeIn = "tether.svc.req.e1.echo.echo"
+		acc := map[string]*server.Account{}
+		for _, n := range plainAccounts {
+			a, err := hub.LookupAccount(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acc[n] = a
+		}
+		for _, err := range []error{
+			acc["SVC"].AddServiceExport("edges.*.svc.>", nil),
+			acc["CLOUD"].AddServiceImport(acc["SVC"], "edges.*.svc.>", ""),
+			acc["CLOUD"].SetServiceImportSharing(acc["SVC"], "edges.*.svc.>", true),
+			acc["SVC"].AddStreamExport("tether.svc.req.>", nil),
+			acc["E1"].AddStreamImport(acc["SVC"], "tether.svc.req.e1.>", ""),
+			acc["SVC"].AddServiceExport("tether.svc.rep.>", nil),
+			acc["E1"].AddServiceImport(acc["SVC"], "tether.svc.rep.e1.>", ""),
+		} {
+			if err != nil {
+				t.Fatalf("%s imports: %v", name, err)
+			}
+		}
+		top.reqOpts = append(top.reqOpts, nats.UserInfo("CLOUD", "CLOUD"))
+		hubOpts = []nats.Option{nats.UserInfo("SVC", "SVC")}
+	}
 	e := &echo{top: top, resp: connect(t, top.edgeURL), req: connect(t, top.reqURL, top.reqOpts...),
-		payload: randomPayload(size), subject: "svc.echo"}
+		payload: randomPayload(size), subject: edgeIn}
 	if _, err := e.resp.Subscribe("local.echo", func(m *nats.Msg) { _ = m.Respond(m.Data) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.resp.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	startRelay(t, inProcess(t, edge, "edge-relay"), inProcess(t, edge, "edge-relay-site"), "svc.echo", "local.echo")
-	if hubRelay {
+	startRelay(t, inProcess(t, edge, "edge-relay"), inProcess(t, edge, "edge-relay-site"), edgeIn, "local.echo", "relay")
+	switch shape {
+	case twoRelays:
 		nc := inProcess(t, hub, "hub-relay")
-		startRelay(t, nc, nc, "cloud.echo", "svc.echo")
+		startRelay(t, nc, nc, "cloud.echo", "svc.echo", "relay")
 		e.subject = "cloud.echo"
+	case twoRelaysImports:
+		nc := inProcess(t, hub, "hub-relay", hubOpts...)
+		startRelay(t, nc, nc, "edges.*.svc.>", edgeIn, "tether.svc.rep.e1")
+		e.subject = "edges.e1.svc.echo.echo"
 	}
-	// Interest in svc.echo and in the hub relay's replies crosses the
-	// link asynchronously.
+	// Interest in the edge relay's subject and in the hub relay's replies
+	// crosses the link asynchronously.
 	ok := make(chan struct{}, 1)
 	probeUntil(t, func() error {
 		if _, err := e.req.Request(e.subject, e.payload, 100*time.Millisecond); err == nil {

@@ -9,7 +9,8 @@
 // of the path's shape with no Tether code (relay_test.go): plain-relay,
 // plain-tls with a do-nothing relay client at the edge where the gateway
 // is, and plain-2relay, the same with another at the hub where the router
-// is. All four in the same run, interleaved. Then discovery with 1,000
+// is, and plain-imports, plain-2relay with the hub's accounts and
+// imports of Tether's path. All five in the same run, interleaved. Then discovery with 1,000
 // edge accounts on the hub (-run '^TestBenchServices$/^$' skips it).
 // TETHER_BENCH_NOAUDIT=1 turns the grant's audit off;
 // TETHER_BENCH_CPUPROFILE=<file> writes a CPU profile of each system's
@@ -97,7 +98,7 @@ func startServiceEcho(t *testing.T, size int) *echo {
 }
 
 // svcSystems are the systems of TestBenchServices, in table order.
-var svcSystems = []string{"tether-svc", "plain-tls", "plain-relay", "plain-2relay"}
+var svcSystems = []string{"tether-svc", "plain-tls", "plain-relay", "plain-2relay", "plain-imports"}
 
 func TestBenchServices(t *testing.T) {
 	reps := defaultReps
@@ -115,8 +116,9 @@ func TestBenchServices(t *testing.T) {
 		pairs := []*echo{
 			startServiceEcho(t, reqSize),
 			startEcho(t, startPlainTLS(t, "s2_fast"), reqSize),
-			startRelayEcho(t, "plain-relay", false, reqSize),
-			startRelayEcho(t, "plain-2relay", true, reqSize),
+			startRelayEcho(t, "plain-relay", edgeRelay, reqSize),
+			startRelayEcho(t, "plain-2relay", twoRelays, reqSize),
+			startRelayEcho(t, "plain-imports", twoRelaysImports, reqSize),
 		}
 		lat := measureLatency(t, pairs, svcBenchSeq)
 		for j, e := range pairs {
@@ -141,8 +143,9 @@ func TestBenchServices(t *testing.T) {
 			e.close()
 		}
 	}
-	md := "| workload | tether (router + gateway + audit) | plain NATS TLS leaf | plain + edge relay | plain + edge and hub relays " +
-		"| tether/plain | relay/plain | 2relay/plain | tether/2relay | goal (tether/plain) |\n|---|---|---|---|---|---|---|---|---|---|\n"
+	md := "| workload | tether (router + gateway + audit) | plain NATS TLS leaf | plain-relay (+ edge relay) | plain-2relay (+ hub relay) | plain-imports (+ hub accounts, imports) " +
+		"| tether/plain | relay/plain | 2relay/plain | imports/plain | tether/2relay | tether/imports | goal (tether/plain) |\n" +
+		"|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 	for _, r := range []struct {
 		name, goal string
 		v          [][]float64
@@ -161,8 +164,8 @@ func TestBenchServices(t *testing.T) {
 		if r.rate {
 			f = fmtRate
 		}
-		md += fmt.Sprintf("| %s | %s | %s | %s | %s | %.2fx | %.2fx | %.2fx | %.2fx | %s |\n", r.name, f(m[0]), f(m[1]), f(m[2]), f(m[3]),
-			m[0]/m[1], m[2]/m[1], m[3]/m[1], m[0]/m[3], r.goal)
+		md += fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %.2fx | %.2fx | %.2fx | %.2fx | %.2fx | %.2fx | %s |\n",
+			r.name, f(m[0]), f(m[1]), f(m[2]), f(m[3]), f(m[4]), m[0]/m[1], m[2]/m[1], m[3]/m[1], m[4]/m[1], m[0]/m[3], m[0]/m[4], r.goal)
 	}
 	md += fmt.Sprintf("\nMedians of %d reps; %s, GOMAXPROCS %d, load average %s at the end.\n", reps, runtime.Version(), runtime.GOMAXPROCS(0), loadAvg())
 	t.Log("\n" + md)
