@@ -53,6 +53,9 @@ const (
 	discoverWait = 250 * time.Millisecond
 	// limiterIdle is how long an unused limiter is kept.
 	limiterIdle = 10 * time.Minute
+	// gatewayIdleWorkers bounds the goroutines that wait for the next call
+	// after serving one (gateway.work).
+	gatewayIdleWorkers = 16
 )
 
 // GatewayStatus is the gateway's state as 'tether leaf status' shows it.
@@ -115,6 +118,12 @@ type gateway struct {
 
 	calls, ok, denied, limited, noService, errs atomic.Uint64
 	inFlight                                    atomic.Int64
+
+	// next hands a call to a goroutine waiting in work (idle of them);
+	// done ends them when the gateway closes.
+	next chan *nats.Msg
+	idle atomic.Int32
+	done chan struct{}
 }
 
 // startGateway connects and subscribes the gateway. Its plumbing
@@ -145,7 +154,8 @@ func (s *Server) startGateway(internal, siteUser nkeys.KeyPair) error {
 	}
 	g := &gateway{edge: s.bundle.Edge, plumbing: plumbing, site: site, path: path, optional: optional, log: s.log,
 		linked:   func() bool { return s.Link().Connected },
-		services: map[string]*localService{}, limits: map[string]*limiter{}}
+		services: map[string]*localService{}, limits: map[string]*limiter{},
+		next: make(chan *nats.Msg), done: make(chan struct{})}
 	g.audit = newAuditLog(site, g.setErr)
 	g.callers = memo.New(1024, decodeCaller)
 	if err := g.reload(); err != nil {
@@ -156,7 +166,7 @@ func (s *Server) startGateway(internal, siteUser nkeys.KeyPair) error {
 		g.close()
 		return fmt.Errorf("gateway: subscribe: %w", err)
 	}
-	if _, err := plumbing.Subscribe(contract.ServiceRequestAll(g.edge), func(m *nats.Msg) { go g.handle(m) }); err != nil {
+	if _, err := plumbing.Subscribe(contract.ServiceRequestAll(g.edge), g.dispatch); err != nil {
 		g.close()
 		return fmt.Errorf("gateway: subscribe: %w", err)
 	}
@@ -211,6 +221,38 @@ func (g *gateway) close() {
 		g.audit.close()
 		g.site.Close()
 		g.plumbing.Close()
+		close(g.done)
+	}
+}
+
+// dispatch serves a call on a goroutine of its own, so that a slow service
+// holds up no other call: one that finished a call and waits for the next,
+// or a new one. A reused goroutine keeps the stack a call grew (a new one
+// grows it again, call after call: a few per cent of a busy edge's CPU).
+func (g *gateway) dispatch(m *nats.Msg) {
+	select {
+	case g.next <- m:
+	default:
+		go g.work(m)
+	}
+}
+
+// work serves m, then the calls dispatch hands it, while at most
+// gatewayIdleWorkers goroutines wait and until the gateway closes.
+func (g *gateway) work(m *nats.Msg) {
+	for {
+		g.handle(m)
+		if g.idle.Add(1) > gatewayIdleWorkers {
+			g.idle.Add(-1)
+			return
+		}
+		select {
+		case m = <-g.next:
+			g.idle.Add(-1)
+		case <-g.done:
+			g.idle.Add(-1)
+			return
+		}
 	}
 }
 

@@ -129,12 +129,14 @@ func (s *Server) reportLoop(ctx context.Context) {
 
 // quietKey is what the report loop reads on every poll, cheaply: the bytes
 // the edge's JetStream holds (any store or purge in the buffer or the
-// COMMANDS stream changes them) and the forwarder's and the downlink's
-// last errors.
+// COMMANDS stream changes them), the forwarder's and the downlink's last
+// errors, and the exposed services the gateway found (a service started
+// at the site is reported when discovered, not at the next StatusInterval;
+// none without a gateway configuration).
 func (s *Server) quietKey() string {
 	upErr, upErrAt := s.up.LastError()
 	stored := s.ns.GlobalAccount().JetStreamUsage().Store
-	return fmt.Sprint(stored, upErr, upErrAt.UnixNano(), s.down.status().LastError)
+	return fmt.Sprint(stored, upErr, upErrAt.UnixNano(), s.down.status().LastError, s.gw.exposed())
 }
 
 // logFull logs a change of the buffer's full state: a full buffer is

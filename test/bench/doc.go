@@ -6,8 +6,10 @@
 // (TestBenchStoreForward); and scale: many edge accounts and leaf links on
 // a 3-hub cluster (TestBenchScale); named services: a cloud call by name
 // through the hubs' router and the edge's gateway, with audit, against
-// plain TLS request-reply, and discovery with 1,000 edge accounts
-// (TestBenchServices, services_test.go); an idle linked edge's RSS and CPU
+// plain TLS request-reply and the floor of the path's shape (plain with
+// do-nothing relay clients where the gateway and the router are, and with
+// the hub's accounts and imports: relay_test.go), and discovery with 1,000
+// edge accounts (TestBenchServices, services_test.go); an idle linked edge's RSS and CPU
 // beside a plain nats-server leaf (TestBenchIdle, idle_test.go). Results go
 // to docs/BENCHMARKS.md.
 //

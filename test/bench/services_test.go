@@ -5,11 +5,20 @@
 // rate limiter and in-flight counter on the path, every call audited into
 // the edge's disk buffer and forwarded to the cloud), against plain NATS
 // request-reply over a hand-configured TLS leaf link with a TLS client
-// port (plain-tls, the twin the core bench uses), in the same run. Then
-// discovery with 1,000 edge accounts on the hub. TETHER_BENCH_NOAUDIT=1
-// turns the grant's audit off. Run (about 2 minutes):
+// port (plain-tls, the twin the core bench uses), and against the floor
+// of the path's shape with no Tether code (relay_test.go): plain-relay,
+// plain-tls with a do-nothing relay client at the edge where the gateway
+// is, and plain-2relay, the same with another at the hub where the router
+// is, and plain-imports, plain-2relay with the hub's accounts and
+// imports of Tether's path. All five in the same run, interleaved. Then discovery with 1,000
+// edge accounts on the hub (-run '^TestBenchServices$/^$' skips it).
+// TETHER_BENCH_NOAUDIT=1 turns the grant's audit off;
+// TETHER_BENCH_CPUPROFILE=<file> writes a CPU profile of each system's
+// 32-in-flight run (of the last rep) to <file>.<system>, and
+// TETHER_BENCH_SVC_CALLS=<n> makes that run n calls (default 20,000). Run (about 3
+// minutes):
 //
-//	go test -tags bench -run '^TestBenchServices$' -count=1 -v -timeout 20m ./test/bench
+//	go test -tags bench -run '^TestBenchServices$' -count=1 -v -timeout 30m ./test/bench
 package bench
 
 import (
@@ -69,35 +78,51 @@ func startServiceEcho(t *testing.T, size int) *echo {
 	if err := e.resp.Flush(); err != nil { // the endpoint is subscribed before the first call
 		t.Fatal(err)
 	}
-	for i := range 200 { // the path is up, caches are warm
+	call := func() error {
 		m, err := e.request()
 		if err == nil && m.Header.Get(contract.HeaderServiceErrorCode) != "" {
 			err = fmt.Errorf("%s", m.Header.Get(contract.HeaderServiceError))
 		}
-		if err != nil {
-			if i == 0 {
-				t.Fatalf("first call: %v", err)
-			}
+		return err
+	}
+	// The gateway's interest in the edge's calls crosses the link after
+	// the link is up: until then the router answers that the edge is
+	// offline.
+	tethertest.WaitFor(t, 10*time.Second, call)
+	for i := range 200 { // caches are warm
+		if err := call(); err != nil {
 			t.Fatalf("warm-up call %d: %v", i, err)
 		}
 	}
 	return e
 }
 
+// svcSystems are the systems of TestBenchServices, in table order.
+var svcSystems = []string{"tether-svc", "plain-tls", "plain-relay", "plain-2relay", "plain-imports"}
+
 func TestBenchServices(t *testing.T) {
 	reps := defaultReps
 	if v, err := strconv.Atoi(os.Getenv("TETHER_BENCH_REPS")); err == nil && v > 0 {
 		reps = v
 	}
-	t.Logf("GOMAXPROCS %d, %d reps", runtime.GOMAXPROCS(0), reps)
-	var p50s, p99s, rps, cpus [2][]float64 // tether, plain
+	total := svcBenchTotal
+	if v, err := strconv.Atoi(os.Getenv("TETHER_BENCH_SVC_CALLS")); err == nil && v >= reqInflight {
+		total = v
+	}
+	t.Logf("GOMAXPROCS %d, %d reps, %d calls in flight runs, load average %s", runtime.GOMAXPROCS(0), reps, total, loadAvg())
+	n := len(svcSystems)
+	p50s, p99s, rps, cpus := make([][]float64, n), make([][]float64, n), make([][]float64, n), make([][]float64, n)
 	for rep := range reps {
-		svc := startServiceEcho(t, reqSize)
-		plain := startEcho(t, startPlainTLS(t, "s2_fast"), reqSize)
-		pairs := []*echo{svc, plain}
+		pairs := []*echo{
+			startServiceEcho(t, reqSize),
+			startEcho(t, startPlainTLS(t, "s2_fast"), reqSize),
+			startRelayEcho(t, "plain-relay", edgeRelay, reqSize),
+			startRelayEcho(t, "plain-2relay", twoRelays, reqSize),
+			startRelayEcho(t, "plain-imports", twoRelaysImports, reqSize),
+		}
 		lat := measureLatency(t, pairs, svcBenchSeq)
 		for j, e := range pairs {
-			t.Logf("rep %d %-10s call 128 B: p50 %s p99 %s, errors %d", rep+1, e.top.name, lat[j].p50, lat[j].p99, lat[j].errors)
+			t.Logf("rep %d %-12s call 128 B: p50 %s p99 %s, errors %d", rep+1, e.top.name, lat[j].p50, lat[j].p99, lat[j].errors)
 			p50s[j] = append(p50s[j], float64(lat[j].p50.Microseconds()))
 			p99s[j] = append(p99s[j], float64(lat[j].p99.Microseconds()))
 		}
@@ -105,24 +130,25 @@ func TestBenchServices(t *testing.T) {
 			slices.Reverse(pairs)
 		}
 		for _, e := range pairs {
+			stop := profileCatchUp(t, e.top.name)
 			cpu0 := processCPU()
-			rate, failed := measureInflight(e, svcBenchTotal, reqInflight)
-			perCall := (processCPU() - cpu0) / svcBenchTotal
-			t.Logf("rep %d %-10s call 128 B: %s req/s with %d in flight, errors %d, process CPU %s per call",
+			rate, failed := measureInflight(e, total, reqInflight)
+			perCall := (processCPU() - cpu0) / time.Duration(total)
+			stop()
+			t.Logf("rep %d %-12s call 128 B: %s req/s with %d in flight, errors %d, process CPU %s per call",
 				rep+1, e.top.name, fmtRate(rate), reqInflight, failed, perCall)
-			j := 0
-			if e.top.name != "tether-svc" {
-				j = 1
-			}
+			j := slices.Index(svcSystems, e.top.name)
 			rps[j] = append(rps[j], rate)
 			cpus[j] = append(cpus[j], float64(perCall.Microseconds()))
 			e.close()
 		}
 	}
-	md := "| workload | tether (router + gateway + audit) | plain NATS TLS leaf | ratio | goal |\n|---|---|---|---|---|\n"
+	md := "| workload | tether (router + gateway + audit) | plain NATS TLS leaf | plain-relay (+ edge relay) | plain-2relay (+ hub relay) | plain-imports (+ hub accounts, imports) " +
+		"| tether/plain | relay/plain | 2relay/plain | imports/plain | tether/2relay | tether/imports | goal (tether/plain) |\n" +
+		"|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 	for _, r := range []struct {
 		name, goal string
-		v          [2][]float64
+		v          [][]float64
 		rate       bool
 	}{
 		{"call 128 B, sequential: p50 (µs)", "<= 1.2x", p50s, false},
@@ -130,13 +156,18 @@ func TestBenchServices(t *testing.T) {
 		{fmt.Sprintf("call 128 B, %d in flight (req/s)", reqInflight), ">= 0.8x", rps, true},
 		{"CPU per call, all servers and clients of the run (µs)", "-", cpus, false},
 	} {
-		a, b := median(r.v[0]), median(r.v[1])
+		m := make([]float64, n)
+		for j := range m {
+			m[j] = median(r.v[j])
+		}
 		f := func(x float64) string { return strconv.FormatFloat(x, 'f', 0, 64) }
 		if r.rate {
 			f = fmtRate
 		}
-		md += fmt.Sprintf("| %s | %s | %s | %.2fx | %s |\n", r.name, f(a), f(b), a/b, r.goal)
+		md += fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %.2fx | %.2fx | %.2fx | %.2fx | %.2fx | %.2fx | %s |\n",
+			r.name, f(m[0]), f(m[1]), f(m[2]), f(m[3]), f(m[4]), m[0]/m[1], m[2]/m[1], m[3]/m[1], m[4]/m[1], m[0]/m[3], m[0]/m[4], r.goal)
 	}
+	md += fmt.Sprintf("\nMedians of %d reps; %s, GOMAXPROCS %d, load average %s at the end.\n", reps, runtime.Version(), runtime.GOMAXPROCS(0), loadAvg())
 	t.Log("\n" + md)
 	if p := os.Getenv("TETHER_BENCH_SVC_MD"); p != "" {
 		_ = os.WriteFile(p, []byte(md), 0o644)

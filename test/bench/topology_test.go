@@ -108,15 +108,23 @@ func startPlain(t *testing.T, compression string) *topology {
 // as on a Tether hub; it isolates what client TLS costs a cloud requester.
 func startPlainTLS(t *testing.T, compression string) *topology {
 	t.Helper()
+	top, _, _ := startPlainTLSPair(t, "plain-tls", compression, false)
+	return top
+}
+
+// startPlainTLSPair is startPlainTLS under another name, with the hub's
+// accounts of plainAccounts if accounts; it also returns the servers.
+func startPlainTLSPair(t *testing.T, name, compression string, accounts bool) (top *topology, hub, edge *server.Server) {
+	t.Helper()
 	var clientTLS *tls.Config
-	hub, edge := startPlainPair(t, "plain-tls", compression, plainOpts{clientTLS: &clientTLS})
+	hub, edge = startPlainPair(t, name, compression, plainOpts{clientTLS: &clientTLS, accounts: accounts})
 	return &topology{
-		name:        "plain-tls",
+		name:        name,
 		edgeURL:     edge.ClientURL(),
 		reqURL:      strings.Replace(hub.ClientURL(), "nats://", "tls://", 1),
 		reqOpts:     []nats.Option{nats.Secure(clientTLS)},
 		compression: func() string { return leafCompression(edge) },
-	}
+	}, hub, edge
 }
 
 // plainDomain is the JetStream domain of the plain durable twin's leaf.
@@ -193,7 +201,15 @@ type plainOpts struct {
 	// proxy, if not nil, routes the leaf link through a netproxy (so that
 	// it can be cut) and receives the proxy.
 	proxy **netproxy.Proxy
+	// accounts gives the hub the accounts of Tether's named-services path
+	// (plainAccounts) and binds the leaf link to E1.
+	accounts bool
 }
+
+// plainAccounts are the hub accounts of the plain named-services floor
+// with imports (relay_test.go): the requester's, the router's and the
+// edge's, with users of the same names (password = name).
+var plainAccounts = []string{"CLOUD", "SVC", "E1"}
 
 // startPlainPair starts a plain hub with a TLS leafnode listener and a leaf
 // dialing it with the given compression, no auth, and waits for the link.
@@ -234,6 +250,14 @@ func startPlainPair(t *testing.T, name, compression string, po plainOpts) (hub, 
 		Host:       "127.0.0.1",
 		Port:       -1,
 	}
+	if po.accounts {
+		for _, name := range plainAccounts {
+			acc := server.NewAccount(name)
+			hubOpts.Accounts = append(hubOpts.Accounts, acc)
+			hubOpts.Users = append(hubOpts.Users, &server.User{Username: name, Password: name, Account: acc})
+		}
+		hubOpts.LeafNode.Username, hubOpts.LeafNode.Password, hubOpts.LeafNode.Account = "E1", "E1", "E1"
+	}
 	if po.clientTLS != nil {
 		hubOpts.TLSConfig, hubOpts.TLS, hubOpts.TLSTimeout = serverTLS, true, 2
 		*po.clientTLS = pki.ClientTLS(pool)
@@ -246,6 +270,9 @@ func startPlainPair(t *testing.T, name, compression string, po plainOpts) (hub, 
 	hub = runServer(t, hubOpts)
 	// The server writes the port it bound back into its options.
 	hubLeaf := &url.URL{Scheme: "tls", Host: fmt.Sprintf("127.0.0.1:%d", hubOpts.LeafNode.Port)}
+	if po.accounts {
+		hubLeaf.User = url.UserPassword("E1", "E1")
+	}
 	if po.proxy != nil {
 		p, err := netproxy.New(hubLeaf.Host)
 		if err != nil {
