@@ -311,3 +311,81 @@ func TestPolicyGroups(t *testing.T) {
 		t.Errorf("COMMANDS still sources %+v", src[0])
 	}
 }
+
+// TestPolicyGroupsStoreOnlyCluster: a policy with group grants applied to
+// the store only reaches a 3-hub cluster that starts from the store: every
+// hub makes the group streams (replicated like TELEMETRY and COMMANDS) at
+// the same time, and they work: a member's telemetry reaches its group's
+// stream and live subjects, and a command sent through the group reaches
+// the member's queue in COMMANDS.
+func TestPolicyGroupsStoreOnlyCluster(t *testing.T) {
+	store := tethertest.NewStore(t)
+	plan, err := store.PlanPolicy("policy.yaml", []byte(groupPolicy("ber-1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.ApplyPolicy(plan, 0); err != nil {
+		t.Fatal(err)
+	}
+	hubs := tethertest.RunCluster(t, store, 3)
+	admin := tethertest.ConnectCloud(t, store, hubs[2])
+	js, err := jetstream.NewWithDomain(admin, contract.CloudDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tethertest.WaitFor(t, 30*time.Second, func() error {
+		for _, name := range []string{contract.GroupStream("berlin"), contract.GroupCommandStream("berlin")} {
+			s, err := js.Stream(ctx, name)
+			if err != nil {
+				return fmt.Errorf("stream %s: %v", name, err)
+			}
+			if r := s.CachedInfo().Config.Replicas; r != 3 {
+				return fmt.Errorf("stream %s has %d replicas, want 3", name, r)
+			}
+		}
+		c, err := js.Stream(ctx, contract.CommandsStream)
+		if err != nil {
+			return err
+		}
+		if src := c.CachedInfo().Config.Sources; len(src) != 1 || src[0].Name != contract.GroupCommandStream("berlin") {
+			return fmt.Errorf("COMMANDS sources %v, want %s", src, contract.GroupCommandStream("berlin"))
+		}
+		return nil
+	})
+	live, err := admin.SubscribeSync(contract.GroupLiveSubject("berlin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "edges.mun-1.telemetry.temp", []byte("1"), jetstream.WithMsgID("mun-1-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "edges.ber-1.telemetry.temp", []byte("2"), jetstream.WithMsgID("ber-1-1")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := live.NextMsg(10 * time.Second)
+	if err != nil || m.Subject != contract.GroupPrefix+"berlin.edges.ber-1.telemetry.temp" {
+		t.Fatalf("live telemetry of group berlin: %v %v, want ber-1's only", m, err)
+	}
+	if _, err := js.Publish(ctx, contract.GroupCommandSubject("berlin", "ber-1", "reboot"), []byte("now")); err != nil {
+		t.Fatalf("command through group berlin: %v", err)
+	}
+	tethertest.WaitFor(t, 10*time.Second, func() error {
+		s, err := js.Stream(ctx, contract.CommandsStream)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter("edges.ber-1.cmd.reboot"))
+		if err != nil {
+			return err
+		}
+		if n := info.State.Subjects["edges.ber-1.cmd.reboot"]; n != 1 {
+			return fmt.Errorf("COMMANDS holds %d reboot(s) for ber-1, want 1", n)
+		}
+		return nil
+	})
+}
