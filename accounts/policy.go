@@ -131,35 +131,30 @@ func (s *Store) PolicyVersionFile(version int) ([]byte, error) {
 // Gateways returns the service gateway configurations of the policy in
 // force, one per edge (nil before any policy was applied).
 func (s *Store) Gateways() ([]policy.Gateway, error) {
-	data, err := os.ReadFile(s.policyPath("gateways.json"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("gateways: %w", err)
-	}
-	var gws []policy.Gateway
-	if err := json.Unmarshal(data, &gws); err != nil {
-		return nil, fmt.Errorf("gateways %s: %w", s.policyPath("gateways.json"), err)
-	}
-	return gws, nil
+	return readPolicyJSON[policy.Gateway](s, "gateways.json", "gateways")
 }
 
-// GroupStreams returns the group telemetry streams of the policy in force
-// (nil before any policy was applied, or when no grant reads a group).
+// GroupStreams returns the group streams of the policy in force (nil
+// before any policy was applied, or when no grant names a group).
 func (s *Store) GroupStreams() ([]policy.GroupStream, error) {
-	data, err := os.ReadFile(s.policyPath("groups.json"))
+	return readPolicyJSON[policy.GroupStream](s, "groups.json", "group streams")
+}
+
+// readPolicyJSON reads a list the applied policy keeps in the store's
+// policy directory (nil when the file does not exist).
+func readPolicyJSON[T any](s *Store, file, what string) ([]T, error) {
+	data, err := os.ReadFile(s.policyPath(file))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("group streams: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	var gs []policy.GroupStream
-	if err := json.Unmarshal(data, &gs); err != nil {
-		return nil, fmt.Errorf("group streams %s: %w", s.policyPath("groups.json"), err)
+	var out []T
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, s.policyPath(file), err)
 	}
-	return gs, nil
+	return out, nil
 }
 
 // PolicyFacts gathers the public facts the compiler needs: the CLOUD and

@@ -258,20 +258,16 @@ func applyPlan(cmd *cobra.Command, d *deps, s *accounts.Store, plan *accounts.Po
 		fmt.Fprintf(d.stdout, "policy version %d written to the store (%d account(s)); NOT pushed: running hubs keep the old rules until they restart or an apply with --push; a hub that starts from this store also hands the edges their gateway configurations (each takes its own when its link comes up)\n", v.Version, len(push))
 		return nil
 	}
-	// The gateways before the accounts: a gateway admitting a caller the
-	// accounts do not let call yet is harmless (the hub refuses the call),
-	// and a removed grant is refused earlier, never later; and an edge
-	// whose account changes relinks (its leaf scope changed), so it would
-	// miss a push made after the accounts (it fetches its configuration
-	// when it relinks, either way).
-	if err := deliverGateways(cmd.Context(), d, s, url, plan.Output.Gateways, v.Version, timeout); err != nil {
-		return fmt.Errorf("policy version %d is in the store but not in force everywhere: the edges' gateway configurations: %w; run the apply again to converge", v.Version, err)
-	}
-	// The group streams before the accounts too: a reader granted a group
-	// finds its stream, and an edge that left a group is purged from it
-	// before anything else changes.
-	if err := applyGroupStreams(cmd.Context(), d, s, url, plan.Output.Groups, timeout); err != nil {
-		return fmt.Errorf("policy version %d is in the store but not in force everywhere: the group telemetry streams: %w; run the apply again to converge", v.Version, err)
+	// The gateways and group streams before the accounts: a gateway
+	// admitting a caller the accounts do not let call yet is harmless (the
+	// hub refuses the call), and a removed grant is refused earlier, never
+	// later; an edge whose account changes relinks (its leaf scope
+	// changed), so it would miss a push made after the accounts (it
+	// fetches its configuration when it relinks, either way); a reader
+	// granted a group finds its stream, and an edge that left a group is
+	// purged from it before anything else changes.
+	if err := deliverToCloud(cmd.Context(), d, s, url, plan.Output, v.Version, timeout); err != nil {
+		return fmt.Errorf("policy version %d is in the store but not in force everywhere: %w; run the apply again to converge", v.Version, err)
 	}
 	if len(push) > 0 {
 		if err := pushPolicy(cmd.Context(), d, s, url, push, timeout); err != nil {
@@ -289,10 +285,12 @@ func applyPlan(cmd *cobra.Command, d *deps, s *accounts.Store, plan *accounts.Po
 	return nil
 }
 
-// deliverGateways stores every edge's gateway configuration in the cloud
-// and pushes the changed ones to the linked edges, reporting each edge:
-// applied now, or pending until its link comes up.
-func deliverGateways(ctx context.Context, d *deps, s *accounts.Store, url string, gws []policy.Gateway, version int, timeout time.Duration) error {
+// deliverToCloud hands the cloud what the policy keeps there: every
+// edge's gateway configuration (stored in the cloud bucket, pushed to the
+// changed edges that are linked) and the group streams, reporting each
+// edge (applied now, or pending until its link comes up) and each group
+// stream changed.
+func deliverToCloud(ctx context.Context, d *deps, s *accounts.Store, url string, out *policy.Output, version int, timeout time.Duration) error {
 	nc, err := fleet.ConnectCloud(s, url)
 	if err != nil {
 		return err
@@ -300,9 +298,9 @@ func deliverGateways(ctx context.Context, d *deps, s *accounts.Store, url string
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	res, err := fleet.DeliverGateways(ctx, s, nc, url, gws, version)
+	res, err := fleet.DeliverGateways(ctx, s, nc, url, out.Gateways, version)
 	if err != nil {
-		return err
+		return fmt.Errorf("the edges' gateway configurations: %w", err)
 	}
 	var refused []string
 	for _, r := range res {
@@ -321,35 +319,24 @@ func deliverGateways(ctx context.Context, d *deps, s *accounts.Store, url string
 	if len(res) == 0 {
 		fmt.Fprintln(d.stdout, "gateways: no edge's configuration changed")
 	}
+	changes, err := fleet.ApplyGroupStreams(ctx, nc, out.Groups)
+	for _, c := range changes {
+		switch {
+		case c.Deleted:
+			fmt.Fprintf(d.stdout, "group stream %s: deleted (no grant names group %s any more)\n", c.Stream, c.Group)
+		case c.Created:
+			fmt.Fprintf(d.stdout, "group stream %s: created with %d edge(s)\n", c.Stream, len(c.Joined))
+		default:
+			fmt.Fprintf(d.stdout, "group stream %s: %d edge(s) joined, %d left\n", c.Stream, len(c.Joined), len(c.Left))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("the group streams: %w", err)
+	}
 	if len(refused) > 0 {
 		return fmt.Errorf("edge(s) %s did not apply their gateway configuration", strings.Join(refused, ", "))
 	}
 	return nil
-}
-
-// applyGroupStreams makes the cloud's group telemetry streams those of the
-// policy and says what changed.
-func applyGroupStreams(ctx context.Context, d *deps, s *accounts.Store, url string, groups []policy.GroupStream, timeout time.Duration) error {
-	nc, err := fleet.ConnectCloud(s, url)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	res, err := fleet.ApplyGroupStreams(ctx, nc, groups)
-	for _, r := range res {
-		stream := r.Stream
-		switch {
-		case r.Deleted:
-			fmt.Fprintf(d.stdout, "group stream %s: deleted (no grant names group %s any more)\n", stream, r.Group)
-		case r.Created:
-			fmt.Fprintf(d.stdout, "group stream %s: created with %d edge(s)\n", stream, len(r.Joined))
-		default:
-			fmt.Fprintf(d.stdout, "group stream %s: %d edge(s) joined, %d left (purged)\n", stream, len(r.Joined), len(r.Left))
-		}
-	}
-	return err
 }
 
 func newPolicyShowCmd(d *deps) *cobra.Command {

@@ -63,25 +63,29 @@ func ApplyGroupStreams(ctx context.Context, js jetstream.JetStream, groups []pol
 	var sources []*jetstream.StreamSource // of COMMANDS, from the group command streams
 	for _, g := range groups {
 		g.Edges = slices.Compact(slices.Sorted(slices.Values(g.Edges)))
-		if g.Telemetry {
-			want[contract.GroupStream(g.Group)] = true
-			ch, err := applyGroupStream(ctx, js, tel.CachedInfo().Config, g)
+		type apply func(context.Context, jetstream.JetStream, jetstream.StreamConfig, policy.GroupStream) (GroupStreamChange, error)
+		for _, k := range []struct {
+			on     bool
+			stream string
+			base   jetstream.StreamConfig
+			apply  apply
+		}{
+			{g.Telemetry, contract.GroupStream(g.Group), tel.CachedInfo().Config, applyGroupStream},
+			{g.Commands && len(g.Edges) > 0, contract.GroupCommandStream(g.Group), cmds.CachedInfo().Config, applyGroupCommandStream},
+		} {
+			if !k.on {
+				continue
+			}
+			want[k.stream] = true
+			ch, err := k.apply(ctx, js, k.base, g)
 			if err != nil {
-				return out, fmt.Errorf("group stream %s: %w", contract.GroupStream(g.Group), err)
+				return out, fmt.Errorf("group stream %s: %w", k.stream, err)
 			}
 			if ch.Created || len(ch.Joined) > 0 || len(ch.Left) > 0 {
 				out = append(out, ch)
 			}
 		}
-		if g.Commands && len(g.Edges) > 0 {
-			want[contract.GroupCommandStream(g.Group)] = true
-			ch, err := applyGroupCommandStream(ctx, js, cmds.CachedInfo().Config, g)
-			if err != nil {
-				return out, fmt.Errorf("group stream %s: %w", contract.GroupCommandStream(g.Group), err)
-			}
-			if ch.Created || len(ch.Joined) > 0 || len(ch.Left) > 0 {
-				out = append(out, ch)
-			}
+		if want[contract.GroupCommandStream(g.Group)] {
 			sources = append(sources, commandSource(g.Group))
 		}
 	}
