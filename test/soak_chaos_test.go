@@ -322,15 +322,30 @@ func (s *soak) advance(t *testing.T, f *soakFault) bool {
 	return true
 }
 
-// checkRunning fails the soak if an edge process ended on its own.
+// checkRunning fails the soak if an edge process ended on its own, but
+// for its link watchdog: nats-server's connect loop can stop retrying
+// (#7615; the hub-down faults provoke it), and the edge then stops for
+// its supervisor to restart it (docs/ARCHITECTURE.md, "Link watchdog").
+// The soak does what a supervisor does: it restarts the edge on its data,
+// and says so; nothing may be lost either way.
 func (s *soak) checkRunning(t *testing.T) {
 	t.Helper()
 	for _, e := range s.edges {
-		if e.leaf != nil && e.leaf.proc.exited() {
+		if e.leaf == nil || !e.leaf.proc.exited() {
+			continue
+		}
+		if !strings.Contains(e.leaf.proc.stderr.String(), leafWatchdogStop) {
 			t.Fatalf("seed %d: %s exited on its own at %s: %v", s.cfg.seed, e.leaf.proc.name, s.elapsed(), e.leaf.proc.err)
 		}
+		t.Logf("%7s %s: its link watchdog stopped it (nats-server #7615): restarted on its data, as a supervisor does", s.elapsed(), e.leaf.proc.name)
+		e.watchdogStops++
+		e.start(t)
 	}
 }
+
+// leafWatchdogStop is what 'tether leaf' logs when its link watchdog
+// stops it (leaf/watchdog.go).
+const leafWatchdogStop = "link down and no attempt to reach a hub: stopping so the supervisor restarts the edge"
 
 // summary is one line per fault kind for the soak's report, and the
 // longest catch-up of an edge after any heal.

@@ -34,8 +34,10 @@ type soakEdge struct {
 	proxies   []*netproxy.Proxy
 	producers []*soakProducer
 	runs      int
-	leaf      *crashLeaf       // the current run; nil while the edge is down
-	procs     []*binaryProcess // every run, for their logs
+	// watchdogStops counts the runs its link watchdog ended.
+	watchdogStops int
+	leaf          *crashLeaf       // the current run; nil while the edge is down
+	procs         []*binaryProcess // every run, for their logs
 
 	mu      sync.Mutex
 	js      jetstream.JetStream // on the current run; nil while the edge is down

@@ -194,7 +194,7 @@ func TestSoak(t *testing.T) {
 	t.Logf("soak summary (seed %d, %s tier, %d edges x %d producers, %d msg/s per edge, %s of chaos, test %s):\n"+
 		"  published %d, acknowledged by the edges %d, refused by the client %d, delivered to the cloud %d "+
 		"(%d unacknowledged ones among them); lost 0, duplicated 0, out of order 0\n"+
-		"  edge runs (SIGKILL restarts included): %s\n"+
+		"  edge runs (SIGKILL and watchdog restarts included): %s\n"+
 		"  %s\n"+
 		"  %s",
 		cfg.seed, tier, cfg.edges, cfg.producers, cfg.rate, chaosTook.Round(time.Second), time.Since(s.start).Round(time.Second),
@@ -277,7 +277,11 @@ func (s *soak) checkFleet(t *testing.T, store *accounts.Store, cloud *nats.Conn)
 func (s *soak) runs() string {
 	var parts []string
 	for _, e := range s.edges {
-		parts = append(parts, fmt.Sprintf("%s %d", e.name, e.runs))
+		part := fmt.Sprintf("%s %d", e.name, e.runs)
+		if e.watchdogStops > 0 {
+			part += fmt.Sprintf(" (%d after its link watchdog stopped it)", e.watchdogStops)
+		}
+		parts = append(parts, part)
 	}
 	return strings.Join(parts, ", ")
 }
