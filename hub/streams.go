@@ -157,16 +157,33 @@ func (s *Server) loadGateways(ctx context.Context, js jetstream.JetStream, kv je
 	if err == nil {
 		gws, err = store.Gateways()
 	}
-	var changed []cloudjs.GatewayChange
-	if err == nil {
-		changed, err = cloudjs.PutGateways(ctx, kv, gws, version)
-	}
 	var groups []policy.GroupStream
 	if err == nil {
 		groups, err = store.GroupStreams()
 	}
+	var changed []cloudjs.GatewayChange
 	if err == nil {
-		_, err = cloudjs.ApplyGroupStreams(ctx, js, groups)
+		// In a forming cluster JetStream refuses for a while: retry, for
+		// a bounded time (the hub's other duties wait for this).
+		rctx, cancel := context.WithTimeout(ctx, loadPolicyFor)
+		var stale error
+		err = cloudjs.Retry(rctx, func(ctx context.Context) error {
+			c, err := cloudjs.PutGateways(ctx, kv, gws, version)
+			if errors.Is(err, cloudjs.ErrStaleGateways) {
+				stale = err // the cloud holds a later policy: leave it alone
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			changed = c
+			_, err = cloudjs.ApplyGroupStreams(ctx, js, groups)
+			return err
+		})
+		cancel()
+		if stale != nil {
+			err = stale
+		}
 	}
 	switch {
 	case errors.Is(err, cloudjs.ErrStaleGateways):
@@ -177,6 +194,10 @@ func (s *Server) loadGateways(ctx context.Context, js jetstream.JetStream, kv je
 		s.log.Info("gateway configurations of the store's policy loaded", "version", version, "edges", len(changed))
 	}
 }
+
+// loadPolicyFor bounds how long a starting hub tries to load its store's
+// gateway configurations and group streams into the cloud.
+const loadPolicyFor = time.Minute
 
 func (s *Server) ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
 	err := cloudjs.Retry(ctx, func(ctx context.Context) error {
