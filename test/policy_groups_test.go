@@ -333,9 +333,11 @@ func TestPolicyGroupsStoreOnlyCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	tethertest.WaitFor(t, 30*time.Second, func() error {
+	// The hubs retry for up to a minute while the cluster's JetStream forms
+	// (slow on a loaded machine with -race).
+	tethertest.WaitFor(t, 90*time.Second, func() error {
 		for _, name := range []string{contract.GroupStream("berlin"), contract.GroupCommandStream("berlin")} {
 			s, err := js.Stream(ctx, name)
 			if err != nil {
