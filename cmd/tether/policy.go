@@ -255,7 +255,7 @@ func applyPlan(cmd *cobra.Command, d *deps, s *accounts.Store, plan *accounts.Po
 		return err
 	}
 	if url == "" {
-		fmt.Fprintf(d.stdout, "policy version %d written to the store (%d account(s)); NOT pushed: running hubs keep the old rules until they restart or an apply with --push; a hub that starts from this store also hands the edges their gateway configurations (each takes its own when its link comes up)\n", v.Version, len(push))
+		fmt.Fprintf(d.stdout, "policy version %d written to the store (%d account(s)); NOT pushed: running hubs keep the old rules until they restart or an apply with --push; a hub that starts from this store also hands the edges their gateway configurations (each takes its own when its link comes up) and makes the group streams\n", v.Version, len(push))
 		return nil
 	}
 	// The gateways and group streams before the accounts: a gateway
