@@ -143,17 +143,12 @@ func setCommandSources(ctx context.Context, js jetstream.JetStream, cfg jetstrea
 		}
 	}
 	next = append(next, sources...)
-	key := func(ss []*jetstream.StreamSource) string {
-		var b strings.Builder
-		for _, s := range ss {
-			fmt.Fprintf(&b, "%s %v;", s.Name, s.SubjectTransforms)
-		}
-		return b.String()
-	}
-	if key(next) == key(cfg.Sources) {
+	want := cfg
+	want.Sources = next
+	if !differs(cfg, want) {
 		return nil
 	}
-	cfg.Sources = next
+	cfg = want
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("stream %s: sources of the group command streams: %w", contract.CommandsStream, err)
 	}
@@ -197,13 +192,27 @@ func applyGroupCommandStream(ctx context.Context, js jetstream.JetStream, ccfg j
 		}
 	}
 	ch.Joined, ch.Left = joinedLeft(had, g.Edges)
-	if len(ch.Joined) == 0 && len(ch.Left) == 0 {
+	if !differs(s.CachedInfo().Config, cfg) {
 		return ch, nil
 	}
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		return ch, err
 	}
 	return ch, nil
+}
+
+// differs reports whether the settings a group stream's want sets differ
+// from cur's: a stream that is as it should be is not updated (an update
+// is a proposal to the stream's replicas, at every apply and hub start).
+func differs(cur, want jetstream.StreamConfig) bool {
+	key := func(c jetstream.StreamConfig) string {
+		s := fmt.Sprint(c.Subjects, c.Replicas, c.MaxAge, c.MaxBytes, c.MaxMsgSize, c.Duplicates, c.RePublish)
+		for _, src := range c.Sources {
+			s += fmt.Sprint(src.Name, src.OptStartSeq, src.SubjectTransforms)
+		}
+		return s
+	}
+	return key(cur) != key(want)
 }
 
 // joinedLeft returns the edges of now not in had, and those of had not in
@@ -299,9 +308,10 @@ func applyGroupStream(ctx context.Context, js jetstream.JetStream, tcfg jetstrea
 			return ch, err
 		}
 	}
-	cfg := groupStreamConfig(tcfg, g, start)
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return ch, err
+	if cfg := groupStreamConfig(tcfg, g, start); differs(cur.Config, cfg) {
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return ch, err
+		}
 	}
 	for _, e := range ch.Left {
 		if err := s.Purge(ctx, jetstream.WithPurgeSubject(contract.CloudTelemetrySubject(e))); err != nil {
